@@ -1,0 +1,105 @@
+"""Parquet schemas of the corpus manifests (public: pandas, polars and duckdb read them) and of the
+internal unit outputs. Tables are built from lists of dicts through these schemas, so column
+order and types never depend on the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+SAMPLES = pa.schema([
+    ("key", pa.string()),
+    ("sample_id", pa.string()),
+    ("input_id", pa.string()),
+    ("input_index", pa.int64()),
+    ("segment", pa.int32()),
+    ("modality", pa.string()),
+    ("offset", pa.float64()),
+    ("seconds", pa.float64()),
+    ("sample_rate", pa.int32()),
+    ("captions", pa.list_(pa.string())),
+    ("source", pa.string()),
+    ("license", pa.string()),
+    ("task", pa.string()),
+    ("language", pa.string()),
+    ("path", pa.string()),
+    ("url", pa.string()),
+    ("rms_dbfs", pa.float64()),
+    ("peak", pa.float64()),
+    ("fingerprint", pa.string()),
+    ("shard", pa.string()),
+    ("payload_sha256", pa.string()),
+    ("config_hash", pa.string()),
+    ("extra", pa.string()),
+])
+
+REJECTS = pa.schema([
+    ("input_id", pa.string()),
+    ("input_index", pa.int64()),
+    ("key", pa.string()),
+    ("level", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("seconds", pa.float64()),
+    ("source", pa.string()),
+    ("path", pa.string()),
+])
+
+DUPLICATES = pa.schema([
+    ("input_id", pa.string()),
+    ("input_index", pa.int64()),
+    ("duplicate_of", pa.string()),
+    ("duplicate_of_index", pa.int64()),
+    ("fingerprint", pa.string()),
+    ("seconds", pa.float64()),
+    ("captions", pa.list_(pa.string())),
+    ("source", pa.string()),
+    ("path", pa.string()),
+])
+
+# Internal: one row per input of a unit, after the unit's own checks (before global dedup).
+UNIT_INPUTS = pa.schema([
+    ("input_index", pa.int64()),
+    ("input_id", pa.string()),
+    ("status", pa.string()),
+    ("reason", pa.string()),
+    ("seconds", pa.float64()),
+    ("kept_seconds", pa.float64()),
+    ("kept_segments", pa.int32()),
+    ("fingerprint", pa.string()),
+    ("bucket", pa.int32()),
+    ("record", pa.string()),
+])
+
+# Internal: kept segments of a unit (metadata; the payload bytes sit in a file of their own).
+UNIT_SEGMENTS = pa.schema([
+    ("key", pa.string()),
+    ("sample_id", pa.string()),
+    ("input_index", pa.int64()),
+    ("segment", pa.int32()),
+    ("modality", pa.string()),
+    ("offset", pa.float64()),
+    ("seconds", pa.float64()),
+    ("rms_dbfs", pa.float64()),
+    ("peak", pa.float64()),
+    ("payload_bytes", pa.int64()),
+    ("payload_sha256", pa.string()),
+])
+
+UNIT_PAYLOAD = pa.schema([("key", pa.string()), ("payload", pa.large_binary())])
+
+DEDUP = pa.schema([
+    ("input_index", pa.int64()),
+    ("keeper_index", pa.int64()),
+    ("captions", pa.list_(pa.string())),
+])
+
+
+def table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """A table with exactly `schema`'s columns; missing keys become nulls."""
+    rows = list(rows)
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.table(columns, schema=schema)

@@ -1,0 +1,114 @@
+"""Reproducible WebDataset tars, and the rule that cuts an ordered list of samples into shards.
+
+A sample is a dict with `__key__` and one bytes value per extension (`flac`, `json`, `npy`, ...).
+Members are written as `<key>.<ext>`, extensions sorted, with fixed mtime, owner and mode, so equal
+samples give equal bytes on every machine; `webdataset` and `datasets` read the tars as they are.
+
+>>> import io, tarfile, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "s.tar"
+>>> with TarShardWriter(path) as w:
+...     w.write({"__key__": "a", "json": b"{}", "flac": b"x"})
+>>> tarfile.open(path).getnames()
+['a.flac', 'a.json']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ualm.manifests.layout import temporary_sibling
+
+FIXED_MTIME = 0
+_KEY = re.compile(r"^[A-Za-z0-9_\-:]+(/[A-Za-z0-9_\-:]+)*$")
+
+
+class TarShardWriter:
+    """Writes one tar atomically: members go to a temporary file, renamed on a clean exit."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self.payload_bytes = 0
+        self._keys: set[str] = set()
+        self._tmp = temporary_sibling(self.path)
+        self._tar: tarfile.TarFile | None = None
+
+    def __enter__(self) -> TarShardWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.GNU_FORMAT)
+        return self
+
+    def write(self, sample: dict[str, Any]) -> None:
+        assert self._tar is not None, "use TarShardWriter as a context manager"
+        key = sample["__key__"]
+        if not isinstance(key, str) or not _KEY.match(key) or "." in key:
+            raise ValueError(f"invalid WebDataset key {key!r}: letters, digits, _ - : only")
+        if key in self._keys:
+            raise ValueError(f"duplicate key {key!r} in shard {self.path.name}")
+        self._keys.add(key)
+        for ext in sorted(k for k in sample if not k.startswith("__")):
+            data = sample[ext]
+            if not isinstance(data, bytes):
+                raise TypeError(f"{key}.{ext} must be bytes, got {type(data).__name__}")
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), FIXED_MTIME, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            self._tar.addfile(info, io.BytesIO(data))
+            self.payload_bytes += len(data)
+        self.count += 1
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._tar is not None
+        self._tar.close()
+        if exc_type is None:
+            with open(self._tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def plan_shards(sizes: Sequence[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Cuts samples (in their global order) into [start, stop) ranges: a shard closes when it
+    holds max_samples, or before a sample that would take it past max_bytes. A single sample
+    larger than max_bytes gets a shard of its own.
+
+    >>> plan_shards([5, 5, 5, 5, 5], max_samples=2, max_bytes=100)
+    [(0, 2), (2, 4), (4, 5)]
+    >>> plan_shards([60, 60, 30, 200], max_samples=10, max_bytes=100)
+    [(0, 1), (1, 3), (3, 4)]
+    """
+    ranges: list[tuple[int, int]] = []
+    start, used = 0, 0
+    for i, size in enumerate(sizes):
+        full = i - start >= max_samples or (i > start and used + size > max_bytes)
+        if full:
+            ranges.append((start, i))
+            start, used = i, 0
+        used += size
+    if start < len(sizes):
+        ranges.append((start, len(sizes)))
+    return ranges
+
+
+def safe_key(input_id: str) -> str:
+    """A WebDataset-safe key for an input id: ids may hold dots and slashes, keys may not. When
+    cleaning changes the id, a short hash keeps distinct ids distinct.
+
+    >>> safe_key("speech/a.wav")
+    'speech_a_wav-932b5b1c'
+    >>> safe_key("clip_001")
+    'clip_001'
+    """
+    clean = re.sub(r"[^A-Za-z0-9_\-]", "_", input_id)[:96]
+    if clean == input_id:
+        return clean
+    return f"{clean}-{hashlib.sha1(input_id.encode()).hexdigest()[:8]}"

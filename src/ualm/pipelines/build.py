@@ -1,0 +1,154 @@
+"""`ualm build`: list inputs → ingest units (map) → exact dedup (reduce by fingerprint bucket)
+→ shard plan (global, deterministic) → shard writers (map) → corpus.json.
+
+Each stage skips units whose completion record is valid, so a rerun after a crash redoes only
+what was unfinished and ends with the same bytes as a clean run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ualm import __version__
+from ualm.config import SCHEMA_VERSION, BuildConfig
+from ualm.errors import UalmError
+from ualm.manifests.card import write_card
+from ualm.manifests.inputs import InputListing, list_inputs
+from ualm.manifests.inspect import summarize
+from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
+from ualm.pipelines.dedup import DedupTask, run_dedup_bucket
+from ualm.pipelines.engines import Engine, make_engine
+from ualm.pipelines.ingest import IngestTask, run_ingest_unit
+from ualm.pipelines.progress import Progress
+from ualm.pipelines.shard import plan as plan_shards
+from ualm.pipelines.shard import run_shard
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    corpus: Path
+    summary: dict[str, Any]
+    skipped_units: int
+    """Units found complete from an earlier run and not redone."""
+
+
+def build_corpus(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    config: BuildConfig | None = None,
+    *,
+    engine: str | Engine = "dask",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    allow_roots: Sequence[str | Path] = (),
+    progress: bool = True,
+) -> BuildResult:
+    """Builds (or resumes) a corpus. Returns once `corpus.json` is written."""
+    config = config or BuildConfig()
+    layout = CorpusLayout(out)
+    listing = list_inputs(inputs, allow_roots)
+    _prepare_output(layout, config, listing)
+    if layout.corpus_file.is_file():
+        return BuildResult(layout.root, summarize(layout.root), skipped_units=_count_units(listing, config))
+    started = time.time()
+    owned = not isinstance(engine, Engine)
+    runner = make_engine(engine, scheduler, workers) if owned else engine
+    try:
+        skipped = _run_stages(runner, layout, config, listing, progress)
+    finally:
+        if owned:
+            runner.close()
+    summary = _finalize(layout, config, listing)
+    _log_run(layout, runner.name, started, skipped)
+    return BuildResult(layout.root, summary, skipped)
+
+
+def _count_units(listing: InputListing, config: BuildConfig) -> int:
+    return -(-len(listing.records) // config.work.unit_size)
+
+
+def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
+                listing: InputListing, progress: bool) -> int:
+    size = config.work.unit_size
+    units = _count_units(listing, config)
+    ingest = [
+        IngestTask(str(layout.root), u, config.to_dict(),
+                   tuple(r.to_dict() for r in listing.records[u * size:(u + 1) * size]))
+        for u in range(units)
+    ]
+    skipped = _map_pending(engine, "ingest", run_ingest_unit, ingest, layout, progress)
+    buckets = [DedupTask(str(layout.root), b, units) for b in range(config.work.dedup_buckets)]
+    skipped += _map_pending(engine, "dedup", run_dedup_bucket, buckets, layout, progress,
+                            index=lambda t: t.bucket)
+    shards = plan_shards(layout, config, units)
+    skipped += _map_pending(engine, "shard", run_shard, shards, layout, progress,
+                            index=lambda t: t.stage_index)
+    return skipped
+
+
+def _map_pending(engine: Engine, stage: str, fn: Any, tasks: list, layout: CorpusLayout,
+                 progress: bool, index: Any = lambda t: t.unit) -> int:
+    pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
+    meter = Progress(stage, len(pending), enabled=progress)
+    if pending:
+        engine.map(fn, pending, stage, meter.update)
+    return len(tasks) - len(pending)
+
+
+def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
+    """Creates the folder, or checks that an existing one belongs to the same inputs and config."""
+    try:
+        layout.work.mkdir(parents=True, exist_ok=True)
+        probe = layout.work / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UalmError(f"cannot write to output folder {layout.root}: {exc.strerror}",
+                        fix="choose a writable --out folder") from exc
+    state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
+             "inputs": len(listing.records)}
+    if layout.plan_file.is_file():
+        previous = json.loads(layout.plan_file.read_text())
+        if previous != state:
+            raise UalmError(
+                f"{layout.root} holds a corpus built from other inputs or another config",
+                fix="use a new --out folder, or delete the old one to rebuild",
+            )
+    elif any(p.name != "_work" for p in layout.root.iterdir()):
+        raise UalmError(f"output folder {layout.root} is not empty and holds no ualm build",
+                        fix="choose an empty or new --out folder")
+    else:
+        atomic_write_json(layout.plan_file, state)
+
+
+def _finalize(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> dict[str, Any]:
+    summary = summarize(layout.root, expected_inputs=len(listing.records))
+    corpus = {
+        "schema_version": SCHEMA_VERSION,
+        "ualm_version": __version__,
+        "config": config.to_dict(),
+        "config_hash": config.hash(),
+        "inputs": {"description": listing.description, "digest": listing.digest,
+                   "rows": len(listing.records)},
+        "counts": {k: summary[k] for k in ("inputs", "kept", "rejected", "duplicates",
+                                           "samples", "hours", "shards", "text_shards")},
+        "reasons": summary["reasons"],
+    }
+    write_card(layout, corpus, summary)
+    atomic_write_json(layout.corpus_file, corpus)
+    for unit in range(_count_units(listing, config)):
+        layout.unit_payload(unit).unlink(missing_ok=True)  # staged bytes now live in the shards
+    return summary
+
+
+def _log_run(layout: CorpusLayout, engine: str, started: float, skipped: int) -> None:
+    line = json.dumps({"engine": engine, "started": started, "seconds": time.time() - started,
+                       "skipped_units": skipped, "ualm_version": __version__})
+    with open(layout.runs_log, "a") as handle:
+        handle.write(line + "\n")

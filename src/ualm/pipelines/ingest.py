@@ -1,0 +1,226 @@
+"""The ingest map: one work unit of input records → decoded, checked, windowed, FLAC-encoded
+samples, plus an outcome for every input. Engine-free: a plain function of (task) → summary."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ualm.audio.decode import iter_decoded, probe
+from ualm.audio.errors import AudioRejected
+from ualm.audio.flac import encode_flac
+from ualm.audio.windows import iter_windows
+from ualm.config import BuildConfig
+from ualm.filters.base import Rejection, first_rejection
+from ualm.filters.quality import quality_checks, rms_dbfs
+from ualm.manifests import schema
+from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.manifests.records import InputRecord
+from ualm.manifests.shards import safe_key
+from ualm.pipelines.staging import PayloadWriter
+
+STAGE = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestTask:
+    """Everything one ingest unit needs; small and picklable (records are plain dicts)."""
+
+    corpus: str
+    unit: int
+    config: dict[str, Any]
+    records: tuple[dict[str, Any], ...]
+
+
+@dataclass
+class InputOutcome:
+    """What happened to one input inside its unit."""
+
+    record: InputRecord
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    rejection: Rejection | None = None
+    seconds: float | None = None
+    fingerprint: str | None = None
+
+
+def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
+    """Processes one unit and leaves its outputs and completion record; returns its summary."""
+    config = BuildConfig.from_dict(task.config)
+    layout = CorpusLayout(task.corpus)
+    records = [InputRecord.from_dict(r) for r in task.records]
+    outcomes: list[InputOutcome] = []
+    with PayloadWriter(layout.unit_payload(task.unit)) as payloads:
+        for record in records:
+            outcomes.append(process_record(record, config, payloads))
+    _write_tables(layout, task.unit, outcomes, config)
+    summary = _summary(task.unit, outcomes)
+    write_done(
+        layout, STAGE, task.unit,
+        [layout.unit_payload(task.unit), layout.unit_segments(task.unit),
+         layout.unit_inputs(task.unit), layout.rejects_part(task.unit)],
+        summary,
+    )
+    return summary
+
+
+def process_record(record: InputRecord, config: BuildConfig, payloads: PayloadWriter) -> InputOutcome:
+    """Never raises for bad input: every failure becomes the outcome's rejection."""
+    outcome = InputOutcome(record)
+    if record.reject_reason is not None:
+        outcome.rejection = Rejection(record.reject_reason, record.reject_detail)
+    elif record.modality == "text":
+        _ingest_text(outcome, payloads)
+    elif record.path is None:
+        outcome.rejection = Rejection("input/url_not_supported",
+                                      "URL inputs need the crawler stage, which is not enabled")
+    else:
+        try:
+            _ingest_audio(outcome, config, payloads)
+        except AudioRejected as exc:
+            outcome.rejection = Rejection(exc.reason, exc.detail)
+        except Exception as exc:  # one bad file must not end the job; say what happened
+            outcome.rejection = Rejection("decode/unexpected_error", f"{type(exc).__name__}: {exc}")
+    if outcome.rejection is not None:
+        outcome.kept = []
+    elif not outcome.kept:
+        outcome.rejection = _dominant(outcome.dropped)
+    return outcome
+
+
+def _ingest_text(outcome: InputOutcome, payloads: PayloadWriter) -> None:
+    record = outcome.record
+    payload = (record.messages or "").encode()
+    key = safe_key(record.input_id)
+    payloads.add(key, payload)
+    outcome.fingerprint = hashlib.sha256(b"text\0" + payload).hexdigest()
+    outcome.seconds = 0.0
+    outcome.kept.append({
+        "key": key, "sample_id": record.input_id, "input_index": record.index, "segment": 0,
+        "modality": "text", "offset": 0.0, "seconds": 0.0, "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    })
+
+
+def _ingest_audio(outcome: InputOutcome, config: BuildConfig, payloads: PayloadWriter) -> None:
+    record, quality = outcome.record, config.quality
+    info = probe(record.path)
+    if info.seconds is not None:
+        stop = min(record.end, info.seconds) if record.end is not None else info.seconds
+        outcome.seconds = max(stop - record.start, 0.0)
+        if outcome.seconds > quality.max_input_seconds:
+            outcome.rejection = Rejection(
+                "quality/too_long", f"{outcome.seconds:.1f} s > {quality.max_input_seconds:g} s (header)")
+            return
+    rate = config.audio.sample_rate
+    window = round(config.segment.seconds * rate) if config.segment.seconds else None
+    max_frames = quality.max_input_seconds * rate
+    checks = quality_checks(quality)
+    hasher = hashlib.sha256()
+    base_key, total = safe_key(record.input_id), 0
+    chunks = iter_decoded(record.path, target_rate=rate, start=record.start, end=record.end)
+    for n, samples in iter_windows(chunks, window):
+        offset = total / rate
+        total += len(samples)
+        if total > max_frames:
+            outcome.rejection = Rejection(
+                "quality/too_long", f"decoded past {quality.max_input_seconds:g} s")
+            return
+        hasher.update(samples.tobytes())
+        seconds = len(samples) / rate
+        segment = {"key": f"{base_key}__seg_{n:05d}", "sample_id": f"{record.input_id}::seg_{n}",
+                   "input_index": record.index, "segment": n, "modality": "audio",
+                   "offset": record.start + offset, "seconds": seconds}
+        rejection = _window_rejection(n, samples, rate, window, config, checks)
+        if rejection is not None:
+            outcome.dropped.append({**segment, "reason": rejection.reason, "detail": rejection.detail})
+            continue
+        payload = encode_flac(samples, rate)
+        payloads.add(segment["key"], payload)
+        outcome.kept.append({
+            **segment, "rms_dbfs": rms_dbfs(samples), "peak": float(np.max(np.abs(samples))),
+            "payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        })
+    outcome.seconds = total / rate
+    if total == 0:
+        outcome.rejection = Rejection("quality/empty", "the file decodes to no samples")
+    outcome.fingerprint = hasher.hexdigest()
+
+
+def _window_rejection(n: int, samples: np.ndarray, rate: int, window: int | None,
+                      config: BuildConfig, checks: list) -> Rejection | None:
+    seconds = len(samples) / rate
+    if n == 0 and seconds < config.quality.min_seconds:
+        return Rejection("quality/too_short", f"{seconds:.2f} s < {config.quality.min_seconds:g} s")
+    if window is not None and len(samples) < window and seconds < config.segment.min_tail_seconds:
+        return Rejection("segment/short_tail",
+                         f"{seconds:.2f} s tail < {config.segment.min_tail_seconds:g} s")
+    return first_rejection(checks, samples, rate)
+
+
+def _dominant(dropped: list[dict[str, Any]]) -> Rejection:
+    """An input whose every window was dropped takes the reason covering most of its audio."""
+    seconds: Counter[str] = Counter()
+    for window in dropped:
+        seconds[window["reason"]] += window["seconds"]
+    reason = max(seconds, key=lambda r: (seconds[r], -list(seconds).index(r)))
+    detail = next(w["detail"] for w in dropped if w["reason"] == reason)
+    if len(dropped) > 1:
+        detail = f"all {len(dropped)} windows dropped ({reason} first: {detail})"
+    return Rejection(reason, detail)
+
+
+def _write_tables(layout: CorpusLayout, unit: int, outcomes: list[InputOutcome],
+                  config: BuildConfig) -> None:
+    inputs, segments, rejects = [], [], []
+    buckets = config.work.dedup_buckets
+    for o in outcomes:
+        r = o.record
+        kept = o.rejection is None
+        inputs.append({
+            "input_index": r.index, "input_id": r.input_id,
+            "status": "kept" if kept else "rejected",
+            "reason": None if kept else o.rejection.reason,
+            "seconds": o.seconds, "kept_seconds": sum(s["seconds"] for s in o.kept),
+            "kept_segments": len(o.kept), "fingerprint": o.fingerprint if kept else None,
+            "bucket": int(o.fingerprint[:8], 16) % buckets if kept else None,
+            "record": _record_json(r),
+        })
+        segments.extend(o.kept)
+        base = {"input_id": r.input_id, "input_index": r.index, "source": r.source, "path": r.path}
+        if not kept:
+            rejects.append({**base, "level": "input", "stage": o.rejection.stage,
+                            "reason": o.rejection.reason, "detail": o.rejection.detail,
+                            "seconds": o.seconds})
+        else:
+            rejects.extend(
+                {**base, "key": d["key"], "level": "segment", "stage": d["reason"].split("/")[0],
+                 "reason": d["reason"], "detail": d["detail"], "seconds": d["seconds"]}
+                for d in o.dropped
+            )
+    atomic_write_table(layout.unit_inputs(unit), schema.table(inputs, schema.UNIT_INPUTS))
+    atomic_write_table(layout.unit_segments(unit), schema.table(segments, schema.UNIT_SEGMENTS))
+    atomic_write_table(layout.rejects_part(unit), schema.table(rejects, schema.REJECTS))
+
+
+def _record_json(record: InputRecord) -> str:
+    import json
+
+    return json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False)
+
+
+def _summary(unit: int, outcomes: list[InputOutcome]) -> dict[str, Any]:
+    kept = [o for o in outcomes if o.rejection is None]
+    return {
+        "unit": unit,
+        "inputs": len(outcomes),
+        "kept_inputs": len(kept),
+        "rejected_inputs": len(outcomes) - len(kept),
+        "kept_samples": sum(len(o.kept) for o in kept),
+        "kept_seconds": sum(s["seconds"] for o in kept for s in o.kept),
+        "reasons": dict(Counter(o.rejection.reason for o in outcomes if o.rejection)),
+    }

@@ -1,0 +1,45 @@
+"""Shared fixtures: a small synthetic world (good clips plus every kind of hostile input) and
+corpora built from it once per session. Nothing touches the network."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from pathlib import Path
+
+import pytest
+
+from ualm.audio.synthetic import SyntheticWorld, make_world
+from ualm.config import BuildConfig
+
+# Small shards and units so a dozen clips exercise several units, buckets and shards.
+SMALL = BuildConfig.from_dict({
+    "shards": {"max_samples": 7},
+    "work": {"unit_size": 5, "dedup_buckets": 3},
+})
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> SyntheticWorld:
+    return make_world(tmp_path_factory.mktemp("world"), n_clips=12, seed=7)
+
+
+@pytest.fixture(scope="session")
+def local_corpus(world: SyntheticWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ualm.pipelines.build import build_corpus
+
+    out = tmp_path_factory.mktemp("local") / "corpus"
+    build_corpus([world.manifest], out, SMALL, engine="local", progress=False)
+    return out
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every published file of a corpus (not the internal _work folder), by relative path."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "_work" not in p.relative_to(root).parts
+    }

@@ -1,0 +1,66 @@
+"""The `ualm` command: contract of `inspect --json`, person-readable output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ualm.audio.synthetic import SyntheticWorld
+
+CLI = [sys.executable, "-m", "ualm.cli"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_inspect_json_contract(local_corpus: Path, world: SyntheticWorld) -> None:
+    proc = _run("inspect", str(local_corpus), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    for key in ("inputs", "kept", "rejected", "duplicates", "reasons", "samples", "hours", "shards"):
+        assert key in summary
+    assert summary["inputs"] == summary["kept"] + summary["rejected"] + summary["duplicates"]
+    expected_reasons: dict[str, int] = {}
+    for outcome in world.expected.values():
+        if outcome not in ("kept", "duplicate"):
+            expected_reasons[outcome] = expected_reasons.get(outcome, 0) + 1
+    assert summary["reasons"] == expected_reasons
+    assert summary["hours"] > 0
+
+
+def test_inspect_for_a_person_with_a_funnel_picture(local_corpus: Path, tmp_path: Path) -> None:
+    png = tmp_path / "funnel.png"
+    proc = _run("inspect", str(local_corpus), "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert "funnel (hours)" in proc.stdout and "= kept" in proc.stdout
+    assert "quality/silent" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_one_line_with_a_fix(tmp_path: Path, world: SyntheticWorld) -> None:
+    cases = [
+        (["build", "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")],
+         "input not found"),
+        (["inspect", str(tmp_path)], "not a complete ualm corpus"),
+        (["build", "--input", str(world.manifest), "--out", str(tmp_path / "o2"),
+          "--config", str(tmp_path / "missing.yaml")], "config file not found"),
+    ]
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("audio:\n  sample_rat: 16000\n")
+    cases.append((["build", "--input", str(world.manifest), "--out", str(tmp_path / "o3"),
+                   "--config", str(bad_config)], "unknown key(s) in config section 'audio'"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases.append((["build", "--input", str(world.manifest), "--out", str(blocker / "sub"),
+                   "--engine", "local"], "cannot write to output folder"))
+    for args, message in cases:
+        proc = _run(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    debug = _run("--debug", "inspect", str(tmp_path))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
