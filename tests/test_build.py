@@ -130,3 +130,22 @@ def test_other_config_into_the_same_folder_is_refused(world: SyntheticWorld,
 
     with pytest.raises(UalmError, match="other inputs or another config"):
         build_corpus([world.manifest], local_corpus, BuildConfig(), engine="local", progress=False)
+
+
+def test_completion_records_hold_the_hashes_of_what_each_unit_wrote(local_corpus: Path) -> None:
+    from ualm.manifests.layout import sha256_file
+
+    records = sorted((local_corpus / "_work" / "done").glob("*.json"))
+    stages = {r.name.split("-")[0] for r in records}
+    assert stages == {"ingest", "dedup", "shard"}
+    checked = 0
+    for record in records:
+        for rel, meta in json.loads(record.read_text())["files"].items():
+            path = local_corpus / rel
+            if path.exists():  # staged payloads are removed once the shards hold them
+                assert sha256_file(path) == meta["sha256"], rel
+                assert path.stat().st_size == meta["bytes"]
+                checked += 1
+            else:
+                assert rel.endswith(".payload.parquet")
+    assert checked >= len(list((local_corpus / "audio").glob("*.tar")))

@@ -25,6 +25,7 @@ MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 # Containers libsndfile reads; PyAV gets everything else (and these when libsndfile refuses).
 # Not mp3: libsndfile 1.2.2 garbles the first ~0.1-0.3 s after every sf_read boundary.
+# Not opus: FFmpeg decodes it 2.8x faster than libsndfile (measured on the benchmark's clips).
 _SOUNDFILE = frozenset({"wav", "rf64", "w64", "flac", "ogg", "aiff", "caf", "au"})
 
 

@@ -16,10 +16,13 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
     libsndfile's own float -> int conversion differs between WAV and FLAC, so everything that
     must agree bit for bit (FLAC shards, lossless duplicates) quantises here first.
     """
-    x = np.asarray(samples, dtype=np.float64)
+    # float32 is exact here: scaling by a power of two, then rounding to an integer below 2**24.
+    x = np.multiply(samples, np.float32(32768.0), dtype=np.float32)
     if not np.isfinite(x).all():
         raise ValueError("cannot quantise NaN or inf samples to PCM")
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
+    np.rint(x, out=x)
+    np.clip(x, -32768, 32767, out=x)
+    return x.astype(np.int16)
 
 
 def encode_flac(samples: np.ndarray, sample_rate: int) -> bytes:

@@ -31,7 +31,7 @@ def sniff(head: bytes) -> str | None:
     """Names the container from a file's first bytes, or None when nothing matches."""
     for offset, magic, name in _MAGIC:
         if head[offset : offset + len(magic)] == magic:
-            return name
+            return _ogg_codec(head) if name == "ogg" else name
     if head[:4] == b"RIFF":
         return {b"WAVE": "wav", b"AVI ": "avi"}.get(head[8:12])
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -44,6 +44,13 @@ def sniff(head: bytes) -> str | None:
     if (head[1] >> 3) & 3 == 1 or head[2] >> 4 == 15 or (head[2] >> 2) & 3 == 3:
         return None
     return "mp3"
+
+
+def _ogg_codec(head: bytes) -> str:
+    """Ogg holds Vorbis or Opus; the first packet (after the segment table) says which."""
+    segments = head[26] if len(head) > 26 else 0
+    first_packet = head[27 + segments : 27 + segments + 8]
+    return "opus" if first_packet == b"OpusHead" else "ogg"
 
 
 def read_head(path: Path) -> str | None:

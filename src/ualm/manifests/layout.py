@@ -20,7 +20,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,12 +98,13 @@ def temporary_sibling(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never a part. No fsync: the failure this
+    guards against is a killed process or worker (the rename is atomic), and a flush per unit
+    would stall every worker on the disk; a host crash is recovered by rebuilding the corpus."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -119,6 +120,30 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
+class HashingWriter:
+    """A write-only file wrapper that hashes what passes through it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -128,10 +153,13 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
 
 
 def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[Path],
-               summary: dict[str, Any] | None = None) -> None:
-    """Records that a unit finished, with the hash and size of every file it wrote."""
+               summary: dict[str, Any] | None = None,
+               known_hashes: dict[Path, str] | None = None) -> None:
+    """Records that a unit finished, with the hash and size of every file it wrote
+    (`known_hashes` spares re-reading files whose hash was taken while writing)."""
+    known = known_hashes or {}
     files = {
-        layout.relative(p): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        layout.relative(p): {"sha256": known.get(p) or sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(outputs)
     }
     atomic_write_json(layout.done_record(stage, index), {"files": files, "summary": summary or {}})

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ualm.manifests.layout import temporary_sibling
+from ualm.manifests.layout import HashingWriter, temporary_sibling
 
 FIXED_MTIME = 0
 _KEY = re.compile(r"^[A-Za-z0-9_\-:]+(/[A-Za-z0-9_\-:]+)*$")
@@ -42,8 +42,14 @@ class TarShardWriter:
 
     def __enter__(self) -> TarShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tar = tarfile.open(self._tmp, "w", format=tarfile.GNU_FORMAT)
+        self._file = HashingWriter(open(self._tmp, "wb"))
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
         return self
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the finished tar, computed while writing (no second read of the file)."""
+        return self._file.hexdigest()
 
     def write(self, sample: dict[str, Any]) -> None:
         assert self._tar is not None, "use TarShardWriter as a context manager"
@@ -68,9 +74,8 @@ class TarShardWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self._tar is not None
         self._tar.close()
+        self._file.close()
         if exc_type is None:
-            with open(self._tmp, "rb") as handle:
-                os.fsync(handle.fileno())
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)

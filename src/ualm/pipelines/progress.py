@@ -43,7 +43,8 @@ class Progress:
                 f"({self.seconds / 3600:.2f} h) kept")
         if self.kept or self.rejected:
             line += f" · inputs kept {self.kept}, rejected {self.rejected}"
-        line += f" · {rate:.1f} units/s"
+        elapsed = time.monotonic() - self._start
+        line += f" · {elapsed:.1f} s" if final else f" · {rate:.1f} units/s"
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
         else:

@@ -102,7 +102,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     atomic_write_table(part, schema.table(manifest_rows, schema.SAMPLES))
     summary = {"shard": shard_name, "samples": len(manifest_rows),
                "seconds": sum(r["seconds"] for r in manifest_rows)}
-    write_done(layout, STAGE, task.stage_index, [shard_path, part], summary)
+    write_done(layout, STAGE, task.stage_index, [shard_path, part], summary,
+               known_hashes={shard_path: writer.sha256})
     return summary
 
 
