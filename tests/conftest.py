@@ -7,6 +7,13 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if "UALM_CACHE" not in os.environ:  # codecs and tokens cached per test session, never in ~
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["UALM_CACHE"] = tempfile.mkdtemp(prefix="ualm-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["UALM_CACHE"], True)
 
 from pathlib import Path
 
@@ -19,6 +26,7 @@ from ualm.config import BuildConfig
 SMALL = BuildConfig.from_dict({
     "shards": {"max_samples": 7},
     "work": {"unit_size": 5, "dedup_buckets": 3},
+    "tokenize": {"enabled": False},
 })
 
 

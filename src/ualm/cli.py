@@ -23,7 +23,42 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="another folder that manifest paths may point into")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--no-tokenize", action="store_true", help="skip the codec stage")
+    _add_codec_options(p, defaults=False)
     p.set_defaults(run=_run_build)
+
+
+def _add_codec_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """Codec options; on `build` they override the config file only when given."""
+    p.add_argument("--codec", default="random" if defaults else None, metavar="PATH|random",
+                   help="EnCodec .th checkpoint, Hugging Face EncodecModel folder, or `random`")
+    p.add_argument("--bandwidth", type=float, default=6.0 if defaults else None, metavar="KBPS",
+                   help="1.5, 3, 6, 12 or 24 kbps (2-32 codebooks); default 6")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: adapts to memory")
+    p.add_argument("--cache", default=None, metavar="DIR", help="token cache (default ~/.cache/ualm)")
+
+
+def _add_tokenize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenize", help="codec token shards for every audio shard of a corpus")
+    p.add_argument("corpus", metavar="DIR")
+    p.add_argument("--engine", default="dask", choices=["local", "dask"])
+    p.add_argument("--scheduler", metavar="ADDR")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random codec")
+    p.add_argument("--quiet", action="store_true")
+    _add_codec_options(p, defaults=True)
+    p.set_defaults(run=_run_tokenize)
+
+
+def _add_listen(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("listen", help="decode a sample's codes back to a WAV file")
+    p.add_argument("corpus", metavar="DIR")
+    p.add_argument("key", help="the sample key (manifests/samples, column `key`)")
+    p.add_argument("-o", "--out", required=True, metavar="WAV")
+    p.add_argument("--codec-id", help="which token set, when the corpus holds several")
+    p.add_argument("--device", default=None)
+    p.set_defaults(run=_run_listen)
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -43,18 +78,67 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_demo)
 
 
+def _codec_overrides(args: argparse.Namespace) -> dict:
+    given = {"codec": args.codec, "bandwidth": args.bandwidth, "device": args.device,
+             "batch_size": args.batch_size, "cache_dir": args.cache}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _run_build(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from ualm.config import BuildConfig
     from ualm.manifests.inspect import format_summary
     from ualm.pipelines.build import build_corpus
 
     config = BuildConfig.from_yaml(args.config) if args.config else BuildConfig()
+    overrides = _codec_overrides(args)
+    if args.no_tokenize:
+        overrides["enabled"] = False
+    if overrides:
+        tokenize = BuildConfig.from_dict({"tokenize": {**dataclasses.asdict(config.tokenize),
+                                                       **overrides}}).tokenize
+        config = dataclasses.replace(config, tokenize=tokenize)
     result = build_corpus(args.input, args.out, config, engine=args.engine,
                           scheduler=args.scheduler, workers=args.workers,
                           allow_roots=args.allow_root, progress=not args.quiet)
     print(format_summary(result.summary))
     if result.skipped_units:
         print(f"(resumed: {result.skipped_units} finished units were not redone)")
+    if result.tokens:
+        _print_tokens(result.tokens)
+    return 0
+
+
+def _print_tokens(tokens: dict) -> None:
+    print(f"tokens   {tokens['codec_id']}: {tokens['samples']:,} samples, {tokens['tokens']:,} "
+          f"tokens ({tokens['codebooks']} codebooks x {tokens['frame_rate']:g} frames/s), "
+          f"{tokens['token_to_audio_bytes']:.3f} of the audio's bytes")
+    if tokens["random_weights"]:
+        print("warning: the codec has RANDOM weights (tests and demos only); pass --codec PATH "
+              "with real EnCodec weights for training data")
+
+
+def _run_tokenize(args: argparse.Namespace) -> int:
+    from ualm.config import TokenizeConfig
+    from ualm.tokenize.run import tokenize_corpus
+
+    config = TokenizeConfig(seed=args.seed, **_codec_overrides(args))
+    tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,
+                             workers=args.workers, progress=not args.quiet)
+    _print_tokens(tokens)
+    if tokens["skipped_shards"]:
+        print(f"(already done: {tokens['skipped_shards']} token shards were not redone)")
+    return 0
+
+
+def _run_listen(args: argparse.Namespace) -> int:
+    from ualm.tokenize.listen import listen
+
+    result = listen(args.corpus, args.key, args.out, codec_id=args.codec_id, device=args.device)
+    print(f"wrote {result.path} ({result.seconds:.2f} s, codec {result.codec_id})")
+    if result.random_weights:
+        print("note: this codec has random weights, so the audio is noise")
     return 0
 
 
@@ -69,16 +153,27 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
     from ualm.audio.synthetic import make_world
     from ualm.manifests.inspect import format_summary, plot_funnel
     from ualm.pipelines.build import build_corpus
+    from ualm.tokenize.listen import listen
 
     out = Path(args.out)
     world = make_world(out / "world", n_clips=args.clips, seed=args.seed)
     result = build_corpus([world.manifest], out / "corpus", engine=args.engine)
     print(format_summary(result.summary))
+    if result.tokens:
+        _print_tokens(result.tokens)
     funnel = plot_funnel(result.summary, out / "funnel.png")
     print(f"\ncorpus: {result.corpus}\nfunnel: {funnel}")
+    if result.tokens:
+        first = pq.read_table(result.corpus / "manifests" / "samples" / "audio-000000.parquet",
+                              columns=["key"]).column("key")[0].as_py()
+        heard = listen(result.corpus, first, out / "listen.wav")
+        print(f"listen: {heard.path} ({first} decoded from its codes"
+              + (", random codec: noise)" if heard.random_weights else ")"))
     return 0
 
 
@@ -86,7 +181,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ualm", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_inspect, _add_demo):
+    for add in (_add_build, _add_tokenize, _add_listen, _add_inspect, _add_demo):
         add(sub)
     return parser
 

@@ -18,6 +18,7 @@ from typing import Any
 from ualm.errors import UalmError
 
 SCHEMA_VERSION = 1
+BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
 
 
 def _fail(message: str) -> None:
@@ -107,6 +108,35 @@ class WorkConfig:
 
 
 @dataclass(frozen=True)
+class TokenizeConfig:
+    """The codec stage that `ualm build` runs after the audio stage. Not part of the corpus's
+    config hash: a new codec adds token shards and changes nothing else."""
+
+    enabled: bool = True
+    """Tokenize after building (`ualm tokenize` runs the stage on its own)."""
+    codec: str = "random"
+    """`random` (seeded, for tests and demos), an EnCodec `.th` checkpoint or a Hugging Face
+    EncodecModel folder."""
+    bandwidth: float = 6.0
+    """kbps: 1.5, 3, 6, 12 or 24 (2, 4, 8, 16 or 32 codebooks at 75 frames/s)."""
+    seed: int = 0
+    """Seed of the random codec."""
+    device: str | None = None
+    """`cuda`, `cpu`, or null for CUDA when available."""
+    batch_size: int | None = None
+    """Clips per forward pass; null adapts to memory."""
+    cache_dir: str | None = None
+    """Token cache shared across corpora; null uses $UALM_CACHE or ~/.cache/ualm."""
+
+    def __post_init__(self) -> None:
+        if self.bandwidth not in BANDWIDTHS:
+            _fail(f"tokenize.bandwidth must be one of {', '.join(f'{b:g}' for b in BANDWIDTHS)} "
+                  f"kbps, got {self.bandwidth:g}")
+        if self.batch_size is not None and self.batch_size < 1:
+            _fail(f"tokenize.batch_size must be >= 1 or null, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything that decides the bytes of a corpus. Engines and paths are not part of it."""
 
@@ -115,6 +145,7 @@ class BuildConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> BuildConfig:
@@ -148,9 +179,14 @@ class BuildConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def audio_dict(self) -> dict[str, Any]:
+        """The part of the config that decides the audio stage's bytes."""
+        return {k: v for k, v in self.to_dict().items() if k != "tokenize"}
+
     def hash(self) -> str:
-        """A short stable hash of the config, recorded in every manifest row and shard."""
-        blob = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True)
+        """A short stable hash of the audio stage's config, recorded in every manifest row and
+        shard (the codec stage records its own codec id instead)."""
+        blob = json.dumps({"schema": SCHEMA_VERSION, **self.audio_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

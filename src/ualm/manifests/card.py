@@ -32,6 +32,9 @@ def render_card(corpus: dict[str, Any], summary: dict[str, Any], licences: list[
                         "default": True})
     if summary["text_shards"]:
         configs.append({"config_name": "text", "data_files": [{"split": "train", "path": "text/*.tar"}]})
+    for codec_id in corpus.get("tokens", {}):
+        configs.append({"config_name": f"tokens-{codec_id}",
+                        "data_files": [{"split": "train", "path": f"tokens/{codec_id}/*.tar"}]})
     header = {
         "license": licences[0] if len(licences) == 1 else "other",
         "license_details": ", ".join(licences) if len(licences) > 1 else None,
@@ -74,10 +77,30 @@ from datasets import load_dataset
 ds = load_dataset("webdataset", data_files={{"train": "audio/*.tar"}}, split="train")
 ```
 
+{_tokens_section(corpus)}
 Manifests (`manifests/samples`, `manifests/rejects`, `manifests/duplicates`) are parquet folders
 that pandas, polars and duckdb read directly.
 """
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n" + body
+
+
+def _tokens_section(corpus: dict[str, Any]) -> str:
+    tokens = corpus.get("tokens", {})
+    if not tokens:
+        return ""
+    lines = ["## Codec tokens", "",
+             "| codec id | bandwidth | codebooks x frames/s | samples | tokens | bytes vs audio |",
+             "|---|---|---|---|---|---|"]
+    warnings = []
+    for codec_id, t in tokens.items():
+        lines.append(f"| `{codec_id}` | {t['bandwidth']:g} kbps | {t['codebooks']} x "
+                     f"{t['frame_rate']:g} | {t['samples']:,} | {t['tokens']:,} | "
+                     f"{t['token_to_audio_bytes']:.3f} |")
+        if t["random_weights"]:
+            warnings.append(f"> **Warning:** `{codec_id}` is a RANDOMLY INITIALISED codec (seed "
+                            f"{t['seed']}): its tokens are for tests and demos only, and decode "
+                            "to noise. Tokenize again with real EnCodec weights before training.")
+    return "\n".join([*lines, "", *warnings, ""]) + "\n"
 
 
 def write_card(layout: CorpusLayout, corpus: dict[str, Any], summary: dict[str, Any]) -> None:

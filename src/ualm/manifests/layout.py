@@ -6,9 +6,11 @@ atomic writes (temporary name, then rename) and completion records (hashes of wh
       README.md                      dataset card
       audio/audio-000000.tar         WebDataset shards: <key>.flac + <key>.json
       text/text-000000.tar           text-only samples: <key>.json
+      tokens/<codec id>/tokens-000000.tar  codec tokens: <key>.npy (int16 [codebooks, frames]) + <key>.json
       manifests/samples/part-*.parquet     kept samples, one part per shard
       manifests/rejects/part-*.parquet     rejected inputs and dropped windows, one part per unit
       manifests/duplicates/part-*.parquet  duplicate inputs, one part per dedup bucket
+      manifests/tokens/<codec id>/part-*.parquet  token rows, one part per token shard
       _work/                         unit outputs, completion records, run log (internal)
 """
 
@@ -87,6 +89,12 @@ class CorpusLayout:
 
     def shard(self, modality: str, shard: int) -> Path:
         return self.audio_shard(shard) if modality == "audio" else self.text_shard(shard)
+
+    def token_shard(self, codec_id: str, shard: int) -> Path:
+        return self.root / "tokens" / codec_id / f"tokens-{shard:06d}.tar"
+
+    def tokens_part(self, codec_id: str, shard: int) -> Path:
+        return self.root / "manifests" / "tokens" / codec_id / f"part-{shard:06d}.parquet"
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -60,6 +60,24 @@ DUPLICATES = pa.schema([
     ("path", pa.string()),
 ])
 
+TOKENS = pa.schema([
+    ("key", pa.string()),
+    ("sample_id", pa.string()),
+    ("input_id", pa.string()),
+    ("shard", pa.string()),
+    ("audio_shard", pa.string()),
+    ("seconds", pa.float64()),
+    ("frames", pa.int32()),
+    ("codebooks", pa.int32()),
+    ("codec_id", pa.string()),
+    ("codec", pa.string()),
+    ("bandwidth", pa.float64()),
+    ("frame_rate", pa.float64()),
+    ("checkpoint_sha256", pa.string()),
+    ("random_weights", pa.bool_()),
+    ("audio_sha256", pa.string()),
+])
+
 # Internal: one row per input of a unit, after the unit's own checks (before global dedup).
 UNIT_INPUTS = pa.schema([
     ("input_index", pa.int64()),

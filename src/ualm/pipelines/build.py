@@ -21,13 +21,13 @@ from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inputs import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
+from ualm.manifests.layout import CorpusLayout, atomic_write_json
 from ualm.pipelines.dedup import DedupTask, run_dedup_bucket
 from ualm.pipelines.engines import Engine, make_engine
 from ualm.pipelines.ingest import IngestTask, run_ingest_unit
-from ualm.pipelines.progress import Progress
 from ualm.pipelines.shard import plan as plan_shards
 from ualm.pipelines.shard import run_shard
+from ualm.pipelines.stages import run_pending
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class BuildResult:
     summary: dict[str, Any]
     skipped_units: int
     """Units found complete from an earlier run and not redone."""
+    tokens: dict[str, Any] | None = None
+    """The token set's record when the codec stage ran."""
 
 
 def build_corpus(
@@ -49,24 +51,35 @@ def build_corpus(
     allow_roots: Sequence[str | Path] = (),
     progress: bool = True,
 ) -> BuildResult:
-    """Builds (or resumes) a corpus. Returns once `corpus.json` is written."""
+    """Builds (or resumes) a corpus, then tokenizes it unless `config.tokenize.enabled` is off.
+    Returns once `corpus.json` is written."""
     config = config or BuildConfig()
     layout = CorpusLayout(out)
     listing = list_inputs(inputs, allow_roots)
     _prepare_output(layout, config, listing)
-    if layout.corpus_file.is_file():
-        return BuildResult(layout.root, summarize(layout.root), skipped_units=_count_units(listing, config))
+    if config.tokenize.enabled:
+        from ualm.tokenize.run import check_codec
+
+        check_codec(config.tokenize)  # a bad codec fails now, not after the audio stage
     started = time.time()
     owned = not isinstance(engine, Engine)
     runner = make_engine(engine, scheduler, workers) if owned else engine
     try:
-        skipped = _run_stages(runner, layout, config, listing, progress)
+        if layout.corpus_file.is_file():
+            skipped, summary = _count_units(listing, config), summarize(layout.root)
+        else:
+            skipped = _run_stages(runner, layout, config, listing, progress)
+            summary = _finalize(layout, config, listing)
+            _log_run(layout, runner.name, started, skipped)
+        tokens = None
+        if config.tokenize.enabled:
+            from ualm.tokenize.run import tokenize_corpus
+
+            tokens = tokenize_corpus(layout.root, config.tokenize, engine=runner, progress=progress)
     finally:
         if owned:
             runner.close()
-    summary = _finalize(layout, config, listing)
-    _log_run(layout, runner.name, started, skipped)
-    return BuildResult(layout.root, summary, skipped)
+    return BuildResult(layout.root, summary, skipped, tokens)
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
@@ -82,23 +95,15 @@ def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
                    tuple(r.to_dict() for r in listing.records[u * size:(u + 1) * size]))
         for u in range(units)
     ]
-    skipped = _map_pending(engine, "ingest", run_ingest_unit, ingest, layout, progress)
+    skipped = run_pending(engine, "ingest", run_ingest_unit, ingest, layout, progress,
+                          index=lambda t: t.unit)
     buckets = [DedupTask(str(layout.root), b, units) for b in range(config.work.dedup_buckets)]
-    skipped += _map_pending(engine, "dedup", run_dedup_bucket, buckets, layout, progress,
-                            index=lambda t: t.bucket)
+    skipped += run_pending(engine, "dedup", run_dedup_bucket, buckets, layout, progress,
+                           index=lambda t: t.bucket)
     shards = plan_shards(layout, config, units)
-    skipped += _map_pending(engine, "shard", run_shard, shards, layout, progress,
-                            index=lambda t: t.stage_index)
+    skipped += run_pending(engine, "shard", run_shard, shards, layout, progress,
+                           index=lambda t: t.stage_index)
     return skipped
-
-
-def _map_pending(engine: Engine, stage: str, fn: Any, tasks: list, layout: CorpusLayout,
-                 progress: bool, index: Any = lambda t: t.unit) -> int:
-    pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
-    meter = Progress(stage, len(pending), enabled=progress)
-    if pending:
-        engine.map(fn, pending, stage, meter.update)
-    return len(tasks) - len(pending)
 
 
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
@@ -132,7 +137,7 @@ def _finalize(layout: CorpusLayout, config: BuildConfig, listing: InputListing) 
     corpus = {
         "schema_version": SCHEMA_VERSION,
         "ualm_version": __version__,
-        "config": config.to_dict(),
+        "config": config.audio_dict(),
         "config_hash": config.hash(),
         "inputs": {"description": listing.description, "digest": listing.digest,
                    "rows": len(listing.records)},
