@@ -31,6 +31,8 @@ from ualm.tokenize.codecs import (
     save_encodec_checkpoint,
     to_transformers,
 )
+from ualm.tokenize.codecs._encodec_import import new_encodec_model
+from ualm.tokenize.codecs.engine import StreamingEncoder, encode_streams
 from ualm.tokenize.codecs.keymap import expected_shapes
 
 SR = 24_000
@@ -96,8 +98,8 @@ def test_codes_shape_type_and_frame_count(codes: list[np.ndarray], clips: list[n
 def test_batch_invariance(codec: Codec, pairs: Codec, codes: list[np.ndarray],
                           clips: list[np.ndarray]) -> None:
     """A clip's codes are the same alone, in batches of 2, 3 and 12 in any order, beside other
-    clips, and whether the codec runs 2 or up to 16 clips side by side."""
-    assert pairs.batch_size == 2 and codec.batch_size == 16
+    clips, and whether the codec runs 2 or up to 32 clips side by side."""
+    assert pairs.batch_size == 2 and codec.batch_size == 32
     others = [synth_clip(s, SR, seed=900 + i) for i, s in enumerate((5.5, 1.3, 10.0))]
     alone = {i: pairs.encode([clips[i]])[0] for i in (1, 3, 5, 10)}
     in_threes = [c for i in range(0, 12, 3) for c in pairs.encode(clips[i : i + 3][::-1])[::-1]]
@@ -132,6 +134,27 @@ def test_reference_encoders_agree_with_each_other_and_with_streaming(
         assert package.shape == codes[i].shape
         agree.append((package == codes[i]).mean())
     assert min(agree) > 0.99, agree
+
+
+def test_clip_edges_follow_encodec_padding(codec: Codec) -> None:
+    """Clips shorter than a conv's padding, and ends on and off the frame and step grids: the
+    streaming encoder's output matches the encodec package's one-pass encoder to float rounding
+    in every frame (a padding mistake shows as an error of order 1e-2 at the edges)."""
+    model = new_encodec_model()
+    model.load_state_dict(codec.state_dict())
+    engine = StreamingEncoder(codec.state_dict(), 0, torch.device("cpu"))
+    base = np.tile(synth_clip(1.0, SR, seed=77), 2)
+    lengths = (1, 7, 319, 321, 1919, 2241, 9599, 9601, 19201)
+    clips = [base[:n] for n in lengths]
+    ours = encode_streams(engine, clips, 3, torch.device("cpu"), quantize=False, shrink=True)
+    scale = 0.0
+    for n, clip, got in zip(lengths, clips, ours, strict=True):
+        with torch.inference_mode():
+            expected = model.encoder(torch.from_numpy(clip)[None, None])[0].numpy()
+        assert got.shape == expected.shape == (128, -(-n // 320))
+        np.testing.assert_allclose(got, expected, atol=2e-5, err_msg=f"{n} samples")
+        scale = max(scale, float(np.abs(expected).max()))
+    assert scale > 0.01
 
 
 def test_random_codec_spreads_codes_over_unseen_audio(codes: list[np.ndarray]) -> None:

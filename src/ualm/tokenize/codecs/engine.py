@@ -64,17 +64,33 @@ class StreamingEncoder:
         # |e|^2 as the reference computes it (a sum over a transposed view), bit for bit.
         self.codebook_norms = [e.t().pow(2).sum(0, keepdim=True) for e in self.codebooks]
         self._buffers: dict[str, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
-        self._lstm_state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._allocated = self._active = 0  # rows the buffers hold; rows in use (a prefix)
+        self._lstm_state = (torch.zeros(0), torch.zeros(0))
 
     def reset(self, rows: int) -> None:
         """Ready for `rows` parallel streams. Buffers are kept between calls with the same rows:
         fresh ones cost a page fault per 4 KiB, and every row's state is rebuilt when its first
         clip starts anyway."""
-        if self._lstm_state is None or self._lstm_state[0].shape[1] != rows:
+        if self._allocated != rows:
             self._buffers = {k: c.buffers(rows, CHUNK, self.device, output=not k.endswith("s"))
                              for k, c in self.convs.items()}
-            zeros = torch.zeros(2, rows, 512, device=self.device)
-            self._lstm_state = (zeros, zeros.clone())
+            self._allocated = rows
+        zeros = torch.zeros(2, rows, 512, device=self.device)
+        self._lstm_state = (zeros, zeros.clone())
+        self._active = rows
+
+    def compact(self, keep: list[int]) -> None:
+        """Goes on with only the rows in `keep`, moved to the front with their state, so that a
+        call's last steps run no idle rows. Only valid where the row count does not change the
+        arithmetic: oneDNN on CPU, as the tests check."""
+        index = torch.tensor(keep, device=self.device)
+        for key, (inputs, _, _) in self._buffers.items():
+            pad = self.convs[key].pad
+            if pad:  # only the left context carries over to the next step
+                inputs[: len(keep), -pad:] = inputs[index, -pad:]
+        h, c = self._lstm_state
+        self._lstm_state = (h[:, index].contiguous(), c[:, index].contiguous())
+        self._active = len(keep)
 
     @torch.inference_mode()
     def step(self, audio: torch.Tensor, rows: list[Row | None], quantize: bool = True
@@ -86,7 +102,7 @@ class StreamingEncoder:
         for at in (1, 4, 7, 10):
             torch.ops.aten.elu.out(x, out=self._slot(f"{at}a"))
             h = F.elu_(self._conv(f"{at}a", rows))
-            y = self.convs[f"{at}b"].run(h, out=self._buffers[f"{at}b"][1])
+            y = self.convs[f"{at}b"].run(h, out=self._out(f"{at}b"))
             y = self.convs[f"{at}s"].run(x, into=y)  # the residual sum, in place
             torch.ops.aten.elu.out(y, out=self._slot(str(at + 2)))
             x = self._conv(str(at + 2), rows)
@@ -97,18 +113,24 @@ class StreamingEncoder:
 
     def _slot(self, key: str) -> torch.Tensor:
         """Where conv `key`'s input goes this step, behind its left context."""
-        conv, inputs = self.convs[key], self._buffers[key][0]
+        conv, inputs = self.convs[key], self._buffers[key][0][: self._active]
         conv.shift_context(inputs)
         return inputs[:, conv.pad :]
 
+    def _out(self, key: str) -> torch.Tensor | None:
+        out = self._buffers[key][1]
+        return None if out is None else out[: self._active]
+
     def _conv(self, key: str, rows: list[Row | None]) -> torch.Tensor:
         """Conv `key` on its filled input buffer: [rows, time / stride, out]."""
-        conv, (inputs, out, scratch) = self.convs[key], self._buffers[key]
+        conv, (inputs, _, scratch) = self.convs[key], self._buffers[key]
+        inputs, out = inputs[: self._active], self._out(key)
         conv.pad_clip_edges(inputs, rows)
+        if scratch is not None and out is not None:
+            scratch = scratch[: out.shape[0] * out.shape[1]]
         return conv.run(inputs, out=out, scratch=scratch)
 
     def _lstm(self, x: torch.Tensor, rows: list[Row | None]) -> torch.Tensor:
-        assert self._lstm_state is not None, "reset() before step()"
         h, c = self._lstm_state
         for r, row in enumerate(rows):
             if row is not None and row.offset == 0:
@@ -133,11 +155,14 @@ class StreamingEncoder:
 
 
 def encode_streams(engine: StreamingEncoder, clips: Sequence[np.ndarray], rows: int,
-                   device: torch.device, quantize: bool = True) -> list[np.ndarray]:
+                   device: torch.device, quantize: bool = True, shrink: bool = False
+                   ) -> list[np.ndarray]:
     """Codes [n_q, ceil(len / HOP)] (int16) for each clip; with quantize=False the encoder's
     output [128, ceil(len / HOP)] (float32) instead.
 
-    Longest clips start first, so the last steps are not one long clip beside idle rows.
+    Longest clips start first, so the last steps are not one long clip beside idle rows; with
+    shrink=True (only where the row count does not change the arithmetic), rows whose clips
+    have ended are dropped once no clip is left to start (keeping at least 2).
     """
     out: list[list[np.ndarray]] = [[] for _ in clips]
     queue = deque(sorted((i for i, c in enumerate(clips) if len(c)), key=lambda i: -len(clips[i])))
@@ -146,7 +171,7 @@ def encode_streams(engine: StreamingEncoder, clips: Sequence[np.ndarray], rows: 
     audio = torch.zeros(rows, CHUNK)
     engine.reset(rows)
     while True:
-        for r in range(rows):
+        for r in range(len(slots)):
             if slots[r] is None and queue:
                 slots[r], offsets[r] = queue.popleft(), 0
         if all(slot is None for slot in slots):
@@ -171,5 +196,12 @@ def encode_streams(engine: StreamingEncoder, clips: Sequence[np.ndarray], rows: 
             offsets[r] += CHUNK
             if offsets[r] >= length:
                 slots[r] = None
+        busy = [r for r, slot in enumerate(slots) if slot is not None]
+        if shrink and busy and not queue and max(2, len(busy)) < len(slots):
+            idle = [r for r, slot in enumerate(slots) if slot is None]
+            keep = (busy + idle)[: max(2, len(busy))]
+            engine.compact(keep)
+            slots, offsets = [slots[r] for r in keep], [offsets[r] for r in keep]
+            audio = audio[: len(keep)]
     empty = np.zeros((engine.n_q, 0), np.int16) if quantize else np.zeros((128, 0), np.float32)
     return [np.concatenate(parts, axis=1) if parts else empty for parts in out]

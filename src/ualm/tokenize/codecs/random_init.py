@@ -6,6 +6,11 @@ batches), so it codes every sound as 0. Here each of the 32 residual codebooks g
 centroids: codebook 1 of the encoder outputs of a fixed sample of synthetic audio, codebook n of
 the residuals left after codebooks 1..n-1. The sample comes from `synth_clip`, so the weights
 depend on the seed and these parameters only, never on a corpus. The result is cached on disk.
+
+Three refinements keep a random encoder's codes meaningful, and stable under float rounding:
+the convs get weight normalisation's data-dependent initialisation, no two codewords are left
+nearly equal, and each codebook is fitted to the residuals unseen audio would leave
+(leave-one-out), not to the sample's own shrinking ones.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from ualm.tokenize.codecs.engine import CHUNK, StreamingEncoder, encode_streams
 from ualm.tokenize.codecs.info import CODEBOOK_SIZE, SAMPLE_RATE
 
 INIT = {
-    "version": 2,
-    "clips": 16,  # synthetic clips of the sample, seeds audio_seed + 0..15
-    "clip_seconds": 4.0,  # 300 frames each: 4800 in all, about 5 per centroid
+    "version": 3,
+    "stats_clips": 8,  # synthetic clips (seeds audio_seed - 1, - 2, ...) that set conv scales
+    "stats_seconds": 1.0,
+    "clips": 16,  # synthetic clips of the k-means sample, seeds audio_seed + 0..15
+    "clip_seconds": 8.0,  # 600 frames each: 9600 in all, about 9 per centroid
     "audio_seed": 7_000_000,  # far from the small seeds that tests and demos use
-    "lloyd_iterations": 10,  # codebooks 1-8 (up to 6 kbps)
-    "deep_lloyd_iterations": 3,  # codebooks 9-32: residuals of residuals, cheaper to fit
+    "lloyd_iterations": 8,  # codebooks 1-8 (up to 6 kbps)
+    "deep_lloyd_iterations": 2,  # codebooks 9-32: residuals of residuals, cheaper to fit
     "min_separation": 1e-3,  # centroid spacing, relative to the spread of the points
     "engine_chunk": CHUNK,  # the streaming encoder's step, whose rounding the sample sees
 }
@@ -72,43 +79,68 @@ def build_random_state(seed: int) -> dict[str, torch.Tensor]:
     """Builds the weights under torch.manual_seed(seed), then fills the 32 codebooks."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        state = {k: v.detach().clone() for k, v in new_encodec_model().state_dict().items()}
+        model = new_encodec_model()
+    audio_seed, stats_seconds = int(INIT["audio_seed"]), float(INIT["stats_seconds"])
+    normalise_encoder(model, [synth_clip(stats_seconds, SAMPLE_RATE, seed=audio_seed - 1 - i)
+                              for i in range(int(INIT["stats_clips"]))])
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     clips = [synth_clip(float(INIT["clip_seconds"]), SAMPLE_RATE, seed=int(INIT["audio_seed"]) + i)
              for i in range(int(INIT["clips"]))]
     engine = StreamingEncoder(state, 0, torch.device("cpu"))
-    emb = encode_streams(engine, clips, 4, torch.device("cpu"), quantize=False)
+    emb = encode_streams(engine, clips, len(clips), torch.device("cpu"), quantize=False)
     residual = torch.from_numpy(np.concatenate(emb, axis=1).T.copy())  # [frames, 128]
-    # A random encoder's outputs share a large common offset; distances between such points
-    # are small differences of large numbers, where float rounding decides between codewords.
-    # Shifting the last conv's bias centres them.
-    mean = residual.mean(0)
-    state["encoder.model.15.conv.conv.bias"] -= mean
-    residual -= mean
     generator = torch.Generator().manual_seed(seed)
     layers = sum(1 for k in state if k.endswith("._codebook.embed"))
     for layer in range(layers):
         iterations = INIT["lloyd_iterations" if layer < 8 else "deep_lloyd_iterations"]
-        embed, counts = kmeans(residual, CODEBOOK_SIZE, int(iterations), generator)
+        embed = kmeans(residual, CODEBOOK_SIZE, int(iterations), generator)
+        residual, counts = held_out_residual(residual, embed)
         prefix = f"quantizer.vq.layers.{layer}._codebook."
         state[prefix + "embed"] = embed
         state[prefix + "embed_avg"] = embed.clone()
         state[prefix + "cluster_size"] = counts.float()
         state[prefix + "inited"] = torch.ones(1)
-        residual = held_out_residual(residual, embed, counts)
     return state
 
 
-def held_out_residual(x: torch.Tensor, centroids: torch.Tensor, counts: torch.Tensor
-                      ) -> torch.Tensor:
+def normalise_encoder(model: torch.nn.Module, clips: list[np.ndarray]) -> None:
+    """Weight normalisation's data-dependent initialisation (Salimans & Kingma, 2016): each conv
+    of the encoder, in forward order, gets g and b such that its output over `clips` has zero
+    mean and unit variance per channel. Freshly initialised, the encoder drowns the signal in
+    its biases (the output varies 50 times less than it is offset), so its codes would hinge on
+    float rounding: a different conv layout or batch size would change 1 frame in 1000."""
+
+    def normalise(module: torch.nn.Module, _: object, output: torch.Tensor) -> torch.Tensor:
+        conv = module.conv.conv  # type: ignore[union-attr]
+        mean, std = output.mean(dim=(0, 2)), output.std(dim=(0, 2)).clamp(min=1e-6)
+        conv.weight_g.div_(std.view(-1, 1, 1))
+        conv.bias.sub_(mean).div_(std)
+        return (output - mean[:, None]) / std[:, None]
+
+    convs = [m for m in model.encoder.modules() if type(m).__name__ == "SConv1d"]
+    hooks = [conv.register_forward_hook(normalise) for conv in convs]
+    try:
+        with torch.no_grad():
+            model.encoder(torch.from_numpy(np.stack(clips))[:, None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def held_out_residual(x: torch.Tensor, centroids: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each point's residual as if it had not helped fit the codebook (leave-one-out): against
     its cluster's mean without it, (n / (n - 1)) (x - mean), or for a cluster of one, against the
     next-nearest centroid. In-sample residuals would shrink layer by layer (a cluster of one
-    leaves exactly zero) and starve the deeper codebooks; unseen audio's residuals do not."""
+    leaves exactly zero) and starve the deeper codebooks; unseen audio's residuals do not.
+    Also returns each centroid's point count."""
     distance = torch.addmm(centroids.pow(2).sum(1), x, centroids.t(), alpha=-2)
     first, second = distance.topk(2, dim=1, largest=False).indices.unbind(1)
+    counts = torch.bincount(first, minlength=len(centroids))
     size = counts[first].unsqueeze(1).to(x.dtype)
-    return torch.where(size > 1, (x - centroids[first]) * size / (size - 1).clamp(min=1),
-                       x - centroids[second])
+    residual = torch.where(size > 1, (x - centroids[first]) * size / (size - 1).clamp(min=1),
+                           x - centroids[second])
+    return residual, counts
 
 
 def nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -117,11 +149,11 @@ def nearest(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 
 def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+           ) -> torch.Tensor:
     """Lloyd's k-means from k sample points, as EnCodec's `kmeans`, except that a centroid that
     loses all its points, or lies within `min_separation` of another, moves to the point worst
     served so far: no two codewords end up (nearly) equal, which would make float rounding
-    pick between them. Returns centroids [k, dim] and their point counts."""
+    pick between them. Returns the centroids [k, dim]."""
     spread = float((x - x.mean(0)).pow(2).sum(1).mean().sqrt())
     tol = float(INIT["min_separation"]) * spread
     centroids = x[torch.randperm(len(x), generator=generator)[:k]].clone()
@@ -133,7 +165,7 @@ def kmeans(x: torch.Tensor, k: int, iterations: int, generator: torch.Generator
         means = (sums / counts.clamp(min=1).unsqueeze(1)).float()
         centroids = _separate(x, torch.where((counts > 0).unsqueeze(1), means, centroids),
                               counts > 0, tol, generator)
-    return centroids, torch.bincount(nearest(x, centroids), minlength=k)
+    return centroids
 
 
 def _separate(x: torch.Tensor, centroids: torch.Tensor, alive: torch.Tensor, tol: float,
