@@ -124,7 +124,7 @@ def ualm_build(manifest: Path, out: Path, workers: int) -> dict:
     """Times a full build on a fresh local Dask cluster (start-up included); reads each worker's
     peak RSS before the cluster goes away."""
     shutil.rmtree(out, ignore_errors=True)
-    config = BuildConfig()
+    config = BuildConfig.from_dict({"tokenize": {"enabled": False}})  # the audio stages only
     started = time.perf_counter()
     with DaskEngine(workers=workers) as engine:
         result = build_corpus([manifest], out, config, engine=engine, progress=False)

@@ -21,7 +21,7 @@ from .conftest import SMALL, tree_bytes
 CLI = [sys.executable, "-m", "ualm.cli"]
 
 
-def _write_small_config(path: Path) -> Path:
+def write_small_config(path: Path) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump(SMALL.to_dict()))
@@ -35,7 +35,7 @@ def test_dask_local_cluster_matches_local_engine(world: SyntheticWorld, local_co
     assert tree_bytes(out) == tree_bytes(local_corpus)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -43,7 +43,7 @@ def _free_port() -> int:
 
 def test_existing_dask_cluster_by_address(world: SyntheticWorld, local_corpus: Path,
                                           tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     scheduler = subprocess.Popen(
@@ -58,7 +58,7 @@ def test_existing_dask_cluster_by_address(world: SyntheticWorld, local_corpus: P
         proc = subprocess.run(
             [*CLI, "build", "--input", str(world.manifest), "--out", str(out), "--quiet",
              "--scheduler", f"tcp://127.0.0.1:{port}",
-             "--config", str(_write_small_config(tmp_path / "small.yaml"))],
+             "--config", str(write_small_config(tmp_path / "small.yaml"))],
             capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr
         assert tree_bytes(out) == tree_bytes(local_corpus)
@@ -71,7 +71,7 @@ def test_existing_dask_cluster_by_address(world: SyntheticWorld, local_corpus: P
 def test_unreachable_scheduler_is_a_one_line_error(world: SyntheticWorld, tmp_path: Path) -> None:
     proc = subprocess.run(
         [*CLI, "build", "--input", str(world.manifest), "--out", str(tmp_path / "x"),
-         "--scheduler", f"tcp://127.0.0.1:{_free_port()}"],
+         "--scheduler", f"tcp://127.0.0.1:{free_port()}"],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "cannot reach the Dask scheduler" in proc.stderr
@@ -82,7 +82,7 @@ def test_unreachable_scheduler_is_a_one_line_error(world: SyntheticWorld, tmp_pa
 def test_sigkill_part_way_then_rerun_gives_the_same_bytes(
         engine: str, world: SyntheticWorld, local_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "crashed"
-    config = _write_small_config(tmp_path / "small.yaml")
+    config = write_small_config(tmp_path / "small.yaml")
     cmd = [*CLI, "build", "--input", str(world.manifest), "--out", str(out), "--quiet",
            "--engine", engine, "--config", str(config)]
     if engine == "dask":
@@ -103,3 +103,123 @@ def test_sigkill_part_way_then_rerun_gives_the_same_bytes(
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed" in rerun.stdout
     assert tree_bytes(out) == tree_bytes(local_corpus)
+
+
+def _completion_records(out: Path) -> int:
+    done = out / "_work" / "done"
+    return len(list(done.glob("*.json"))) if done.is_dir() else 0
+
+
+def test_sigkill_rerun_redoes_only_unfinished_units(world: SyntheticWorld, local_corpus: Path,
+                                                    tmp_path: Path) -> None:
+    """Killed with ingest half done: the rerun skips exactly the units whose completion records
+    survived, redoes the others, and ends with the clean run's bytes."""
+    out = tmp_path / "crashed"
+    cmd = [*CLI, "build", "--input", str(world.manifest), "--out", str(out), "--quiet",
+           "--engine", "local", "--config", str(write_small_config(tmp_path / "small.yaml"))]
+    env = {**os.environ, "UALM_FAULTS": "ingest:*=sleep0.3"}
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _completion_records(out) < 2:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = _completion_records(out)
+    assert 2 <= finished < 6, "the kill should land while ingest (6 units) is running"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"(resumed: {finished} finished units were not redone)" in rerun.stdout
+    assert tree_bytes(out) == tree_bytes(local_corpus)
+
+
+def test_dask_worker_killed_mid_job_costs_time_not_data(
+        world: SyntheticWorld, local_corpus: Path, tmp_path: Path) -> None:
+    """A scheduler and two workers started as commands; one worker (and its nanny) is killed
+    with SIGKILL while it runs a unit. The scheduler gives that unit to the other worker."""
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "UALM_FAULTS": "ingest:*=sleep0.5"}
+    scheduler = subprocess.Popen(
+        [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen(
+        [str(bin_dir / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+         "--no-dashboard", "--name", f"w{i}"], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+    out = tmp_path / "survivor"
+    try:
+        build = subprocess.Popen(
+            [*CLI, "build", "--input", str(world.manifest), "--out", str(out), "--quiet",
+             "--scheduler", f"tcp://127.0.0.1:{port}",
+             "--config", str(write_small_config(tmp_path / "small.yaml"))],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _completion_records(out) < 1:
+            time.sleep(0.01)
+        assert _completion_records(out) < 6 and build.poll() is None
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        _, stderr = build.communicate(timeout=300)
+        assert build.returncode == 0, stderr
+        assert workers[0].wait(timeout=30) == -signal.SIGKILL
+        assert tree_bytes(out) == tree_bytes(local_corpus)
+    finally:
+        for p in (*workers, scheduler):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_unit_failing_every_attempt_rejects_its_inputs(
+        engine: str, world: SyntheticWorld, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit that raises on each of its 3 attempts (1 + 2 retries) does not end the job: its
+    inputs are rejected as `engine/unit_failed` with the error, and the books still balance."""
+    import pyarrow.parquet as pq
+
+    from ualm.manifests.inspect import summarize
+
+    monkeypatch.setenv("UALM_FAULTS", "ingest:1=fail")
+    out = tmp_path / engine
+    build_corpus([world.manifest], out, SMALL, engine=engine, workers=2, progress=False)
+    attempts = sorted(p.name.rsplit("-", 1)[0] for p in (out / "_work" / "faults").iterdir())
+    assert attempts == ["ingest-1-1", "ingest-1-2", "ingest-1-3"]
+    rejects = pq.read_table(out / "manifests" / "rejects").to_pylist()
+    failed = [r for r in rejects if r["reason"] == "engine/unit_failed"]
+    unit_ids = {r["input_id"] for r in failed}
+    assert 1 <= len(failed) <= SMALL.work.unit_size
+    assert all("failed 3 times: InjectedFault: injected fault in ingest unit 1" in r["detail"]
+               for r in failed)
+    summary = summarize(out)
+    assert summary["inputs"] == summary["kept"] + summary["rejected"] + summary["duplicates"]
+    assert summary["inputs"] == len(world.expected)
+    assert not unit_ids & set(pq.read_table(out / "manifests" / "samples")
+                              .column("input_id").to_pylist())
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_unit_failing_once_is_retried_to_the_same_bytes(
+        engine: str, world: SyntheticWorld, local_corpus: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UALM_FAULTS", "ingest:2=fail1,dedup:0=fail1,shard:1=fail1")
+    out = tmp_path / engine
+    build_corpus([world.manifest], out, SMALL, engine=engine, workers=2, progress=False)
+    attempts = sorted(p.name.rsplit("-", 1)[0] for p in (out / "_work" / "faults").iterdir())
+    assert attempts == ["dedup-0-1", "dedup-0-2", "ingest-2-1", "ingest-2-2",
+                        "shard-1-1", "shard-1-2"]
+    assert tree_bytes(out) == tree_bytes(local_corpus)
+
+
+def test_dask_map_reduce_is_a_shuffle_matching_the_local_engine() -> None:
+    from ualm.pipelines.engines.dask import DaskEngine
+    from ualm.pipelines.engines.local import LocalEngine
+
+    from .test_beam import emit_residues, total
+
+    tasks, keys = list(range(10)), [0, 1, 2, 7]
+    expected = LocalEngine().map_reduce(emit_residues, tasks, total, keys, "sums")
+    assert [r["values"] for r in expected] == [8, 6, 6, 0]
+    with DaskEngine(workers=2) as engine:
+        assert engine.map_reduce(emit_residues, tasks, total, keys, "sums") == expected

@@ -16,9 +16,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", action="append", required=True, metavar="PATH",
                    help="a folder of audio or a JSONL/CSV/parquet manifest (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="corpus folder to create or resume")
-    p.add_argument("--engine", default="dask", choices=["local", "dask"])
-    p.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+    _add_engine_options(p)
     p.add_argument("--config", metavar="FILE", help="YAML build config (see examples/)")
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="another folder that manifest paths may point into")
@@ -26,6 +24,18 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tokenize", action="store_true", help="skip the codec stage")
     _add_codec_options(p, defaults=False)
     p.set_defaults(run=_run_build)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
+    p.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
+    p.add_argument("--workers", type=int,
+                   help="local Dask workers or DirectRunner processes (default: one per core)")
+    p.add_argument("--runner", metavar="NAME",
+                   help="Beam runner: DirectRunner (default), PortableRunner, FlinkRunner, "
+                        "SparkRunner, DataflowRunner; any further --option=value is passed to "
+                        "Beam unchanged")
+    p.set_defaults(accepts_beam_options=True)
 
 
 def _add_codec_options(p: argparse.ArgumentParser, defaults: bool) -> None:
@@ -42,9 +52,7 @@ def _add_codec_options(p: argparse.ArgumentParser, defaults: bool) -> None:
 def _add_tokenize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="codec token shards for every audio shard of a corpus")
     p.add_argument("corpus", metavar="DIR")
-    p.add_argument("--engine", default="dask", choices=["local", "dask"])
-    p.add_argument("--scheduler", metavar="ADDR")
-    p.add_argument("--workers", type=int)
+    _add_engine_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random codec")
     p.add_argument("--quiet", action="store_true")
     _add_codec_options(p, defaults=True)
@@ -73,7 +81,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build a corpus from the package's own synthetic audio")
     p.add_argument("--out", default="corpus-demo", metavar="DIR")
     p.add_argument("--clips", type=int, default=48, help="good clips in the synthetic world")
-    p.add_argument("--engine", default="dask", choices=["local", "dask"])
+    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run_demo)
 
@@ -101,6 +109,7 @@ def _run_build(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, tokenize=tokenize)
     result = build_corpus(args.input, args.out, config, engine=args.engine,
                           scheduler=args.scheduler, workers=args.workers,
+                          beam_runner=args.runner, beam_options=args.beam_options,
                           allow_roots=args.allow_root, progress=not args.quiet)
     print(format_summary(result.summary))
     if result.skipped_units:
@@ -125,7 +134,8 @@ def _run_tokenize(args: argparse.Namespace) -> int:
 
     config = TokenizeConfig(seed=args.seed, **_codec_overrides(args))
     tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,
-                             workers=args.workers, progress=not args.quiet)
+                             workers=args.workers, beam_runner=args.runner,
+                             beam_options=args.beam_options, progress=not args.quiet)
     _print_tokens(tokens)
     if tokens["skipped_shards"]:
         print(f"(already done: {tokens['skipped_shards']} token shards were not redone)")
@@ -187,7 +197,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not (getattr(args, "accepts_beam_options", False) and args.engine == "beam"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_options = extra
     try:
         return args.run(args)
     except UalmError as exc:

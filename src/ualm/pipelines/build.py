@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,12 @@ from ualm.manifests.card import write_card
 from ualm.manifests.inputs import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, atomic_write_json
-from ualm.pipelines.dedup import DedupTask, run_dedup_bucket
+from ualm.pipelines.dedup import FingerprintTask, emit_fingerprints, reduce_bucket
 from ualm.pipelines.engines import Engine, make_engine
-from ualm.pipelines.ingest import IngestTask, run_ingest_unit
+from ualm.pipelines.ingest import IngestTask, fail_ingest_unit, run_ingest_unit
 from ualm.pipelines.shard import plan as plan_shards
 from ualm.pipelines.shard import run_shard
-from ualm.pipelines.stages import run_pending
+from ualm.pipelines.stages import run_pending, run_pending_reduce
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def build_corpus(
     engine: str | Engine = "dask",
     scheduler: str | None = None,
     workers: int | None = None,
+    beam_runner: str | None = None,
+    beam_options: Sequence[str] = (),
     allow_roots: Sequence[str | Path] = (),
     progress: bool = True,
 ) -> BuildResult:
@@ -63,7 +66,8 @@ def build_corpus(
         check_codec(config.tokenize)  # a bad codec fails now, not after the audio stage
     started = time.time()
     owned = not isinstance(engine, Engine)
-    runner = make_engine(engine, scheduler, workers) if owned else engine
+    runner = (make_engine(engine, scheduler, workers, beam_runner, beam_options, report=progress)
+              if owned else engine)
     try:
         if layout.corpus_file.is_file():
             skipped, summary = _count_units(listing, config), summarize(layout.root)
@@ -96,10 +100,11 @@ def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
         for u in range(units)
     ]
     skipped = run_pending(engine, "ingest", run_ingest_unit, ingest, layout, progress,
-                          index=lambda t: t.unit)
-    buckets = [DedupTask(str(layout.root), b, units) for b in range(config.work.dedup_buckets)]
-    skipped += run_pending(engine, "dedup", run_dedup_bucket, buckets, layout, progress,
-                           index=lambda t: t.bucket)
+                          index=lambda t: t.unit, on_failure=fail_ingest_unit)
+    fingerprints = [FingerprintTask(str(layout.root), u) for u in range(units)]
+    skipped += run_pending_reduce(
+        engine, "dedup", emit_fingerprints, fingerprints, partial(reduce_bucket, str(layout.root)),
+        list(range(config.work.dedup_buckets)), layout, progress, index=int)
     shards = plan_shards(layout, config, units)
     skipped += run_pending(engine, "shard", run_shard, shards, layout, progress,
                            index=lambda t: t.stage_index)

@@ -1,6 +1,6 @@
-"""Exact deduplication as a hash-partitioned reduce: inputs with the same decoded-audio
-fingerprint land in the same bucket; each bucket is decided by one task that reads only its own
-rows, so no process ever holds every fingerprint.
+"""Exact deduplication as a keyed reduce: each ingest unit emits its kept inputs' fingerprints
+keyed by bucket (a hash of the fingerprint), the engine's shuffle brings each bucket's rows to
+one reduce, and that reduce decides the bucket. No process ever holds every fingerprint.
 
 Within a group of equal fingerprints the first input (in listing order) is kept; it gains the
 others' captions (in order, without repeats), and each other input becomes a duplicate of it.
@@ -14,23 +14,42 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.pipelines.faults import maybe_fail
 
 STAGE = "dedup"
 
 
 @dataclass(frozen=True)
-class DedupTask:
+class FingerprintTask:
+    """The map side: one ingest unit's kept inputs, for the buckets still to decide."""
+
     corpus: str
-    bucket: int
-    units: int
+    unit: int
 
 
-def run_dedup_bucket(task: DedupTask) -> dict[str, Any]:
+def emit_fingerprints(task: FingerprintTask) -> list[tuple[int, dict[str, Any]]]:
+    """(bucket, row) for each kept input of the unit."""
     layout = CorpusLayout(task.corpus)
-    rows = _bucket_rows(layout, task.bucket, task.units)
+    table = pq.read_table(
+        layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
+        columns=["input_index", "input_id", "fingerprint", "kept_seconds", "bucket", "record"],
+        filters=ds.field("status") == "kept")
+    pairs = []
+    for row in table.to_pylist():
+        record = json.loads(row.pop("record"))
+        pairs.append((row.pop("bucket"), {**row, "captions": record["captions"],
+                                          "source": record["source"], "path": record["path"]}))
+    return pairs
+
+
+def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Decides one bucket from its rows (in any order) and writes its decisions."""
+    layout = CorpusLayout(corpus)
+    maybe_fail(layout, STAGE, bucket)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r["input_index"]):
         groups[row["fingerprint"]].append(row)
@@ -55,26 +74,12 @@ def run_dedup_bucket(task: DedupTask) -> dict[str, Any]:
             })
     decisions.sort(key=lambda d: d["input_index"])
     duplicates.sort(key=lambda d: d["input_index"])
-    atomic_write_table(layout.dedup_bucket(task.bucket), schema.table(decisions, schema.DEDUP))
-    atomic_write_table(layout.duplicates_part(task.bucket), schema.table(duplicates, schema.DUPLICATES))
-    summary = {"bucket": task.bucket, "candidates": len(rows), "duplicates": len(duplicates)}
-    write_done(layout, STAGE, task.bucket,
-               [layout.dedup_bucket(task.bucket), layout.duplicates_part(task.bucket)], summary)
+    atomic_write_table(layout.dedup_bucket(bucket), schema.table(decisions, schema.DEDUP))
+    atomic_write_table(layout.duplicates_part(bucket), schema.table(duplicates, schema.DUPLICATES))
+    summary = {"bucket": bucket, "candidates": len(rows), "duplicates": len(duplicates)}
+    write_done(layout, STAGE, bucket,
+               [layout.dedup_bucket(bucket), layout.duplicates_part(bucket)], summary)
     return summary
-
-
-def _bucket_rows(layout: CorpusLayout, bucket: int, units: int) -> list[dict[str, Any]]:
-    files = [str(layout.unit_inputs(u)) for u in range(units)]
-    dataset = ds.dataset(files, format="parquet", schema=schema.UNIT_INPUTS)
-    mine = (ds.field("bucket") == bucket) & (ds.field("status") == "kept")
-    table = dataset.to_table(
-        columns=["input_index", "input_id", "fingerprint", "kept_seconds", "record"], filter=mine)
-    rows = []
-    for row in table.to_pylist():
-        record = json.loads(row.pop("record"))
-        rows.append({**row, "captions": record["captions"], "source": record["source"],
-                     "path": record["path"]})
-    return rows
 
 
 def load_decisions(layout: CorpusLayout, buckets: int) -> dict[int, dict[str, Any]]:

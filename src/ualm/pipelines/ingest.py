@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,9 +21,14 @@ from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
 from ualm.manifests.records import InputRecord
 from ualm.manifests.shards import safe_key
+from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import PayloadWriter
 
+if TYPE_CHECKING:
+    from ualm.pipelines.engines.base import UnitFailed
+
 STAGE = "ingest"
+UNIT_FAILED = "engine/unit_failed"
 
 
 @dataclass(frozen=True)
@@ -52,19 +57,38 @@ def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
     """Processes one unit and leaves its outputs and completion record; returns its summary."""
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
+    maybe_fail(layout, STAGE, task.unit)
     records = [InputRecord.from_dict(r) for r in task.records]
     outcomes: list[InputOutcome] = []
     with PayloadWriter(layout.unit_payload(task.unit)) as payloads:
         for record in records:
             outcomes.append(process_record(record, config, payloads))
-    _write_tables(layout, task.unit, outcomes, config)
-    summary = _summary(task.unit, outcomes)
-    write_done(
-        layout, STAGE, task.unit,
-        [layout.unit_payload(task.unit), layout.unit_segments(task.unit),
-         layout.unit_inputs(task.unit), layout.rejects_part(task.unit)],
-        summary,
-    )
+    return _complete(layout, task.unit, outcomes, config)
+
+
+def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
+    """Completes a unit that raised on every attempt: each of its inputs is rejected with the
+    error, so the corpus accounts for them and the job goes on."""
+    layout = CorpusLayout(task.corpus)
+    detail = f"unit {task.unit} failed {failure.attempts} times: {failure.error}"
+    outcomes = []
+    for record in map(InputRecord.from_dict, task.records):
+        rejection = (Rejection(record.reject_reason, record.reject_detail)
+                     if record.reject_reason is not None else Rejection(UNIT_FAILED, detail))
+        outcomes.append(InputOutcome(record, rejection=rejection))
+    with PayloadWriter(layout.unit_payload(task.unit)):
+        pass  # an empty payload file, as a unit that kept nothing leaves
+    return _complete(layout, task.unit, outcomes, BuildConfig.from_dict(task.config))
+
+
+def _complete(layout: CorpusLayout, unit: int, outcomes: list[InputOutcome],
+              config: BuildConfig) -> dict[str, Any]:
+    """Writes the unit's tables, then its completion record (last: it vouches for the rest)."""
+    _write_tables(layout, unit, outcomes, config)
+    summary = _summary(unit, outcomes)
+    write_done(layout, STAGE, unit,
+               [layout.unit_payload(unit), layout.unit_segments(unit), layout.unit_inputs(unit),
+                layout.rejects_part(unit)], summary)
     return summary
 
 

@@ -20,6 +20,7 @@ from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
 from ualm.manifests.shards import TarShardWriter, plan_shards
 from ualm.pipelines.dedup import load_decisions
+from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import read_payloads
 
 STAGE = "shard"
@@ -64,6 +65,7 @@ def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTas
 def run_shard(task: ShardTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
+    maybe_fail(layout, STAGE, task.stage_index)
     decisions = load_decisions(layout, config.work.dedup_buckets)
     shard_path = layout.shard(task.modality, task.shard)
     shard_name = layout.relative(shard_path)

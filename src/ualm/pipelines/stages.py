@@ -1,22 +1,71 @@
-"""Running one stage's work units on an engine, skipping those already complete."""
+"""Running one stage's work units on an engine, skipping those already complete.
+
+A unit that fails every attempt is handed to the stage's `on_failure`, which records what the
+unit's inputs became (rejected, with the error) and completes the unit, so the job goes on and
+nothing goes missing. A stage with no such handler (one whose failure would lose data silently:
+dedup, shard writing) stops the job with the unit's error instead.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout, read_done
 from ualm.pipelines.engines import Engine
+from ualm.pipelines.engines.base import UnitFailed
 from ualm.pipelines.progress import Progress
 
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
-def run_pending(engine: Engine, stage: str, fn: Callable[[Any], dict[str, Any]],
-                tasks: Sequence[Any], layout: CorpusLayout, progress: bool,
-                index: Callable[[Any], int]) -> int:
+Summary = dict[str, Any]
+
+
+def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: Sequence[T],
+                layout: CorpusLayout, progress: bool, index: Callable[[T], int],
+                on_failure: Callable[[T, UnitFailed], Summary] | None = None) -> int:
     """Runs the tasks whose completion record is missing or invalid; returns how many were
     skipped because an earlier run finished them."""
     pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
-        engine.map(fn, pending, stage, meter.update)
+        results = engine.map(fn, pending, stage, _counting(meter), scratch=layout.work)
+        for task, result in zip(pending, results, strict=True):
+            if isinstance(result, UnitFailed):
+                _handle_failure(stage, index(task), result, on_failure, task)
     return len(tasks) - len(pending)
+
+
+def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[tuple[K, Any]]],
+                       tasks: Sequence[T], reduce: Callable[[K, list[Any]], Summary],
+                       keys: Sequence[K], layout: CorpusLayout, progress: bool,
+                       index: Callable[[K], int]) -> int:
+    """The keyed reduce of a global stage, for the keys whose completion record is missing;
+    returns how many keys were skipped."""
+    pending = [k for k in keys if read_done(layout, stage, index(k)) is None]
+    meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
+    if pending:
+        results = engine.map_reduce(emit, tasks, reduce, pending, stage, _counting(meter),
+                                     scratch=layout.work)
+        for key, result in zip(pending, results, strict=True):
+            if isinstance(result, UnitFailed):
+                _handle_failure(stage, index(key), result, None, key)
+    return len(keys) - len(pending)
+
+
+def _counting(meter: Progress) -> Callable[[Any], None]:
+    def update(result: Any) -> None:
+        meter.update(result if isinstance(result, dict) else {})
+
+    return update
+
+
+def _handle_failure(stage: str, unit: int, failure: UnitFailed,
+                    on_failure: Callable[[Any, UnitFailed], Summary] | None, task: Any) -> None:
+    if on_failure is None:
+        raise UalmError(
+            f"{stage} unit {unit} failed after {failure.attempts} attempts: {failure.error}",
+            fix="fix the cause and rerun the same command: finished units are kept")
+    on_failure(task, failure)

@@ -9,6 +9,7 @@ every shard complete and does nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ def tokenize_corpus(
     engine: str | Engine = "dask",
     scheduler: str | None = None,
     workers: int | None = None,
+    beam_runner: str | None = None,
+    beam_options: Sequence[str] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenizes (or resumes tokenizing) a corpus; returns the token set's record."""
@@ -50,7 +53,8 @@ def tokenize_corpus(
     shards = sorted(int(p.stem.split("-")[1]) for p in (layout.root / "audio").glob("audio-*.tar"))
     tasks = [TokenizeTask(str(layout.root), s, spec, codec_id, config.cache_dir) for s in shards]
     owned = not isinstance(engine, Engine)
-    runner = make_engine(engine, scheduler, workers) if owned else engine
+    runner = (make_engine(engine, scheduler, workers, beam_runner, beam_options, report=progress)
+              if owned else engine)
     try:
         skipped = run_pending(runner, stage_name(codec_id), run_tokenize_shard, tasks, layout,
                               progress, index=lambda t: t.shard)

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+
 from ualm.errors import UalmError
-from ualm.pipelines.engines.base import Engine
+from ualm.pipelines.engines.base import Engine, UnitFailed
 from ualm.pipelines.engines.local import LocalEngine
 
-ENGINES = ("local", "dask")
+ENGINES = ("local", "dask", "beam")
 
 
-def make_engine(name: str, scheduler: str | None = None, workers: int | None = None) -> Engine:
-    """Builds an engine by name; heavy engines import their framework only when chosen."""
+def make_engine(name: str, scheduler: str | None = None, workers: int | None = None,
+                runner: str | None = None, options: Sequence[str] = (),
+                report: bool = True) -> Engine:
+    """Builds an engine by name; heavy engines import their framework only when chosen.
+    `runner` and `options` (Beam pipeline options, passed through unchanged) are Beam's."""
+    if scheduler and name != "dask":
+        raise UalmError("--scheduler only applies to the dask engine", fix="add --engine dask")
+    if (runner or options) and name != "beam":
+        raise UalmError(f"--runner and pipeline options only apply to the beam engine "
+                        f"(got {' '.join([*(['--runner', runner] if runner else []), *options])})",
+                        fix="add --engine beam, or drop them")
     if name == "local":
-        if scheduler:
-            raise UalmError("--scheduler only applies to the dask engine", fix="add --engine dask")
         return LocalEngine()
     if name == "dask":
         from ualm.pipelines.engines.dask import DaskEngine
 
         return DaskEngine(scheduler=scheduler, workers=workers)
+    if name == "beam":
+        from ualm.pipelines.engines.beam import BeamEngine
+
+        return BeamEngine(runner or "DirectRunner", options, workers=workers,
+                          report=sys.stderr if report else None)
     raise UalmError(f"unknown engine {name!r}", fix=f"choose one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "LocalEngine", "make_engine"]
+__all__ = ["ENGINES", "Engine", "LocalEngine", "UnitFailed", "make_engine"]

@@ -1,27 +1,67 @@
-"""The engine contract: run a stage function over its work units and return results in order.
+"""The engine contract: run a stage function over its work units, and run keyed reduces.
 
 Engines only decide where units run. Stage functions are module-level, take one picklable task
 and write their own outputs, so every engine produces the same bytes.
+
+Two shapes cover every stage:
+- `map(fn, tasks)`: one call per work unit (ingest, shard writing, tokenization);
+- `map_reduce(emit, tasks, reduce, keys)`: a global step (dedup). `emit` turns each task into
+  (key, value) pairs; the engine groups the values by key with its own shuffle (a Dask bag
+  groupby, a Beam GroupByKey) and calls `reduce(key, values)` once per key, so no process ever
+  holds every value. Values reach `reduce` in no particular order: reduces sort what they need.
+
+A unit that raises is retried (a bounded number of attempts, where the engine decides how); one
+that fails every attempt comes back as `UnitFailed` in its place, for the stage to record its
+inputs as rejected. It never disappears, and it never ends the job for the other units.
 """
 
 from __future__ import annotations
 
+import os
+import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+DEFAULT_RETRIES = 2
+"""Attempts after the first for a unit that raises (or whose worker dies)."""
+
+
+@dataclass(frozen=True)
+class UnitFailed:
+    """A work unit that raised on every attempt."""
+
+    error: str
+    """The last attempt's exception, as `Type: message`."""
+    attempts: int
 
 
 class Engine(ABC):
-    """Runs `fn` over tasks; calls `on_result` as each finishes (for progress)."""
+    """Runs stage functions over work units; calls `on_result` as each unit finishes."""
 
     name: str = "engine"
+    retries: int = DEFAULT_RETRIES
 
     @abstractmethod
     def map(self, fn: Callable[[T], R], tasks: Sequence[T], label: str,
-            on_result: Callable[[R], None] | None = None) -> list[R]: ...
+            on_result: Callable[[R | UnitFailed], None] | None = None,
+            scratch: str | os.PathLike[str] | None = None) -> list[R | UnitFailed]:
+        """fn over every task; results in task order. `scratch` is a folder that workers and
+        the driver both see (the corpus's `_work`), for engines that pass results through files."""
+
+    @abstractmethod
+    def map_reduce(self, emit: Callable[[T], Iterable[tuple[K, V]]], tasks: Sequence[T],
+                   reduce: Callable[[K, list[V]], R], keys: Sequence[K], label: str,
+                   on_result: Callable[[R | UnitFailed], None] | None = None,
+                   scratch: str | os.PathLike[str] | None = None) -> list[R | UnitFailed]:
+        """reduce(key, values) for every key in `keys` (values [] where none was emitted);
+        results in the order of `keys`. Pairs whose key is not in `keys` are dropped."""
 
     def close(self) -> None:
         """Releases workers; engines that hold none do nothing."""
@@ -32,3 +72,38 @@ class Engine(ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def machine_cores() -> int:
+    """Cores this process may run on (a container's or taskset's limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` plus the innermost frame, enough to find the bug from a rejects table."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def call_with_retries(fn: Callable[..., R], *args: Any, retries: int) -> R | UnitFailed:
+    """fn(*args), retried in this process; the last error is returned, not raised."""
+    error = ""
+    for _ in range(retries + 1):
+        try:
+            return fn(*args)
+        except Exception as exc:  # any failure of one unit: retry, then report it
+            error = describe(exc)
+    return UnitFailed(error, retries + 1)
+
+
+def group_values(pairs: Iterable[tuple[K, V]], keys: Sequence[K]) -> dict[K, list[V]]:
+    """{key: values} for every key in `keys`, in emission order; other keys dropped."""
+    grouped: dict[K, list[V]] = {k: [] for k in keys}
+    for key, value in pairs:
+        if key in grouped:
+            grouped[key].append(value)
+    return grouped

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from ualm.errors import UalmError
-from ualm.pipelines.engines.base import Engine
+from ualm.pipelines.engines.base import (
+    DEFAULT_RETRIES,
+    Engine,
+    UnitFailed,
+    call_with_retries,
+    describe,
+    machine_cores,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 _SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
@@ -36,13 +46,6 @@ def _worker_environ() -> dict[str, Any]:
     return environ
 
 
-def machine_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class DaskEngine(Engine):
     """`DaskEngine()` starts a local cluster with one single-threaded worker process per core;
     `DaskEngine(scheduler="tcp://host:8786")` joins an existing one."""
@@ -50,7 +53,7 @@ class DaskEngine(Engine):
     name = "dask"
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
-                 retries: int = 2) -> None:
+                 retries: int = DEFAULT_RETRIES) -> None:
         import dask
         from distributed import Client, LocalCluster
 
@@ -76,18 +79,63 @@ class DaskEngine(Engine):
         return len(self._client.scheduler_info(n_workers=-1)["workers"])
 
     def map(self, fn: Callable[[T], R], tasks: Sequence[T], label: str,
-            on_result: Callable[[R], None] | None = None) -> list[R]:
+            on_result: Callable[[R | UnitFailed], None] | None = None,
+            scratch: str | os.PathLike[str] | None = None) -> list[R | UnitFailed]:
+        """One future per unit. Dask retries a unit that raised or whose worker died (the
+        scheduler reschedules it on another worker); after the last retry it is UnitFailed."""
         from distributed import as_completed
 
         if not tasks:
             return []
         keys = [f"ualm-{label}-{i}-{os.getpid()}-{id(tasks)}" for i in range(len(tasks))]
         futures = self._client.map(fn, tasks, key=keys, pure=False, retries=self.retries)
+        results: dict[str, R | UnitFailed] = {}
         for future in as_completed(futures):
-            result = future.result()
+            results[future.key] = self._outcome(future)
             if on_result is not None:
-                on_result(result)
-        return [future.result() for future in futures]
+                on_result(results[future.key])
+        return [results[f.key] for f in futures]
+
+    def map_reduce(self, emit: Callable[[T], Iterable[tuple[K, V]]], tasks: Sequence[T],
+                   reduce: Callable[[K, list[V]], R], keys: Sequence[K], label: str,
+                   on_result: Callable[[R | UnitFailed], None] | None = None,
+                   scratch: str | os.PathLike[str] | None = None) -> list[R | UnitFailed]:
+        """A dask.bag pipeline: emit per task, a task-based shuffle (`groupby`) that moves each
+        key's values between workers to the worker that reduces them, reduce per key. Every
+        key gets one marker pair so that keys nothing was emitted for are reduced too."""
+        import dask.bag as db
+        from distributed import as_completed
+
+        if not keys:
+            return []
+        wanted = set(keys)
+        # A shuffle's task count grows with inputs x outputs: a few map partitions per worker
+        # (each emitting several units) keep it small; 125 single-unit partitions made a
+        # 2,000-clip dedup take 4.6 s instead of well under one.
+        inputs = max(1, min(len(tasks), max(2 * self.workers, len(keys))))
+        emitted = db.from_sequence(list(tasks), npartitions=inputs).map(
+            _tagged, emit, wanted).flatten()
+        markers = db.from_sequence([(k, (False, None)) for k in keys], npartitions=1)
+        grouped = db.concat([emitted, markers]).groupby(
+            itemgetter(0), shuffle="tasks", npartitions=min(len(keys), inputs + 1))
+        reduced = grouped.map(_reduce_group, reduce, self.retries)
+        futures = self._client.compute(reduced.to_delayed(), retries=self.retries)
+        results: dict[K, R | UnitFailed] = {}
+        for future in as_completed(futures):
+            for key, result in self._outcome(future, many=True):
+                results[key] = result
+                if on_result is not None:
+                    on_result(result)
+        return [results[k] for k in keys]
+
+    def _outcome(self, future: Any, many: bool = False) -> Any:
+        if future.status == "finished":
+            return future.result()
+        error = UnitFailed(describe(future.exception()), self.retries + 1)
+        if many:  # a whole partition of reduces lost: it cannot be told apart, so it is fatal
+            raise UalmError(f"a reduce partition failed after {error.attempts} attempts: "
+                            f"{error.error}", fix="see the worker logs")
+        return error
 
     def run_on_workers(self, fn: Callable[[], Any]) -> dict[str, Any]:
         """Runs fn once in every worker process (used by benchmarks to read worker memory)."""
@@ -97,3 +145,15 @@ class DaskEngine(Engine):
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _tagged(task: Any, emit: Callable[[Any], Iterable[tuple[Any, Any]]], wanted: set[Any]
+            ) -> list[tuple[Any, tuple[bool, Any]]]:
+    return [(key, (True, value)) for key, value in emit(task) if key in wanted]
+
+
+def _reduce_group(group: tuple[Any, list[tuple[Any, tuple[bool, Any]]]],
+                  reduce: Callable[[Any, list[Any]], Any], retries: int) -> tuple[Any, Any]:
+    key, pairs = group
+    values = [value for _, (real, value) in pairs if real]
+    return key, call_with_retries(reduce, key, values, retries=retries)
