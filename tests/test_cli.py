@@ -64,3 +64,15 @@ def test_errors_are_one_line_with_a_fix(tmp_path: Path, world: SyntheticWorld) -
         assert len(proc.stderr.strip().splitlines()) == 1
     debug = _run("--debug", "inspect", str(tmp_path))
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path) -> None:
+    """The README's first command, smaller: world → build → tokens → funnel → listen."""
+    proc = _run("demo", "--out", str(tmp_path / "demo"), "--clips", "6", "--engine", "local")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "= kept" in proc.stdout and "RANDOM weights" in proc.stdout
+    assert (tmp_path / "demo" / "funnel.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "demo" / "listen.wav").read_bytes()[:4] == b"RIFF"
+    corpus = json.loads((tmp_path / "demo" / "corpus" / "corpus.json").read_text())
+    (record,) = corpus["tokens"].values()
+    assert record["random_weights"] is True and record["codebooks"] == 8

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ualm.errors import UalmError
+from ualm.train.blend_cli import add_blend_commands
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
@@ -166,13 +167,17 @@ def _run_demo(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from ualm.audio.synthetic import make_world
+    from ualm.config import BuildConfig
     from ualm.manifests.inspect import format_summary, plot_funnel
     from ualm.pipelines.build import build_corpus
     from ualm.tokenize.listen import listen
 
     out = Path(args.out)
     world = make_world(out / "world", n_clips=args.clips, seed=args.seed)
-    result = build_corpus([world.manifest], out / "corpus", engine=args.engine)
+    # Shards of 24 samples: a demo's few minutes of audio then make several token shards, so
+    # every worker tokenizes (one 1,000-sample shard would keep all but one idle).
+    config = BuildConfig.from_dict({"shards": {"max_samples": 24}})
+    result = build_corpus([world.manifest], out / "corpus", config, engine=args.engine)
     print(format_summary(result.summary))
     if result.tokens:
         _print_tokens(result.tokens)
@@ -193,6 +198,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_tokenize, _add_listen, _add_inspect, _add_demo):
         add(sub)
+    add_blend_commands(sub)
     return parser
 
 
