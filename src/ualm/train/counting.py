@@ -1,0 +1,59 @@
+"""How many tokens a sample is worth: one rule, shared by `ualm blend` (planning) and the
+trainer (logging the blend it realised), so planned and realised shares are comparable.
+
+tokens = text tokens (the configured text tokenizer) + audio frames x codebooks.
+
+The text of a sample, by task:
+- generation: its first caption (the condition);
+- understanding: every turn of its conversation (UALM's `{from, value}` turns, or
+  `{role, content}`), joined by newlines; with no conversation, its first caption (the answer to
+  "describe the audio");
+- text (and reasoning): every message's content, joined by newlines.
+Special tokens and the delay pattern's padding are not counted: they depend on the model, and
+counting them would make a blend depend on the backbone.
+
+The task of a sample (`sample_task`) is its own `task` when its input manifest gave one (UALM
+understanding rows and chat rows get one at ingest). Otherwise chat `messages` make it `text`,
+an audio sample with a conversation is `understanding`, and any other audio sample is
+`generation`: its first caption is the condition (none: it trains unconditional generation,
+as classifier-free guidance's dropped condition does). The trainer lays samples out by the same
+rule (`ualm.train.chat`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ualm.train.text_tokenizer import TextTokenizer
+
+
+def sample_text(meta: Mapping[str, Any]) -> str:
+    task = sample_task(meta)  # a task-less sample is counted as the task it is inferred to be
+    captions = meta.get("captions") or []
+    if task in ("text", "reasoning") or meta.get("messages"):
+        return "\n".join(_turn_text(m) for m in meta.get("messages") or [])
+    if task == "understanding" and meta.get("conversations"):
+        return "\n".join(_turn_text(t) for t in meta["conversations"])
+    return str(captions[0]) if captions else ""
+
+
+def sample_task(meta: Mapping[str, Any]) -> str:
+    """The task a sample trains (see the module docstring)."""
+    if meta.get("task"):
+        return str(meta["task"])
+    if meta.get("messages") is not None:
+        return "text"
+    return "understanding" if meta.get("conversations") else "generation"
+
+
+def sample_tokens(meta: Mapping[str, Any], tokenizer: TextTokenizer, frames: int = 0,
+                  codebooks: int = 0) -> int:
+    """Tokens of one sample; frames and codebooks from its code array (0 for text samples)."""
+    return len(tokenizer.encode(sample_text(meta))) + frames * codebooks
+
+
+def _turn_text(turn: Any) -> str:
+    if isinstance(turn, Mapping):
+        return str(turn.get("content", turn.get("value", "")))
+    return str(turn)
