@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-deps encodec==0.1.1
+	$(BIN)/pip install -q --no-deps encodec==0.1.1 openai-whisper==20250625
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -15,14 +15,21 @@ from ualm.train.blend_cli import add_blend_commands
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build or resume a corpus from audio inputs")
     p.add_argument("--input", action="append", required=True, metavar="PATH",
-                   help="a folder of audio or a JSONL/CSV/parquet manifest (repeatable)")
+                   help="a folder of audio, a JSONL/CSV/parquet manifest, a urls.txt, a Hugging "
+                        "Face dataset (hf://datasets/ORG/NAME or a local folder in its layout) or "
+                        "WebDataset tars (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="corpus folder to create or resume")
     _add_engine_options(p)
     p.add_argument("--config", metavar="FILE", help="YAML build config (see examples/)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="a packaged recipe (sound-captions, speech); --config merges on top")
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="another folder that manifest paths may point into")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--no-tokenize", action="store_true", help="skip the codec stage")
+    p.add_argument("--allow-private-network", action="store_true",
+                   help="let the crawler fetch from loopback and private addresses (intranets, "
+                        "tests); link-local and cloud metadata addresses stay refused")
     _add_codec_options(p, defaults=False)
     p.set_defaults(run=_run_build)
 
@@ -100,7 +107,7 @@ def _run_build(args: argparse.Namespace) -> int:
     from ualm.manifests.inspect import format_summary
     from ualm.pipelines.build import build_corpus
 
-    config = BuildConfig.from_yaml(args.config) if args.config else BuildConfig()
+    config = BuildConfig.from_sources(args.preset, args.config)
     overrides = _codec_overrides(args)
     if args.no_tokenize:
         overrides["enabled"] = False
@@ -108,6 +115,9 @@ def _run_build(args: argparse.Namespace) -> int:
         tokenize = BuildConfig.from_dict({"tokenize": {**dataclasses.asdict(config.tokenize),
                                                        **overrides}}).tokenize
         config = dataclasses.replace(config, tokenize=tokenize)
+    if args.allow_private_network:
+        config = dataclasses.replace(
+            config, crawl=dataclasses.replace(config.crawl, allow_private_network=True))
     result = build_corpus(args.input, args.out, config, engine=args.engine,
                           scheduler=args.scheduler, workers=args.workers,
                           beam_runner=args.runner, beam_options=args.beam_options,

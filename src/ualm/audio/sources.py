@@ -17,6 +17,8 @@ from ualm.audio.errors import AudioRejected
 
 # Lossless containers whose header frame count is exact, so a short read means damage.
 _EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "caf", "au"})
+LOSSLESS_CONTAINERS = _EXACT_LENGTH
+"""Containers that hold lossless audio here (PCM or FLAC): a better copy than a lossy one."""
 # Containers with reliable timestamps, where PyAV may seek instead of decoding from 0.
 _AV_SEEKABLE = frozenset({"mp4", "webm", "asf"})
 # Seek this far before `start`: lossy decoders need a few frames to settle (MDCT overlap).

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ualm.config import CrawlConfig
 from ualm.errors import UalmError
 from ualm.manifests.records import AUDIO_EXTENSIONS, InputRecord
 from ualm.manifests.rows import RowError, normalise_row
+from ualm.sources.rows import check_web_url
 
 MANIFEST_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -31,13 +33,20 @@ class InputListing:
     description: str
 
 
-def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = ()) -> InputListing:
-    """Lists one or more inputs (folders or manifests) in order; indexes run across all of them."""
+def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = (),
+                crawl: CrawlConfig | None = None) -> InputListing:
+    """Lists one or more inputs (folders, manifests, URL lists, Hugging Face datasets,
+    WebDataset tars) in order; indexes run across all of them. `crawl` maps dataset columns."""
+    from ualm.sources import list_source
+
     if not paths:
         raise UalmError("no input given", fix="pass --input PATH (a folder or a manifest)")
     records: list[InputRecord] = []
     for path in paths:
-        records.extend(_list_one(Path(path), [Path(r) for r in allow_roots], start=len(records)))
+        listed = list_source(str(path), len(records), crawl or CrawlConfig())
+        if listed is None:
+            listed = _list_one(Path(path), [Path(r) for r in allow_roots], start=len(records))
+        records.extend(listed)
     _reject_duplicate_ids(records)
     digest = hashlib.sha256()
     for record in records:
@@ -72,7 +81,7 @@ def _list_one(path: Path, allow_roots: list[Path], start: int) -> list[InputReco
             continue
         fields.setdefault("input_id", _derived_id(fields, line, seen_ids))
         seen_ids.add(fields["input_id"])
-        record = InputRecord(index=index, line=line, **fields)
+        record = check_web_url(InputRecord(index=index, line=line, **fields))
         records.append(_check_path(record, path.parent, roots))
     return records
 

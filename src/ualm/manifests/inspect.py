@@ -37,7 +37,7 @@ def summarize(corpus: str | Path, expected_inputs: int | None = None) -> dict[st
     samples = _read(manifests / "samples", schema.SAMPLES,
                     ["input_index", "modality", "seconds", "shard", "source"])
     rejects = _read(manifests / "rejects", schema.REJECTS, ["level", "reason", "seconds"])
-    duplicates = _read(manifests / "duplicates", schema.DUPLICATES, ["seconds"])
+    duplicates = _read(manifests / "duplicates", schema.DUPLICATES, ["seconds", "kind"])
 
     kept_inputs = len({s["input_index"] for s in samples})
     input_rejects = [r for r in rejects if r["level"] == "input"]
@@ -54,6 +54,8 @@ def summarize(corpus: str | Path, expected_inputs: int | None = None) -> dict[st
         "kept": kept_inputs,
         "rejected": len(input_rejects),
         "duplicates": len(duplicates),
+        "duplicate_kinds": dict(sorted(Counter(d["kind"] or "dedup/exact"
+                                               for d in duplicates).items())),
         "accounted": counted == expected_inputs,
         "reasons": dict(sorted(Counter(r["reason"] for r in input_rejects).items())),
         "dropped_windows": dict(sorted(Counter(r["reason"] for r in window_drops).items())),

@@ -72,6 +72,10 @@ class CorpusLayout:
     def dedup_bucket(self, bucket: int) -> Path:
         return self.work / "dedup" / f"bucket-{bucket:04d}.parquet"
 
+    @property
+    def near_dedup_decisions(self) -> Path:
+        return self.work / "near-dedup" / "decisions.parquet"
+
     def rejects_part(self, unit: int) -> Path:
         return self.root / "manifests" / "rejects" / f"part-{unit:06d}.parquet"
 

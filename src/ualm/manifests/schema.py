@@ -9,6 +9,20 @@ from typing import Any
 
 import pyarrow as pa
 
+ANNOTATIONS = [
+    ("speech_ratio", pa.float64()),  # Silero VAD, when enabled
+    ("speech_segments", pa.list_(pa.list_(pa.float64()))),  # [start, end] s in the window
+    ("loudness_lufs", pa.float64()),  # EBU R128 integrated loudness of the decoded window
+    ("loudness_gain_db", pa.float64()),  # gain applied by loudness normalisation
+    ("spoken_language", pa.string()),  # Whisper's language guess ...
+    ("spoken_language_probability", pa.float64()),  # ... and its probability
+    ("transcript", pa.string()),  # Whisper's greedy transcript
+    ("clap_embedding", pa.list_(pa.float32())),  # CLAP audio embedding (unit length)
+]
+MANIFEST_ONLY = frozenset({"clap_embedding"})
+"""Annotations too large for every sample's shard JSON: they live in the manifests only."""
+"""Per-sample annotations of the optional filters: null where a filter is off."""
+
 SAMPLES = pa.schema([
     ("key", pa.string()),
     ("sample_id", pa.string()),
@@ -28,6 +42,7 @@ SAMPLES = pa.schema([
     ("url", pa.string()),
     ("rms_dbfs", pa.float64()),
     ("peak", pa.float64()),
+    *ANNOTATIONS,
     ("fingerprint", pa.string()),
     ("shard", pa.string()),
     ("payload_sha256", pa.string()),
@@ -53,6 +68,8 @@ DUPLICATES = pa.schema([
     ("input_index", pa.int64()),
     ("duplicate_of", pa.string()),
     ("duplicate_of_index", pa.int64()),
+    ("kind", pa.string()),  # dedup/exact or dedup/near_duplicate
+    ("bit_error_rate", pa.float64()),  # near duplicates: fingerprint distance to the survivor
     ("fingerprint", pa.string()),
     ("seconds", pa.float64()),
     ("captions", pa.list_(pa.string())),
@@ -89,6 +106,10 @@ UNIT_INPUTS = pa.schema([
     ("kept_segments", pa.int32()),
     ("fingerprint", pa.string()),
     ("bucket", pa.int32()),
+    ("chromaprint", pa.list_(pa.uint32())),  # near-dedup only
+    ("lossless", pa.bool_()),
+    ("native_rate", pa.int32()),
+    ("native_channels", pa.int32()),
     ("record", pa.string()),
 ])
 
@@ -103,6 +124,7 @@ UNIT_SEGMENTS = pa.schema([
     ("seconds", pa.float64()),
     ("rms_dbfs", pa.float64()),
     ("peak", pa.float64()),
+    *ANNOTATIONS,
     ("payload_bytes", pa.int64()),
     ("payload_sha256", pa.string()),
 ])

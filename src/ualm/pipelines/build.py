@@ -22,10 +22,17 @@ from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inputs import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import CorpusLayout, atomic_write_json
+from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
+from ualm.pipelines import near_dedup
 from ualm.pipelines.dedup import FingerprintTask, emit_fingerprints, reduce_bucket
 from ualm.pipelines.engines import Engine, make_engine
 from ualm.pipelines.ingest import IngestTask, fail_ingest_unit, run_ingest_unit
+from ualm.pipelines.near_dedup import (
+    BandTask,
+    emit_bands,
+    merge_near_duplicates,
+    reduce_near_bucket,
+)
 from ualm.pipelines.shard import plan as plan_shards
 from ualm.pipelines.shard import run_shard
 from ualm.pipelines.stages import run_pending, run_pending_reduce
@@ -58,7 +65,7 @@ def build_corpus(
     Returns once `corpus.json` is written."""
     config = config or BuildConfig()
     layout = CorpusLayout(out)
-    listing = list_inputs(inputs, allow_roots)
+    listing = list_inputs(inputs, allow_roots, config.crawl)
     _prepare_output(layout, config, listing)
     if config.tokenize.enabled:
         from ualm.tokenize.run import check_codec
@@ -105,9 +112,27 @@ def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
     skipped += run_pending_reduce(
         engine, "dedup", emit_fingerprints, fingerprints, partial(reduce_bucket, str(layout.root)),
         list(range(config.work.dedup_buckets)), layout, progress, index=int)
+    if config.near_dedup.enabled:
+        skipped += _near_dedup(engine, layout, config, units, progress)
     shards = plan_shards(layout, config, units)
     skipped += run_pending(engine, "shard", run_shard, shards, layout, progress,
                            index=lambda t: t.stage_index)
+    return skipped
+
+
+def _near_dedup(engine: Engine, layout: CorpusLayout, config: BuildConfig, units: int,
+                progress: bool) -> int:
+    """The near-duplicate reduce over LSH buckets, then the (driver-side) merge of the copies
+    it found into groups; both skip themselves when an earlier run finished them."""
+    tasks = [BandTask(str(layout.root), u, config.to_dict()) for u in range(units)]
+    reduce = partial(reduce_near_bucket, str(layout.root), config.near_dedup.max_bit_error)
+    skipped = run_pending_reduce(engine, near_dedup.STAGE, emit_bands, tasks, reduce,
+                                 list(range(config.near_dedup.buckets)), layout, progress,
+                                 index=int)
+    if read_done(layout, near_dedup.MERGE_STAGE, 0) is None:
+        merge_near_duplicates(layout, config)
+    else:
+        skipped += 1
     return skipped
 
 

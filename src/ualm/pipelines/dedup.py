@@ -69,6 +69,7 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
             duplicates.append({
                 "input_id": member["input_id"], "input_index": member["input_index"],
                 "duplicate_of": keeper["input_id"], "duplicate_of_index": keeper["input_index"],
+                "kind": "dedup/exact",
                 "fingerprint": member["fingerprint"], "seconds": member["kept_seconds"],
                 "captions": member["captions"], "source": member["source"], "path": member["path"],
             })
@@ -82,8 +83,14 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
     return summary
 
 
-def load_decisions(layout: CorpusLayout, buckets: int) -> dict[int, dict[str, Any]]:
-    """input_index → decision, for the (usually few) inputs that took part in a duplicate group."""
+def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True
+                   ) -> dict[int, dict[str, Any]]:
+    """input_index → decision, for the (usually few) inputs that took part in a duplicate group;
+    near-duplicate decisions (when that stage ran) override exact ones."""
     files = [str(layout.dedup_bucket(b)) for b in range(buckets)]
     table = ds.dataset(files, format="parquet", schema=schema.DEDUP).to_table()
-    return {row["input_index"]: row for row in table.to_pylist()}
+    decisions = {row["input_index"]: row for row in table.to_pylist()}
+    near_file = layout.near_dedup_decisions
+    if near and near_file.is_file():
+        decisions.update((row["input_index"], row) for row in pq.read_table(near_file).to_pylist())
+    return decisions

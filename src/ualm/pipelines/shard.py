@@ -88,6 +88,9 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
             if task.modality == "audio":
                 meta.update(offset=segment["offset"], seconds=segment["seconds"],
                             sample_rate=config.audio.sample_rate)
+                meta.update({name: segment[name] for name, _ in schema.ANNOTATIONS
+                             if segment.get(name) is not None
+                             and name not in schema.MANIFEST_ONLY})
                 sample["flac"] = payload
             else:
                 meta["messages"] = json.loads(payload)

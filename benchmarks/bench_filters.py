@@ -1,0 +1,167 @@
+"""Benchmark of the optional filters: what each one costs, measured side by side in one run.
+
+1. Clips per second per filter on CPU, on the same 10 s clips: caption checks, EBU R128
+   loudness, Silero VAD, Chromaprint fingerprints (the near-dedup input).
+2. The end-to-end build (Dask, 2 workers) with every filter on against the plain build, on the
+   same inputs.
+3. Near-dedup's reduce on 2,000 and 20,000 fingerprints (a tenth of them noisy copies): time and
+   peak memory of band keys + shuffle + comparisons, and how both grow (close to linear is the
+   bar: a step that compared all pairs would grow 100x).
+
+    .venv/bin/python benchmarks/bench_filters.py              # full run (a few minutes)
+    .venv/bin/python benchmarks/bench_filters.py --clips 20 --fingerprints 1000   # smoke run
+
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ualm.audio.synthetic import synth_clip, write_audio
+from ualm.config import BuildConfig, CaptionConfig
+from ualm.filters.captions import check_caption
+from ualm.filters.fingerprint import StreamingFingerprint, band_keys
+from ualm.filters.loudness import integrated_loudness
+from ualm.filters.vad import detect_speech, detect_speech_batch
+from ualm.pipelines.build import build_corpus
+from ualm.pipelines.ingest import ANNOTATION_BATCH
+from ualm.pipelines.near_dedup import near_pairs
+
+RATE = 24000
+FILTERS_ON = {"captions": {"enabled": True}, "loudness": {"enabled": True},
+              "vad": {"enabled": True}, "near_dedup": {"enabled": True}}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def per_filter(clips: list[np.ndarray]) -> dict[str, float]:
+    """Clips per second of each filter alone (one process, one thread of work)."""
+    captions = [f"a recording of event {i} with a dog barking twice" for i in range(len(clips))]
+    config = CaptionConfig(enabled=True)
+
+    def fingerprint(clip: np.ndarray) -> None:
+        stream = StreamingFingerprint(RATE, 120.0)
+        stream.feed(clip)
+        stream.finish()
+
+    def vad_batched(i: int) -> None:  # as ingest runs it: 8 windows at a time
+        if i % ANNOTATION_BATCH == 0:
+            detect_speech_batch(clips[i : i + ANNOTATION_BATCH], RATE)
+
+    detect_speech(clips[0], RATE)  # loads the model once, as a worker does
+    rates = {}
+    for name, run in [("captions", lambda i: check_caption(captions[i], config)),
+                      ("loudness", lambda i: integrated_loudness(clips[i], RATE)),
+                      ("vad_one_by_one", lambda i: detect_speech(clips[i], RATE)),
+                      ("vad_batched", vad_batched),
+                      ("chromaprint", lambda i: fingerprint(clips[i]))]:
+        started = time.perf_counter()
+        for i in range(len(clips)):
+            run(i)
+        rates[name] = round(len(clips) / (time.perf_counter() - started), 1)
+        log(f"  {name}: {rates[name]} clips/s")
+    return rates
+
+
+def end_to_end(folder: Path, out: Path) -> dict[str, float]:
+    seconds = {}
+    for name, extra in [("plain", {}), ("all_filters", FILTERS_ON)]:
+        shutil.rmtree(out / name, ignore_errors=True)
+        config = BuildConfig.from_dict({**extra, "tokenize": {"enabled": False}})
+        started = time.perf_counter()
+        build_corpus([folder], out / name, config, engine="dask", workers=2, progress=False)
+        seconds[name] = round(time.perf_counter() - started, 2)
+        log(f"  build {name}: {seconds[name]} s")
+    return seconds
+
+
+def synthetic_fingerprints(count: int, items: int = 240, seed: int = 0) -> list[np.ndarray]:
+    """Random fingerprints; every tenth is a copy of an earlier one with 0.5 % of bits flipped."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for i in range(count):
+        if i % 10 == 9:
+            flips = rng.random((items, 32)) < 0.005
+            noise = np.packbits(flips, axis=1, bitorder="little").view("<u4")[:, 0]
+            out.append(out[int(rng.integers(0, i))] ^ noise)
+        else:
+            out.append(rng.integers(0, 2**32, size=items, dtype=np.uint64).astype(np.uint32))
+    return out
+
+
+def near_dedup_scaling(count: int, bands: int = 8, buckets: int = 8) -> dict[str, float]:
+    """Band keys, the shuffle (in memory, as one process would see all buckets) and each
+    bucket's comparisons; timed without tracing, then run again under tracemalloc for memory."""
+    fingerprints = synthetic_fingerprints(count)
+
+    def run() -> int:
+        shuffled: dict[int, list] = defaultdict(list)  # what the engine's shuffle delivers
+        for index, fp in enumerate(fingerprints):
+            values = fp.tolist()
+            for key in band_keys(fp, bands):
+                shuffled[key % buckets].append((key, index, values))
+        pairs: set[tuple[int, int]] = set()  # a pair found in several buckets counts once
+        for bucket in sorted(shuffled):
+            edges, _ = near_pairs(shuffled[bucket], 0.1)
+            pairs.update((e["a"], e["b"]) for e in edges)
+        return len(pairs)
+
+    started = time.perf_counter()
+    pairs = run()
+    seconds = time.perf_counter() - started
+    tracemalloc.start()
+    run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"fingerprints": count, "seconds": round(seconds, 3),
+            "peak_mib": round(peak / 2**20, 1), "near_pairs": pairs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=100)
+    parser.add_argument("--fingerprints", type=int, default=20000)
+    parser.add_argument("--out", type=Path, default=Path("bench-out") / "filters")
+    args = parser.parse_args()
+
+    log(f"{args.clips} clips of 10 s ...")
+    clips = [synth_clip(10.0, RATE, seed=3000 + i) for i in range(args.clips)]
+    folder = args.out / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, clip in enumerate(clips):
+        write_audio(folder / f"clip-{i:04d}.flac", clip, RATE, "flac")
+    log("per filter:")
+    rates = per_filter(clips)
+    log("end to end:")
+    builds = end_to_end(folder, args.out / "runs")
+    log("near-dedup scaling:")
+    small = near_dedup_scaling(args.fingerprints // 10)
+    large = near_dedup_scaling(args.fingerprints)
+    log(f"  {small}\n  {large}")
+    print(json.dumps({
+        "clips": args.clips,
+        "clips_per_second": rates,
+        "build_seconds": builds,
+        "build_slowdown_all_filters": round(builds["all_filters"] / builds["plain"], 3),
+        "near_dedup": {"small": small, "large": large,
+                       "time_growth": round(large["seconds"] / small["seconds"], 2),
+                       "memory_growth": round(large["peak_mib"] / max(small["peak_mib"], 0.1), 2),
+                       "size_growth": round(large["fingerprints"] / small["fingerprints"], 2)},
+        "bars": {"near_dedup_time_growth_close_to": 10.0},
+    }, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

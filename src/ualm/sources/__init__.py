@@ -1,0 +1,58 @@
+"""Inputs that are not files on disk or manifest rows: URL lists, Hugging Face datasets
+(parquet with the `datasets` Audio struct, on the Hub or in a local folder of the same layout)
+and WebDataset tars. Each lists as ordinary `InputRecord`s whose `url` locates the audio
+(`https://...`, `hf://datasets/ORG/NAME/FILE.parquet#row=N`, `file:///...parquet#row=N`,
+`file:///...tar#member=N`); the ingest unit obtains the bytes (`ualm.pipelines.crawl.unit`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ualm.config import CrawlConfig
+from ualm.manifests.records import InputRecord
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def list_source(spec: str, start: int, crawl: CrawlConfig) -> list[InputRecord] | None:
+    """Records of `spec` when it names a source this package reads, else None (a folder of
+    audio or a manifest, which `ualm.manifests.inputs` lists)."""
+    from ualm.sources import parquet, urls, wds
+
+    if spec.startswith("hf://"):
+        return parquet.list_hub(spec, start, crawl)
+    path = Path(spec)
+    name = path.name.lower()
+    if path.is_file():
+        if name.endswith(".txt"):
+            return urls.list_urls(path, start)
+        if name.endswith(TAR_SUFFIXES):
+            return wds.list_tars([path], path.parent, start, crawl)
+        if name.endswith(".parquet") and parquet.is_audio_parquet(path, crawl.audio_column):
+            return parquet.list_local([path], path.parent, start, crawl)
+    elif path.is_dir():
+        return _list_dataset_folder(path, start, crawl)
+    return None
+
+
+def _list_dataset_folder(folder: Path, start: int, crawl: CrawlConfig) -> list[InputRecord] | None:
+    """A folder is a dataset when it holds no audio files and parquet files with the audio
+    column (the Hub's layout), or WebDataset tars."""
+    from ualm.manifests.records import AUDIO_EXTENSIONS
+    from ualm.sources import parquet, wds
+
+    files = []
+    for p in folder.rglob("*"):
+        if p.suffix.lower() in AUDIO_EXTENSIONS:
+            return None  # a folder of audio: stop at the first file
+        if p.is_file():
+            files.append(p)
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
+    tables = [p for p in files if p.suffix.lower() == ".parquet"]
+    if tables and all(parquet.is_audio_parquet(p, crawl.audio_column) for p in tables):
+        return parquet.list_local(tables, folder, start, crawl)
+    tars = [p for p in files if p.name.lower().endswith(TAR_SUFFIXES)]
+    if tars and not tables:
+        return wds.list_tars(tars, folder, start, crawl)
+    return None
