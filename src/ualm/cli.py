@@ -209,6 +209,9 @@ def make_parser() -> argparse.ArgumentParser:
     for add in (_add_build, _add_tokenize, _add_listen, _add_inspect, _add_demo):
         add(sub)
     add_blend_commands(sub)
+    from ualm.train.train_cli import add_train_commands
+
+    add_train_commands(sub)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""Training configuration: documented dataclasses, validated at construction; YAML presets
+(src/ualm/train/presets/*.yaml, or any file) mirror them section by section.
+
+>>> cfg = TrainConfig.from_dict({"optim": {"lr": 1e-3}, "run": {"max_steps": 10}})
+>>> cfg.optim.lr, cfg.run.max_steps, cfg.model.codebooks
+(0.001, 10, 8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ualm.errors import UalmError
+from ualm.train.data import DataConfig
+from ualm.train.model import ModelConfig
+
+PRESETS = Path(__file__).parent / "presets"
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """The cosine ends at lr x this."""
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    """Applied to matrices only (not to norms, biases or embeddings)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    """Gradient norm clipping (0: off)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise UalmError("optim: need lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1",
+                            fix="correct the optim section of the config")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The Lightning Trainer around the model."""
+
+    max_steps: int = 1000
+    """Optimizer steps."""
+    max_minutes: float | None = None
+    """Stop (and checkpoint) after this much wall time, if reached before max_steps."""
+    precision: str = "32-true"
+    """32-true, bf16-mixed (GPUs), bf16-true or 16-mixed."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step."""
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """auto, ddp, ddp_spawn, fsdp, ... (Lightning's strategy names)."""
+    log_every: int = 10
+    checkpoint_every: int = 200
+    """Steps between checkpoints (the last one is always kept)."""
+    seed: int = 0
+    """Seeds the weights and the condition dropout."""
+    threads: int | None = None
+    """CPU threads for torch (null: torch's default)."""
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.accumulate < 1 or self.log_every < 1:
+            raise UalmError("run: need max_steps, accumulate and log_every >= 1",
+                            fix="correct the run section of the config")
+        if self.precision not in PRECISIONS:
+            raise UalmError(f"run.precision {self.precision!r} is not supported",
+                            fix=f"one of: {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        """Unknown sections or keys are errors, never silently ignored."""
+        data = dict(data or {})
+        parts = {}
+        for f in dataclasses.fields(cls):
+            section = data.pop(f.name, None) or {}
+            if not isinstance(section, dict):
+                raise UalmError(f"config section {f.name!r} must be a mapping",
+                                fix="see src/ualm/train/presets/tiny.yaml")
+            factory = f.default_factory  # type: ignore[misc]
+            known = {g.name for g in dataclasses.fields(factory)}
+            unknown = sorted(set(section) - known)
+            if unknown:
+                raise UalmError(f"unknown key(s) in config section {f.name!r}: "
+                                f"{', '.join(unknown)}", fix=f"known: {', '.join(sorted(known))}")
+            try:
+                parts[f.name] = factory(**section)
+            except TypeError as exc:
+                raise UalmError(f"config section {f.name!r}: {exc}") from exc
+        if data:
+            raise UalmError(f"unknown config section(s): {', '.join(sorted(data))}",
+                            fix="sections are model, data, optim, run")
+        return cls(**parts)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """A YAML file, or the name of a preset (`tiny`, `qwen2.5-1.5b`)."""
+        path = Path(path)
+        if not path.is_file() and (PRESETS / f"{path.name}.yaml").is_file():
+            path = PRESETS / f"{path.name}.yaml"
+        if not path.is_file():
+            raise UalmError(f"config file not found: {path}",
+                            fix=f"pass a YAML file or a preset: {', '.join(presets())}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UalmError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))

@@ -1,0 +1,73 @@
+"""`ualm generate` and `ualm understand`: a trained checkpoint plus the corpus's codec, from a
+caption to a WAV file and from an audio file to an answer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ualm.errors import UalmError
+from ualm.manifests.layout import CorpusLayout
+from ualm.train.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
+from ualm.train.module import load_trained
+from ualm.train.sources import corpus_codec
+
+FRAME_RATE = 75.0
+
+
+@dataclass(frozen=True)
+class Generated:
+    path: Path
+    seconds: float
+    frames: int
+    random_codec: bool
+
+
+def corpus_codec_model(corpus: str | Path, codec_id: str | None = None,
+                       device: str | None = None) -> Any:
+    """The codec that tokenized a corpus, checked against the checksum the corpus recorded."""
+    from ualm.tokenize.stage import CodecSpec, worker_codec
+
+    codec_id = corpus_codec(corpus, codec_id)
+    record = json.loads(CorpusLayout(corpus).corpus_file.read_text())["tokens"][codec_id]
+    codec = worker_codec(CodecSpec(record["source"], record["bandwidth"], record.get("seed", 0),
+                                   device))
+    if codec.info.checkpoint_sha256 != record["checkpoint_sha256"]:
+        raise UalmError(f"the codec at {record['source']} is not the one that tokenized "
+                        f"{corpus}", fix="restore the codec checkpoint the corpus was built with")
+    return codec
+
+
+def generate_wav(checkpoint: str | Path, corpus: str | Path, caption: str, out: str | Path,
+                 config: GenerationConfig = DEFAULT_GENERATION, device: str = "cpu") -> Generated:
+    model = load_trained(checkpoint, device)
+    codec = corpus_codec_model(corpus)
+    if model.k != codec.info.codebooks:
+        raise UalmError(f"the model has {model.k} codebooks, the corpus's codec "
+                        f"{codec.info.codebooks}", fix="use the corpus the model was trained on")
+    codes = generate_codes(model, [caption], config)[0]
+    audio = codec.decode(codes) if codes.shape[1] else np.zeros(0, np.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(out, audio, codec.info.sample_rate, subtype="PCM_16")
+    return Generated(out, len(audio) / codec.info.sample_rate, int(codes.shape[1]),
+                     bool(codec.info.random_weights))
+
+
+def understand_file(checkpoint: str | Path, corpus: str | Path, audio: str | Path,
+                    question: str, device: str = "cpu", max_new_tokens: int = 128) -> str:
+    from ualm.audio import AudioRejected, iter_decoded
+
+    model = load_trained(checkpoint, device)
+    codec = corpus_codec_model(corpus)
+    try:
+        clip = np.concatenate(list(iter_decoded(audio, target_rate=codec.info.sample_rate)))
+    except (AudioRejected, ValueError, FileNotFoundError) as exc:
+        raise UalmError(f"cannot decode {audio}: {exc}", fix="pass a readable audio file") from exc
+    codes = codec.encode([clip])[0]
+    return answer(model, [question], [codes], max_new_tokens)[0]

@@ -1,0 +1,89 @@
+"""The LightningModule: the UALM model, its loss, AdamW with warmup + cosine, and the
+bookkeeping that makes resume exact (each consumed batch's stream state goes to the data
+module, which checkpoints it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from ualm.errors import UalmError
+from ualm.train.data import STATE_KEY
+from ualm.train.layout import TASK_IDS
+from ualm.train.model import ModelConfig, UALMModel
+from ualm.train.schedule import warmup_cosine
+
+CHECKPOINT_KEY = "ualm"
+
+
+class UALMModule(L.LightningModule):
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], max_steps: int,
+                 hf_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = UALMModel(ModelConfig(**model), hf_config=hf_config)
+        self.optim = optim
+        self.max_steps = max_steps
+        self.positions_seen = 0
+        """Sequence positions trained on in this process (padding excluded), for throughput."""
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        state = batch.pop(STATE_KEY, None)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if state is not None and hasattr(datamodule, "record"):
+            datamodule.record(state)
+        out = self.model(batch)
+        size = batch["tokens"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=size)
+        for task, i in TASK_IDS.items():
+            weight = out["task_weight"][i]
+            if weight > 0:
+                self.log(f"train/loss_{task}", out["task_loss_sum"][i] / weight, batch_size=size)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        self.positions_seen += int((batch["task_ids"] >= 0).sum())
+        return out["loss"]
+
+    def configure_optimizers(self) -> Any:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
+        o = self.optim
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o["weight_decay"]},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=o["lr"], betas=tuple(o["betas"]))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, o["warmup_steps"], self.max_steps,
+                                               o["min_lr_ratio"]))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"model": dict(self.model.config.to_dict()),
+                                      "hf_config": self.model.hf_config,
+                                      "tokenizer": self.model.tokenizer.name}
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> UALMModel:
+    """The model of a training checkpoint (`.ckpt`), in eval mode, without its backbone folder's
+    weights (the architecture is in the checkpoint; the tokenizer folder must still exist)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UalmError(f"checkpoint {path} not found",
+                        fix="pass a .ckpt from a run's checkpoints/ folder")
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if meta is None:
+        raise UalmError(f"{path} is not a ualm training checkpoint", fix="pass one `ualm train` wrote")
+    model = UALMModel(ModelConfig(**meta["model"]), hf_config=meta["hf_config"])
+    if model.tokenizer.name != meta["tokenizer"]:
+        raise UalmError(f"the text tokenizer is {model.tokenizer.name}, the checkpoint was "
+                        f"trained with {meta['tokenizer']}", fix="use the training tokenizer")
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()

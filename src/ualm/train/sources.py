@@ -1,0 +1,115 @@
+"""Which streams the trainer draws from: the (corpus, source, task) triples of the corpora, each
+with the shards that hold it, and the probability of drawing its next sample (from a blend spec,
+or equal shares of samples when no blend is given).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.dataset as ds
+
+from ualm.errors import UalmError
+from ualm.manifests.layout import CorpusLayout
+from ualm.train.blend_spec import BlendSpec, SourceSpec
+
+
+@dataclass(frozen=True)
+class Source:
+    corpus: str
+    name: str
+    task: str
+    shards: tuple[str, ...]
+    """Absolute shard paths (token shards, or text shards for text samples), sorted."""
+    samples: int
+    codec_id: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.task}"
+
+
+def _task(task: str | None, modality: str, extra: str | None) -> str:
+    """As `chat.sample_task` resolves it from a shard's JSON, but from a manifest row."""
+    if task:
+        return task
+    if modality == "text":
+        return "text"
+    return "understanding" if extra and "conversations" in json.loads(extra) else "generation"
+
+
+def corpus_codec(corpus: str | Path, codec_id: str | None = None) -> str:
+    layout = CorpusLayout(corpus)
+    if not layout.corpus_file.is_file():
+        raise UalmError(f"{corpus} is not a complete ualm corpus (no corpus.json)",
+                        fix="pass corpus folders that `ualm build` wrote")
+    tokens = json.loads(layout.corpus_file.read_text()).get("tokens") or {}
+    if codec_id is not None:
+        if codec_id not in tokens:
+            raise UalmError(f"{corpus} has no token set {codec_id!r}",
+                            fix=f"tokenize it with that codec, or choose one of: "
+                                f"{', '.join(sorted(tokens)) or '(none)'}")
+        return codec_id
+    if len(tokens) != 1:
+        raise UalmError(f"{corpus} holds {len(tokens)} token sets",
+                        fix="run `ualm tokenize` first" if not tokens else
+                        f"set data.codec_id to one of: {', '.join(sorted(tokens))}")
+    return next(iter(tokens))
+
+
+def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list[Source]:
+    """Every (corpus, source, task) in the corpora's manifests, in a stable order."""
+    found: list[Source] = []
+    for corpus in corpora:
+        root = Path(corpus).resolve()
+        codec = corpus_codec(root, codec_id)
+        table = ds.dataset(str(root / "manifests" / "samples"), format="parquet").to_table(
+            columns=["shard", "modality", "source", "task", "extra"])
+        groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for row in table.to_pylist():
+            shard = row["shard"]
+            if row["modality"] == "audio":
+                index = Path(shard).stem.split("-")[1]
+                shard = f"tokens/{codec}/tokens-{index}.tar"
+            task = _task(row["task"], row["modality"], row["extra"])
+            groups[(row["source"], task)][str(root / shard)] += 1
+        for (name, task), shards in sorted(groups.items()):
+            found.append(Source(str(root), name, task, tuple(sorted(shards)),
+                                sum(shards.values()), codec))
+    if not found:
+        raise UalmError("the corpora hold no samples", fix="build corpora with `ualm build`")
+    return found
+
+
+def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[float]:
+    """Per source, the probability of drawing its next sample. Without a blend every source is
+    drawn equally often; with one, sources it does not name are not drawn, and a source it names
+    that the corpora lack is an error."""
+    if blend is None:
+        return [1.0 / len(sources)] * len(sources)
+    by_key = {(str(Path(s.corpus).resolve()), s.name, s.task): p
+              for s, p in zip(blend.sources, blend.sampling_probabilities(), strict=True)}
+    known = {(s.corpus, s.name, s.task) for s in sources}
+    for spec, p in zip(blend.sources, blend.sampling_probabilities(), strict=True):
+        key = (str(Path(spec.corpus).resolve()), spec.name, spec.task)
+        if p > 0 and key not in known:
+            raise UalmError(f"the blend names source {spec.name!r} ({spec.task}) of corpus "
+                            f"{spec.corpus}, which the given corpora do not hold",
+                            fix="pass that corpus to the trainer, or recompute the blend")
+    probs = [by_key.get((s.corpus, s.name, s.task), 0.0) for s in sources]
+    if sum(probs) <= 0:
+        raise UalmError("the blend gives no weight to any source of the given corpora",
+                        fix="recompute the blend for these corpora")
+    total = sum(probs)
+    return [p / total for p in probs]
+
+
+def equal_blend(sources: Sequence[Source]) -> BlendSpec:
+    """A blend spec giving every source the same share of samples (for tests and defaults)."""
+    specs = tuple(SourceSpec(name=s.name, task=s.task, corpus=s.corpus,
+                             weight=1.0 / len(sources), tokens=1, samples=1) for s in sources)
+    return BlendSpec(sources=specs)

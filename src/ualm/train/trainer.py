@@ -1,0 +1,141 @@
+"""`ualm train`: the fit loop as one function. A run folder holds
+
+    config.yaml            the resolved config
+    checkpoints/           step-N.ckpt every run.checkpoint_every steps, and last.ckpt
+    logs/metrics.csv       Lightning's CSV log (loss per task, learning rate)
+    loss.png               the loss curve
+    realised_blend.json    samples and tokens trained on, per source and per task
+
+Rerunning with the same folder resumes from last.ckpt (model, optimizer, schedule, data streams).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ualm.errors import UalmError
+from ualm.train.blend_spec import BlendSpec
+from ualm.train.config import TrainConfig
+from ualm.train.data import UALMDataModule
+from ualm.train.module import UALMModule
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    positions: int
+    """Sequence positions trained on (packing padding excluded)."""
+    realised: dict[str, Any]
+    checkpoint: Path | None
+
+    @property
+    def positions_per_second(self) -> float:
+        return self.positions / max(self.seconds, 1e-9)
+
+
+def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
+          blend: BlendSpec | None = None, resume: bool = True,
+          callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Trains (or resumes training) into `out`; returns when max_steps (or max_minutes) is hit."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    if not corpora:
+        raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run = config.run
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    L.seed_everything(run.seed, workers=True, verbose=False)
+    module = UALMModule(config.model.to_dict(), _optim_dict(config), run.max_steps)
+    datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
+                                config.model.codebooks, blend)
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}",
+                                  every_n_train_steps=run.checkpoint_every, save_last=True,
+                                  save_top_k=-1, auto_insert_metric_name=False)
+    trainer = L.Trainer(
+        accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
+        strategy=run.strategy, precision=run.precision, max_steps=run.max_steps,
+        max_time={"minutes": run.max_minutes} if run.max_minutes else None,
+        accumulate_grad_batches=run.accumulate,
+        gradient_clip_val=config.optim.grad_clip or None, log_every_n_steps=run.log_every,
+        logger=CSVLogger(out, name="logs", version=""), callbacks=[checkpoints, *callbacks],
+        enable_progress_bar=run.progress_bar, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=out)
+    last = out / "checkpoints" / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=str(last) if resume and last.is_file() else None)
+    seconds = time.perf_counter() - started
+    realised = datamodule.realised()
+    final = None
+    trainer.save_checkpoint(last)  # the last step is always saved, whatever the interval
+    if trainer.is_global_zero:
+        (out / "realised_blend.json").write_text(json.dumps(realised, indent=2) + "\n")
+        plot_loss(out / "logs" / "metrics.csv", out / "loss.png")
+        final = _final_loss(out / "logs" / "metrics.csv")
+    positions = module.positions_seen
+    return TrainResult(out, trainer.global_step, final, seconds, positions, realised,
+                       last if last.is_file() else None)
+
+
+def _optim_dict(config: TrainConfig) -> dict[str, Any]:
+    o = config.optim
+    return {"lr": o.lr, "min_lr_ratio": o.min_lr_ratio, "warmup_steps": o.warmup_steps,
+            "weight_decay": o.weight_decay, "betas": list(o.betas)}
+
+
+def _rows(metrics: Path) -> list[dict[str, str]]:
+    import csv
+
+    if not metrics.is_file():
+        return []
+    with open(metrics) as handle:
+        return list(csv.DictReader(handle))
+
+
+def _final_loss(metrics: Path) -> float | None:
+    losses = [float(r["train/loss"]) for r in _rows(metrics) if r.get("train/loss")]
+    return losses[-1] if losses else None
+
+
+def plot_loss(metrics: Path, png: Path) -> Path | None:
+    """The training loss (and per-task losses) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(metrics)
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for column in [c for c in rows[0] if c.startswith("train/loss")]:
+        points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=column.removeprefix("train/"),
+                    linewidth=2 if column == "train/loss" else 1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png

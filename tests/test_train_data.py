@@ -1,0 +1,204 @@
+"""The data module: shards read as tarfile reads them, sources found and mixed by the blend,
+packing, determinism per (seed, rank, worker), disjoint shards per stream, exact resume, and the
+realised blend counted with the shared token rule."""
+
+from __future__ import annotations
+
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ualm.audio.events import make_event_world
+from ualm.config import BuildConfig
+from ualm.errors import UalmError
+from ualm.pipelines.build import build_corpus
+from ualm.train.blend_spec import BlendSpec, SourceSpec
+from ualm.train.counting import sample_tokens
+from ualm.train.data import STATE_KEY, DataConfig, UALMDataModule
+from ualm.train.layout import IGNORE
+from ualm.train.shardio import iter_members, iter_samples, load_json
+from ualm.train.sources import discover, probabilities
+from ualm.train.stream import PackedStream, StreamConfig
+from ualm.train.text_tokenizer import ByteTokenizer
+
+EVENTS = ("a low tone", "white noise", "a click train")
+TOK = ByteTokenizer()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """27 audio clips (generation + understanding) and 6 text rows, in several small shards."""
+    root = tmp_path_factory.mktemp("events")
+    world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
+                             events=EVENTS, text_rows=6, seed=5)
+    config = BuildConfig.from_dict({"shards": {"max_samples": 4}})
+    return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
+                        progress=False).corpus
+
+
+def _stream(corpus: Path, stream: int = 0, streams: int = 1, seed: int = 0,
+            buffer: int = 8) -> PackedStream:
+    sources = discover([corpus])
+    return PackedStream(sources, probabilities(sources, None),
+                        StreamConfig(256, 2, buffer, seed, 8, 0.05), TOK, stream, streams)
+
+
+def test_shard_reader_matches_tarfile(corpus: Path) -> None:
+    shards = sorted(corpus.glob("tokens/*/tokens-*.tar")) + sorted(corpus.glob("text/*.tar"))
+    assert len(shards) >= 4
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            expected = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
+        assert [(n, bytes(b)) for n, b in iter_members(shard)] == expected
+    keys = [k for k, _ in iter_samples(shards[0])]
+    assert len(keys) == len(set(keys)) == len(expected_keys(shards[0]))
+
+
+def expected_keys(shard: Path) -> set[str]:
+    with tarfile.open(shard) as tar:
+        return {m.name.split(".")[0] for m in tar}
+
+
+def test_sources_and_blend_probabilities(corpus: Path) -> None:
+    sources = discover([corpus])
+    assert [s.label for s in sources] == ["events-gen/generation", "events-text/text",
+                                          "events-und/understanding"]
+    assert [s.samples for s in sources] == [9, 6, 9]
+    assert all(p.endswith(".tar") and Path(p).is_file() for s in sources for p in s.shards)
+    blend = BlendSpec(sources=(
+        SourceSpec("events-gen", "generation", str(corpus), 0.6, tokens=1200, samples=10),
+        SourceSpec("events-und", "understanding", str(corpus), 0.4, tokens=400, samples=10)))
+    probs = probabilities(sources, blend)  # weight / tokens per sample: 0.005 vs 0.01
+    assert probs == pytest.approx([1 / 3, 0.0, 2 / 3])
+    missing = BlendSpec(sources=(SourceSpec("nope", "generation", str(corpus), 1.0, 1, 1),))
+    with pytest.raises(UalmError, match="do not hold"):
+        probabilities(sources, missing)
+
+
+def test_batches_are_packed_deterministic_and_counted(corpus: Path) -> None:
+    a = iter(_stream(corpus))
+    b = iter(_stream(corpus))
+    for _ in range(4):
+        (x, state), (y, _) = next(a), next(b)
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+    assert x["tokens"].shape == (2, 9, 256)
+    used = x["task_ids"] >= 0
+    assert used.mean() > 0.5  # packed, not one sample per row
+    # positions restart at 0 at each sample; labels only inside samples
+    assert (x["text_labels"][~used] == IGNORE).all()
+    assert (x["position_ids"][used] == 0).sum() >= 3
+    other = next(iter(_stream(corpus, seed=1)))[0]
+    assert not np.array_equal(other["tokens"], x["tokens"])
+    assert sum(c[0] for c in state["counts"].values()) >= 8
+
+
+def test_realised_tokens_use_the_shared_counting_rule(corpus: Path) -> None:
+    stream = _stream(corpus)
+    emitted = []
+    draw = stream._next_sample
+
+    def spy() -> object:
+        sample = draw()
+        emitted.append(sample)
+        return sample
+
+    stream._next_sample = spy  # type: ignore[method-assign]
+    it = iter(stream)
+    for _ in range(5):
+        _, state = next(it)
+    unique = {id(s): s for s in emitted}  # a carried sample is emitted twice, packed once
+    carry = stream.carry.tokens if stream.carry is not None else 0
+    assert sum(c[1] for c in state["counts"].values()) == sum(
+        s.tokens for s in unique.values()) - carry
+    source = stream.sources[0]
+    _, parts = next(iter_samples(source.shards[0]))
+    meta = load_json(parts["json"])
+    ref, meta2, codes = stream.readers[0]._read_from(0, 0, 0).__next__()
+    sample = stream._make(ref, meta2, codes)
+    assert sample.tokens == sample_tokens(meta2, TOK, codes.shape[1], codes.shape[0])
+    assert sample.tokens == len(meta2["captions"][0]) + 8 * meta2["frames"]
+    assert meta["frames"] == 75
+
+
+def test_streams_read_disjoint_samples(corpus: Path) -> None:
+    keys = []
+    for stream in range(3):
+        s = _stream(corpus, stream=stream, streams=3, buffer=1)
+        mine = set()
+        for _ in range(30):
+            ref, meta, _ = s.readers[0].next()
+            if ref[1] == 0:  # the first epoch
+                mine.add(meta["input_id"])
+        keys.append(mine)
+    assert all(keys)
+    assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
+    assert len(keys[0] | keys[1] | keys[2]) == 9  # together they cover the source once
+
+
+def test_stream_resumes_exactly_from_its_state(corpus: Path) -> None:
+    full = iter(_stream(corpus))
+    for _ in range(5):
+        _, state = next(full)
+    resumed = _stream(corpus)
+    resumed.restore(state)
+    again = iter(resumed)
+    for _ in range(6):
+        (x, s1), (y, s2) = next(full), next(again)
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+    assert s1 == s2
+
+
+def test_realised_shares_follow_the_blend(corpus: Path) -> None:
+    sources = discover([corpus])
+    blend = BlendSpec(sources=(
+        SourceSpec("events-gen", "generation", str(corpus), 0.75, tokens=1, samples=1),
+        SourceSpec("events-text", "text", str(corpus), 0.25, tokens=1, samples=1)))
+    stream = PackedStream(sources, probabilities(sources, blend),
+                          StreamConfig(512, 4, 4, 0, 8, 0.0), TOK)
+    it = iter(stream)
+    for _ in range(30):
+        _, state = next(it)
+    counts = state["counts"]
+    total = sum(c[0] for c in counts.values())
+    assert counts["events-und/understanding"][0] == 0
+    assert counts["events-gen/generation"][0] / total == pytest.approx(0.75, abs=0.07)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_data_module_resume_through_the_dataloader(corpus: Path, workers: int) -> None:
+    config = DataConfig(seq_len=256, batch_size=2, shuffle_buffer=8, num_workers=workers)
+
+    def module() -> UALMDataModule:
+        dm = UALMDataModule([corpus], config, TOK, codebooks=8)
+        dm.setup()
+        return dm
+
+    first = module()
+    it = iter(first.train_dataloader())
+    batches = []
+    for _ in range(7):
+        batch = next(it)
+        first.record(batch.pop(STATE_KEY))
+        batches.append(batch)
+    saved = first.state_dict()
+    after = [next(it) for _ in range(4)]
+    del it
+    second = module()
+    second.load_state_dict(saved)
+    it2 = iter(second.train_dataloader())
+    for want in after:
+        got = next(it2)
+        got.pop(STATE_KEY)
+        want.pop(STATE_KEY)
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    realised = first.realised()
+    assert sum(s["samples"] for s in realised["sources"].values()) > 0
+    assert realised["tasks"].keys() <= {"generation", "understanding", "text"}
+    assert sum(t["token_share"] for t in realised["tasks"].values()) == pytest.approx(1.0)
+    if workers:
+        seen = Counter(int(b["tokens"].sum()) for b in batches)
+        assert len(seen) > 1
