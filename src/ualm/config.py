@@ -224,6 +224,31 @@ class NearDedupConfig:
 
 
 @dataclass(frozen=True)
+class CaptionDedupConfig:
+    """Near-duplicate captions across clips (MinHash of word pairs, `datasketch`), found by LSH
+    in a keyed reduce: each sample records its group (`caption_group`: the id of the group's
+    first input) and the group's size; with `max_clips_per_group`, clips past the first that
+    many of a group (in listing order) become `dedup/near_duplicate_caption` duplicates."""
+
+    enabled: bool = False
+    threshold: float = 0.8
+    """Estimated Jaccard similarity of two inputs' caption word pairs at which they group."""
+    max_clips_per_group: int | None = None
+    """Keep at most this many clips per caption group; null only annotates."""
+    bands: int = 16
+    """LSH bands over 64 MinHash values (4 rows each): pairs at 0.8 meet with p > 0.99."""
+    buckets: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            _fail("caption_dedup.threshold must be in (0, 1]")
+        if self.max_clips_per_group is not None and self.max_clips_per_group < 1:
+            _fail("caption_dedup.max_clips_per_group must be >= 1 or null")
+        if not 1 <= self.bands <= 64 or self.buckets < 1:
+            _fail("caption_dedup: bands must be within 1..64 and buckets >= 1")
+
+
+@dataclass(frozen=True)
 class ShardConfig:
     """How kept samples are packed into WebDataset tars."""
 
@@ -369,6 +394,7 @@ class BuildConfig:
     whisper: WhisperConfig = field(default_factory=WhisperConfig)
     clap: ClapConfig = field(default_factory=ClapConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    caption_dedup: CaptionDedupConfig = field(default_factory=CaptionDedupConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)

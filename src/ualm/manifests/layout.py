@@ -76,6 +76,14 @@ class CorpusLayout:
     def near_dedup_decisions(self) -> Path:
         return self.work / "near-dedup" / "decisions.parquet"
 
+    @property
+    def caption_dedup_decisions(self) -> Path:
+        return self.work / "caption-dedup" / "decisions.parquet"
+
+    @property
+    def caption_groups(self) -> Path:
+        return self.work / "caption-dedup" / "groups.parquet"
+
     def rejects_part(self, unit: int) -> Path:
         return self.root / "manifests" / "rejects" / f"part-{unit:06d}.parquet"
 

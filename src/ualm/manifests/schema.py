@@ -43,6 +43,8 @@ SAMPLES = pa.schema([
     ("rms_dbfs", pa.float64()),
     ("peak", pa.float64()),
     *ANNOTATIONS,
+    ("caption_group", pa.string()),  # caption near-dedup: the group's first input id
+    ("caption_group_size", pa.int32()),
     ("fingerprint", pa.string()),
     ("shard", pa.string()),
     ("payload_sha256", pa.string()),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +23,13 @@ from ualm.manifests.card import write_card
 from ualm.manifests.inputs import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
-from ualm.pipelines import near_dedup
+from ualm.pipelines import caption_dedup, near_dedup
+from ualm.pipelines.caption_dedup import (
+    CaptionTask,
+    emit_caption_bands,
+    merge_caption_groups,
+    reduce_caption_bucket,
+)
 from ualm.pipelines.dedup import FingerprintTask, emit_fingerprints, reduce_bucket
 from ualm.pipelines.engines import Engine, make_engine
 from ualm.pipelines.ingest import IngestTask, fail_ingest_unit, run_ingest_unit
@@ -114,6 +120,8 @@ def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
         list(range(config.work.dedup_buckets)), layout, progress, index=int)
     if config.near_dedup.enabled:
         skipped += _near_dedup(engine, layout, config, units, progress)
+    if config.caption_dedup.enabled:
+        skipped += _caption_dedup(engine, layout, config, units, progress)
     shards = plan_shards(layout, config, units)
     skipped += run_pending(engine, "shard", run_shard, shards, layout, progress,
                            index=lambda t: t.stage_index)
@@ -122,15 +130,33 @@ def _run_stages(engine: Engine, layout: CorpusLayout, config: BuildConfig,
 
 def _near_dedup(engine: Engine, layout: CorpusLayout, config: BuildConfig, units: int,
                 progress: bool) -> int:
-    """The near-duplicate reduce over LSH buckets, then the (driver-side) merge of the copies
-    it found into groups; both skip themselves when an earlier run finished them."""
     tasks = [BandTask(str(layout.root), u, config.to_dict()) for u in range(units)]
     reduce = partial(reduce_near_bucket, str(layout.root), config.near_dedup.max_bit_error)
-    skipped = run_pending_reduce(engine, near_dedup.STAGE, emit_bands, tasks, reduce,
-                                 list(range(config.near_dedup.buckets)), layout, progress,
-                                 index=int)
-    if read_done(layout, near_dedup.MERGE_STAGE, 0) is None:
-        merge_near_duplicates(layout, config)
+    return _lsh_step(engine, layout, config, progress, near_dedup.STAGE, emit_bands, tasks,
+                     reduce, config.near_dedup.buckets, near_dedup.MERGE_STAGE,
+                     merge_near_duplicates)
+
+
+def _caption_dedup(engine: Engine, layout: CorpusLayout, config: BuildConfig, units: int,
+                   progress: bool) -> int:
+    tasks = [CaptionTask(str(layout.root), u, config.to_dict()) for u in range(units)]
+    reduce = partial(reduce_caption_bucket, str(layout.root), config.caption_dedup.threshold)
+    return _lsh_step(engine, layout, config, progress, caption_dedup.STAGE, emit_caption_bands,
+                     tasks, reduce, config.caption_dedup.buckets, caption_dedup.MERGE_STAGE,
+                     merge_caption_groups)
+
+
+def _lsh_step(engine: Engine, layout: CorpusLayout, config: BuildConfig, progress: bool,
+              stage: str, emit: Callable[[Any], Any], tasks: list[Any],
+              reduce: Callable[[int, list[Any]], dict[str, Any]], buckets: int, merge_stage: str,
+              merge: Callable[[CorpusLayout, BuildConfig], Any]) -> int:
+    """A global near-duplicate step: the keyed reduce over LSH buckets, then the driver-side
+    merge of the pairs it found into groups; both skip themselves when an earlier run
+    finished them. Returns how many units were skipped."""
+    skipped = run_pending_reduce(engine, stage, emit, tasks, reduce, list(range(buckets)),
+                                 layout, progress, index=int)
+    if read_done(layout, merge_stage, 0) is None:
+        merge(layout, config)
     else:
         skipped += 1
     return skipped

@@ -86,11 +86,13 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
 def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True
                    ) -> dict[int, dict[str, Any]]:
     """input_index → decision, for the (usually few) inputs that took part in a duplicate group;
-    near-duplicate decisions (when that stage ran) override exact ones."""
+    near-duplicate audio and caption decisions (where those stages ran) override exact ones."""
     files = [str(layout.dedup_bucket(b)) for b in range(buckets)]
     table = ds.dataset(files, format="parquet", schema=schema.DEDUP).to_table()
     decisions = {row["input_index"]: row for row in table.to_pylist()}
-    near_file = layout.near_dedup_decisions
-    if near and near_file.is_file():
-        decisions.update((row["input_index"], row) for row in pq.read_table(near_file).to_pylist())
+    if near:  # later global steps' decisions override earlier ones
+        for extra in (layout.near_dedup_decisions, layout.caption_dedup_decisions):
+            if extra.is_file():
+                decisions.update((row["input_index"], row)
+                                 for row in pq.read_table(extra).to_pylist())
     return decisions

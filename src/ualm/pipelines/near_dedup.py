@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations, groupby
 from typing import Any
@@ -89,30 +90,29 @@ def reduce_near_bucket(corpus: str, max_bit_error: float, bucket: int,
     return summary
 
 
-def near_pairs(values: list[tuple[int, int, list[int]]], max_bit_error: float
-               ) -> tuple[list[dict[str, Any]], int]:
-    """The pairs of inputs that share a band key and are within `max_bit_error`, as edge rows
-    (in a deterministic order); and how many candidate pairs were compared."""
+def near_pairs(values: list[tuple[int, int, list[int]]], max_distance: float,
+               distance: Callable[[np.ndarray, np.ndarray], float] = bit_error_rate,
+               dtype: type = np.uint32) -> tuple[list[dict[str, Any]], int]:
+    """The pairs of inputs that share a band key and are within `max_distance` (by default the
+    fingerprints' bit error rate), as edge rows in a deterministic order; and how many candidate
+    pairs were compared."""
     fingerprints: dict[int, np.ndarray] = {}
     candidates: set[tuple[int, int]] = set()
     for _, group in groupby(sorted((key, index) for key, index, _ in values), key=lambda v: v[0]):
         members = sorted({index for _, index in group})
         candidates.update(combinations(members, 2))
     for _, index, fingerprint in values:
-        fingerprints.setdefault(index, np.asarray(fingerprint, np.uint32))
+        fingerprints.setdefault(index, np.asarray(fingerprint, dtype))
     edges = []
     for a, b in sorted(candidates):
-        ber = bit_error_rate(fingerprints[a], fingerprints[b])
-        if ber <= max_bit_error:
-            edges.append({"a": a, "b": b, "bit_error_rate": round(ber, 6)})
+        d = distance(fingerprints[a], fingerprints[b])
+        if d <= max_distance:
+            edges.append({"a": a, "b": b, "bit_error_rate": round(d, 6)})
     return edges, len(candidates)
 
 
-def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str, Any]:
-    """Groups the copies found by every bucket, picks each group's survivor, and writes the
-    decisions (read by the shard plan) and the near-duplicate rows of the duplicates manifest."""
-    files = [str(edges_path(layout, b)) for b in range(config.near_dedup.buckets)]
-    edges = ds.dataset(files, format="parquet", schema=EDGES).to_table().to_pylist()
+def connected_groups(edges: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """Union-find over edge rows: {smallest member: sorted members} per group."""
     parent: dict[int, int] = {}
 
     def root(i: int) -> int:
@@ -127,7 +127,16 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     groups: dict[int, list[int]] = defaultdict(list)
     for index in sorted(parent):
         groups[root(index)].append(index)
-    rows = _member_rows(layout, config, sorted(parent))
+    return dict(groups)
+
+
+def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str, Any]:
+    """Groups the copies found by every bucket, picks each group's survivor, and writes the
+    decisions (read by the shard plan) and the near-duplicate rows of the duplicates manifest."""
+    files = [str(edges_path(layout, b)) for b in range(config.near_dedup.buckets)]
+    edges = ds.dataset(files, format="parquet", schema=EDGES).to_table().to_pylist()
+    groups = connected_groups(edges)
+    rows = _member_rows(layout, config, sorted(i for members in groups.values() for i in members))
     exact = load_decisions(layout, config.work.dedup_buckets, near=False)
     decisions, duplicates = [], []
     for members in groups.values():

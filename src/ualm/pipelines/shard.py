@@ -19,6 +19,7 @@ from ualm.config import BuildConfig
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
 from ualm.manifests.shards import TarShardWriter, plan_shards
+from ualm.pipelines.caption_dedup import load_caption_groups
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import read_payloads
@@ -67,6 +68,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.stage_index)
     decisions = load_decisions(layout, config.work.dedup_buckets)
+    caption_groups = load_caption_groups(layout)
     shard_path = layout.shard(task.modality, task.shard)
     shard_name = layout.relative(shard_path)
     config_hash = config.hash()
@@ -84,6 +86,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
                 "language": record["language"], "config_hash": config_hash,
                 "extra": json.loads(record["extra"]),
             }
+            meta.update(caption_groups.get(segment["input_index"], {}))
             sample = {"__key__": segment["key"]}
             if task.modality == "audio":
                 meta.update(offset=segment["offset"], seconds=segment["seconds"],
@@ -99,6 +102,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
             manifest_rows.append({
                 **segment, **{k: record[k] for k in ("input_id", "source", "license", "task",
                                                      "language", "path", "url", "extra")},
+                **caption_groups.get(segment["input_index"], {}),
                 "captions": captions, "fingerprint": record["fingerprint"],
                 "sample_rate": config.audio.sample_rate if task.modality == "audio" else None,
                 "shard": shard_name, "config_hash": config_hash,
