@@ -238,3 +238,41 @@ def test_presets_load_and_a_config_file_merges_on_top(tmp_path: Path) -> None:
 
     with pytest.raises(UalmError, match="unknown preset 'nope'"):
         BuildConfig.from_sources("nope")
+
+
+def test_vad_segmentation_cuts_long_recordings_into_speech_segments(tmp_path: Path) -> None:
+    import soxr
+
+    parts = []
+    for language in ("en", "de"):
+        audio, rate = sf.read(speech(tmp_path / f"{language}.wav", language,
+                                     SENTENCES[language]), dtype="float32")
+        parts.append(soxr.resample(audio, rate, RATE).astype(np.float32))
+    gap = np.zeros(2 * RATE, np.float32)
+    recording = np.concatenate([gap, parts[0], gap, tone(2.0, 440.0), parts[1], gap])
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_audio(inputs / "long.wav", recording, RATE, "wav16")
+    write_audio(inputs / "tone.wav", tone(6.0, 440.0), RATE, "wav16")
+    config = BuildConfig.from_dict({"segment": {"mode": "vad", "vad_min_seconds": 3.0},
+                                    "tokenize": {"enabled": False}})
+    out = tmp_path / "corpus"
+    build_corpus([inputs], out, config, engine="local", progress=False)
+    assert summarize(out)["reasons"] == {"vad/no_speech": 1}
+    samples = sorted(pq.read_table(out / "manifests" / "samples").to_pylist(),
+                     key=lambda r: r["offset"])
+    starts = [2.0, 2.0 + len(parts[0]) / RATE + 4.0]  # where each sentence begins
+    assert len(samples) == 2
+    for row, start, part in zip(samples, starts, parts, strict=True):
+        assert abs(row["offset"] - start) < 0.3
+        assert abs(row["seconds"] - len(part) / RATE) < 0.8
+    capped = BuildConfig.from_dict({"segment": {"mode": "vad", "vad_min_seconds": 1.0,
+                                                "vad_max_seconds": 2.0},
+                                    "tokenize": {"enabled": False}})
+    only_long = tmp_path / "long"
+    only_long.mkdir()
+    (only_long / "long.wav").write_bytes((inputs / "long.wav").read_bytes())
+    build_corpus([only_long], tmp_path / "capped", capped, engine="local", progress=False)
+    lengths = [r["seconds"] for r in pq.read_table(tmp_path / "capped" / "manifests" / "samples")
+               .to_pylist()]
+    assert len(lengths) >= 4 and max(lengths) <= 2.0 + 1e-6

@@ -49,8 +49,18 @@ class SegmentConfig:
     """Window length; null keeps each input whole (up to quality.max_input_seconds)."""
     min_tail_seconds: float = 1.0
     """A final window shorter than this is dropped (recorded as `segment/short_tail`)."""
+    mode: str = "fixed"
+    """`fixed`: windows of `seconds`; `vad`: speech segments found by Silero VAD, of
+    `vad_min_seconds` to `vad_max_seconds` (Emilia's 3-30 s), for long speech recordings; the
+    audio between segments is not kept, and an input with none is `vad/no_speech`."""
+    vad_min_seconds: float = 3.0
+    vad_max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.mode not in ("fixed", "vad"):
+            _fail(f"segment.mode must be fixed or vad, got {self.mode!r}")
+        if not 0 < self.vad_min_seconds < self.vad_max_seconds:
+            _fail("segment: need 0 < vad_min_seconds < vad_max_seconds")
         if self.seconds is not None and self.seconds <= 0:
             _fail(f"segment.seconds must be positive or null, got {self.seconds}")
         if self.min_tail_seconds < 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from ualm.filters.base import Rejection, first_rejection
 from ualm.filters.captions import split_captions
 from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
+from ualm.filters.vad import iter_speech_segments
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
 from ualm.manifests.records import InputRecord
@@ -154,8 +156,12 @@ def _settle(outcomes: list[InputOutcome], config: BuildConfig) -> None:
         outcome.dropped.sort(key=lambda d: d["segment"])  # checks and models drop in any order
         if outcome.rejection is not None:
             outcome.kept = []
-        elif not outcome.kept:
+        elif not outcome.kept and outcome.dropped:
             outcome.rejection = _dominant(outcome.dropped)
+        elif not outcome.kept:  # only VAD segmentation leaves an input without windows
+            outcome.rejection = Rejection(
+                "vad/no_speech", f"no speech segment of {config.segment.vad_min_seconds:g} s "
+                                 "or more")
     if config.clap.model:
         _judge_captions(outcomes, config)
 
@@ -264,42 +270,73 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
     window = round(config.segment.seconds * rate) if config.segment.seconds else None
     max_frames = quality.max_input_seconds * rate
     checks = quality_checks(quality)
-    hasher = hashlib.sha256()
     fingerprint = None
     if config.near_dedup.enabled:
         fingerprint = StreamingFingerprint(rate, config.near_dedup.max_seconds)
         outcome.source_quality = (info.container in LOSSLESS_CONTAINERS, info.sample_rate,
                                   info.channels)
-    base_key, total = safe_key(record.input_id), 0
+    base_key = safe_key(record.input_id)
     # 1 s blocks keep each worker's working set in its core's cache: two workers on two cores
     # ran about 5-9 % faster than with 5 s blocks (benchmarks/bench_build.py's clips).
     chunks = iter_decoded(record.path, target_rate=rate, start=record.start, end=record.end,
                           block_seconds=1.0)
-    for n, samples in iter_windows(chunks, window):
-        offset = total / rate
-        total += len(samples)
-        if total > max_frames:
-            outcome.rejection = Rejection(
-                "quality/too_long", f"decoded past {quality.max_input_seconds:g} s")
-            return
-        hasher.update(samples.tobytes())
-        if fingerprint is not None:
-            fingerprint.feed(samples)
-        seconds = len(samples) / rate
+    stream = _DecodedStream(chunks, max_frames, fingerprint)
+    for n, start, samples in _windows(stream, rate, window, config):
         segment = {"key": f"{base_key}__seg_{n:05d}", "sample_id": f"{record.input_id}::seg_{n}",
                    "input_index": record.index, "segment": n, "modality": "audio",
-                   "offset": record.start + offset, "seconds": seconds}
+                   "offset": record.start + start / rate, "seconds": len(samples) / rate}
         rejection = _window_rejection(n, samples, rate, window, config, checks)
         if rejection is not None:
             outcome.dropped.append({**segment, "reason": rejection.reason, "detail": rejection.detail})
             continue
         sink.add(outcome, samples, segment)
-    outcome.seconds = total / rate
+    if stream.too_long:
+        outcome.rejection = Rejection(
+            "quality/too_long", f"decoded past {quality.max_input_seconds:g} s")
+        return
+    outcome.seconds = stream.total / rate
     if fingerprint is not None:
         outcome.chromaprint = fingerprint.finish()
-    if total == 0:
+    if stream.total == 0:
         outcome.rejection = Rejection("quality/empty", "the file decodes to no samples")
-    outcome.fingerprint = hasher.hexdigest()
+    outcome.fingerprint = stream.sha256.hexdigest()
+
+
+class _DecodedStream:
+    """The decoded audio as it passes to the windows: its length, sha256 (the exact-dedup
+    fingerprint) and Chromaprint; it stops at the first block past `max_frames`."""
+
+    def __init__(self, chunks: Iterator[np.ndarray], max_frames: float,
+                 fingerprint: StreamingFingerprint | None) -> None:
+        self.chunks, self.max_frames, self.fingerprint = chunks, max_frames, fingerprint
+        self.total, self.too_long, self.sha256 = 0, False, hashlib.sha256()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks:
+            self.total += len(chunk)
+            if self.total > self.max_frames:
+                self.too_long = True
+                return
+            self.sha256.update(chunk.tobytes())
+            if self.fingerprint is not None:
+                self.fingerprint.feed(chunk)
+            yield chunk
+
+
+def _windows(stream: _DecodedStream, rate: int, window: int | None, config: BuildConfig
+             ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(index, start sample, samples): fixed windows, or speech segments (segment.mode vad)."""
+    if config.segment.mode == "vad":
+        segments = iter_speech_segments(iter(stream), rate, config.vad.threshold,
+                                        config.segment.vad_min_seconds,
+                                        config.segment.vad_max_seconds)
+        for n, (start, samples) in enumerate(segments):
+            yield n, start, samples
+        return
+    position = 0
+    for n, samples in iter_windows(iter(stream), window):
+        yield n, position, samples
+        position += len(samples)
 
 
 def _window_rejection(n: int, samples: np.ndarray, rate: int, window: int | None,
