@@ -3,8 +3,9 @@
 1. Clips per second per filter on CPU, on the same 10 s clips: caption checks, EBU R128
    loudness, Silero VAD, Chromaprint fingerprints (the near-dedup input).
 2. The end-to-end build (Dask, 2 workers) with the `sound-captions` and `speech` presets, and
-   with every filter on, against the plain build, on the same inputs. (Whisper and CLAP need
-   real weights to be timed meaningfully; none can be fetched here, so they are not timed.)
+   with every filter on, against the plain build, on the same inputs. Whisper and CLAP are
+   timed per clip with random weights at their real sizes (Whisper tiny, LAION-CLAP HTSAT):
+   weights cannot be fetched here, and their values do not change the compute.
 3. Near-dedup's reduce on 2,000 and 20,000 fingerprints (a tenth of them noisy copies): time and
    peak memory of band keys + shuffle + comparisons, and how both grow (close to linear is the
    bar: a step that compared all pairs would grow 100x).
@@ -71,6 +72,58 @@ def per_filter(clips: list[np.ndarray]) -> dict[str, float]:
         started = time.perf_counter()
         for i in range(len(clips)):
             run(i)
+        rates[name] = round(len(clips) / (time.perf_counter() - started), 1)
+        log(f"  {name}: {rates[name]} clips/s")
+    return rates
+
+
+def full_size_models(folder: Path) -> dict[str, Path]:
+    """Randomly initialised models of the real sizes (weights cannot be fetched here; compute
+    does not depend on the weights' values): Whisper tiny's dimensions as an openai-whisper
+    checkpoint, and LAION-CLAP's default (HTSAT-unfused) architecture as a Hugging Face folder."""
+    import dataclasses
+
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
+    from whisper.model import ModelDimensions, Whisper
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.model_factories import tiny_clap_folder  # its tokenizer, with CLAP's real sizes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6,
+                           n_audio_layer=4, n_vocab=51865, n_text_ctx=448, n_text_state=384,
+                           n_text_head=6, n_text_layer=4)  # whisper "tiny"
+    whisper = Whisper(dims)
+    with torch.no_grad():
+        whisper.decoder.positional_embedding.normal_(0, 0.02)
+    checkpoint = folder / "whisper-tiny-random.pt"
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": whisper.state_dict()},
+               checkpoint)
+    small = tiny_clap_folder(folder / "clap-tokenizer")
+    processor = ClapProcessor.from_pretrained(small)
+    config = ClapConfig(text_config={"vocab_size": len(processor.tokenizer)})
+    ClapModel(config).save_pretrained(folder / "clap")
+    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"),
+                  tokenizer=processor.tokenizer).save_pretrained(folder / "clap")
+    return {"whisper": checkpoint, "clap": folder / "clap"}
+
+
+def model_rates(clips: list[np.ndarray], folder: Path) -> dict[str, float]:
+    """Clips/s of Whisper language ID (no transcript: a random decoder never stops, so its
+    transcripts would time the token cap, not the model) and CLAP audio embeddings."""
+    from ualm.filters.clap import load_clap
+    from ualm.filters.whisper import load_whisper
+
+    models = full_size_models(folder)
+    whisper, clap = load_whisper(models["whisper"], "cpu"), load_clap(models["clap"], "cpu")
+    rates = {}
+    for name, run in [("whisper_tiny_language", lambda: whisper.detect(clips, RATE,
+                                                                        transcribe=False)),
+                      ("clap_htsat_audio_embedding", lambda: clap.audio_embeddings(clips, RATE))]:
+        started = time.perf_counter()
+        run()
         rates[name] = round(len(clips) / (time.perf_counter() - started), 1)
         log(f"  {name}: {rates[name]} clips/s")
     return rates
@@ -148,6 +201,7 @@ def main() -> None:
         write_audio(folder / f"clip-{i:04d}.flac", clip, RATE, "flac")
     log("per filter:")
     rates = per_filter(clips)
+    rates.update(model_rates(clips[:16], args.out / "models"))
     log("end to end:")
     builds = end_to_end(folder, args.out / "runs")
     log("near-dedup scaling:")
