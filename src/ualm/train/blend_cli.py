@@ -14,7 +14,9 @@ from typing import Any
 
 DEFAULT_VERB = "compute"
 USAGE = ("ualm blend CORPUS... --out FILE [options]\n"
-         "       ualm blend stats CORPUS... [--json] [--tokenizer T] [--codec-id ID]")
+         "       ualm blend stats CORPUS... [--json] [--tokenizer T] [--codec-id ID]\n"
+         "       ualm blend fit CORPUS... --heldout CORPUS... --out FILE [--proxies K] "
+         "[--steps S]")
 
 
 class _AnyWord:
@@ -45,7 +47,7 @@ def add_blend_commands(sub: argparse._SubParsersAction) -> None:
         description="Compute the share of training tokens each source gets (a blend spec the "
                     "trainer applies), or show the statistics it is computed from.")
     verbs = parser.add_subparsers(dest="blend_verb", action=_VerbOrCorpus, required=True,
-                                  metavar="{stats} | CORPUS")
+                                  metavar="{stats,fit} | CORPUS")
     compute = verbs.add_parser(DEFAULT_VERB, prog="ualm blend", usage=USAGE.splitlines()[0],
                                description="Writes a blend spec (YAML) for the trainer.")
     _add_inputs(compute)
@@ -72,6 +74,26 @@ def add_blend_commands(sub: argparse._SubParsersAction) -> None:
     _add_inputs(stats)
     stats.add_argument("--json", action="store_true", help="one JSON object on stdout")
     stats.set_defaults(run=_run_stats)
+    fit = verbs.add_parser("fit", prog="ualm blend fit",
+                           help="the mixture minimising predicted held-out loss, from proxy runs")
+    _add_inputs(fit)
+    fit.add_argument("--heldout", nargs="+", required=True, metavar="CORPUS",
+                     help="held-out corpora the proxies are scored on")
+    fit.add_argument("--out", required=True, metavar="FILE", help="blend spec to write")
+    fit.add_argument("--proxies", type=int, default=6, metavar="K", help="proxy runs (default 6)")
+    fit.add_argument("--steps", type=int, default=50, metavar="S",
+                     help="optimizer steps per proxy (default 50)")
+    fit.add_argument("--config", default="tiny", metavar="PRESET|FILE",
+                     help="trainer config of the proxies (default: the tiny preset)")
+    fit.add_argument("--workdir", metavar="DIR",
+                     help="proxy runs, fit.json and fit.png (default: next to --out); a rerun "
+                          "reuses finished proxies")
+    fit.add_argument("--task-weights", metavar="TASK=W,...",
+                     help="weight of each task's loss in the objective (default: equal)")
+    fit.add_argument("--budget", type=_tokens, metavar="TOKENS",
+                     help="tokens the spec plans for (default: one pass over the sources)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(run=_run_fit)
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
@@ -117,6 +139,30 @@ def _run_stats(args: argparse.Namespace) -> int:
 
     stats = _stats(args)
     print(json.dumps(stats.to_dict(), sort_keys=True) if args.json else format_stats(stats))
+    return 0
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ualm.train.blend_fit import FitOptions, fit_blend
+
+    weights = None
+    if args.task_weights:
+        from ualm.train.blend import parse_targets
+
+        weights = parse_targets(args.task_weights)
+    options = FitOptions(proxies=args.proxies, steps=args.steps, config=args.config,
+                         seed=args.seed, task_weights=weights, budget=args.budget)
+    out = Path(args.out)
+    workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + "-fit")
+    spec, report = fit_blend(args.corpora, args.heldout, _stats(args), options, workdir)
+    spec.dump(out)
+    for name, weight in report["mixture"].items():
+        print(f"  {name:40s} {weight:.4f}")
+    print("predicted held-out loss: " + ", ".join(
+        f"{t} {v:.4f}" for t, v in report["predicted_loss"].items()))
+    print(f"fit R^2: {report['fit_r2']}\nplot: {report['plot']}\nwrote {out}")
     return 0
 
 
