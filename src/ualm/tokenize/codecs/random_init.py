@@ -76,7 +76,18 @@ def random_state(seed: int) -> dict[str, torch.Tensor]:
 
 
 def build_random_state(seed: int) -> dict[str, torch.Tensor]:
-    """Builds the weights under torch.manual_seed(seed), then fills the 32 codebooks."""
+    """Builds the weights under torch.manual_seed(seed), then fills the 32 codebooks, on one
+    thread: sums split over threads round differently, and a process with another thread count
+    (a Dask worker runs with one) would build other weights, so another codec id."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build_random_state(seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_random_state(seed: int) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = new_encodec_model()
