@@ -188,3 +188,45 @@ def test_warmup_cosine_schedule() -> None:
     assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
     values = [warmup_cosine(s, 10, 100) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def _full_forward(model: UALMModel, caption: str, codes: np.ndarray,
+                  drop: bool) -> tuple[torch.Tensor, int]:
+    """Hidden states of the training layout of (caption, codes), and where <|audio|> is."""
+    tokens = build_sample({"task": "generation", "captions": [caption]}, codes, TOK, model.k,
+                          drop_condition=drop).arrays()["tokens"]
+    with torch.no_grad():
+        h, _ = model.hidden(torch.from_numpy(tokens)[None], torch.arange(tokens.shape[1])[None])
+    return h[0], int(np.flatnonzero(tokens[0] == AUDIO)[0])
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_greedy_generation_is_a_fixed_point_of_the_full_forward(guidance: float) -> None:
+    """Greedy free-running generation (KV cache, left padding, delay pattern, end of audio, the
+    unconditional prefix of guidance) must produce exactly what the teacher-forced full forward
+    of the training layout predicts at every step when fed its own output."""
+    torch.manual_seed(1)
+    model = UALMModel(TINY).eval()
+    with torch.no_grad():  # PAD's row close to FRAME's, so the random model ends audio somewhere
+        table = model.lm.get_input_embeddings().weight
+        table[PAD] = table[FRAME] + 0.1 * torch.randn_like(table[FRAME])
+    k, limit = model.k, 16
+    captions = ["a high tone followed by white noise", "hum"]  # different lengths: left padding
+    generated = generate_codes(model, captions, GenerationConfig(
+        guidance=guidance, temperature=0.0, max_frames=limit))
+    assert any(0 < g.shape[1] < limit for g in generated), [g.shape for g in generated]
+    for caption, codes in zip(captions, generated, strict=True):
+        t_len = codes.shape[1]
+        h, start = _full_forward(model, caption, codes, drop=False)  # h[start] predicts step 0
+        h_u, start_u = _full_forward(model, caption, codes, drop=True)
+        for t in range(t_len + k - 1):
+            text = model.text_logits(h[start + t])
+            if t < t_len:
+                assert text[FRAME] >= text[PAD], t
+            elif t == t_len and t_len < limit:
+                assert text[PAD] > text[FRAME], t
+            for n in range(k):
+                if 0 <= t - n < t_len:
+                    logits = (guidance * model.code_logits(h[start + t], n)
+                              + (1 - guidance) * model.code_logits(h_u[start_u + t], n))
+                    assert codes[n, t - n] == int(logits[:CODE_PAD].argmax()), (caption, t, n)

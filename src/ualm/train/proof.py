@@ -91,9 +91,10 @@ def nearest_class(codes: np.ndarray, centroids: dict[str, np.ndarray]) -> str:
 
 
 def understanding_accuracy(model: UALMModel, world: EventWorld, corpus: str | Path,
-                           batch: int = 32) -> dict[str, Any]:
-    """Greedy answers to the held-out questions, exact match with the reference answer."""
-    clips = {c.id: c for c in world.clips["heldout"] if c.question is not None}
+                           batch: int = 32, split: str = "heldout") -> dict[str, Any]:
+    """Greedy answers to a split's questions (the corpus must hold that split), scored by the
+    option they pick and by exact match with the reference answer."""
+    clips = {c.id: c for c in world.clips[split] if c.question is not None}
     items = []
     for meta, codes in token_samples(corpus):
         clip = clips.get(str(meta.get("input_id")))
