@@ -29,12 +29,8 @@ class OnePass(PackedStream):
         for reader in self.readers:
             for unit in range(len(reader.units(0))):
                 for ref, meta, codes in reader._read_from(0, unit, 0):
-                    sample = self._make(ref, meta, codes)
-                    if sample is None:
-                        self.skipped["bad"] += 1
-                    elif sample.length > self.config.seq_len:
-                        self.skipped["too_long"] += 1
-                    else:
+                    sample = self._accepted(ref, meta, codes)
+                    if sample is not None:
                         yield sample
 
     def _next_sample(self) -> Sample:

@@ -207,14 +207,21 @@ class PackedStream:
         while True:
             source = int(np.searchsorted(self.cumulative, self.rng.random(), side="right"))
             source = min(source, len(self.readers) - 1)
-            ref, meta, codes = self.readers[source].next()
-            sample = self._make(ref, meta, codes)
-            if sample is None:
-                self.skipped["bad"] += 1
-            elif sample.length > self.config.seq_len:
-                self.skipped["too_long"] += 1
-            else:
+            sample = self._accepted(*self.readers[source].next())
+            if sample is not None:
                 return sample
+
+    def _accepted(self, ref: Ref, meta: dict, codes: np.ndarray | None) -> Sample | None:
+        """The sample laid out, or None (counted in `skipped`) when it is malformed or longer
+        than a sequence."""
+        sample = self._make(ref, meta, codes)
+        if sample is None:
+            self.skipped["bad"] += 1
+        elif sample.length > self.config.seq_len:
+            self.skipped["too_long"] += 1
+        else:
+            return sample
+        return None
 
     def _next_sample(self) -> Sample:
         """Bounded shuffle: fill the buffer, then emit a random slot and refill it."""
