@@ -92,23 +92,23 @@ class SequenceBuilder:
 
     A target position is one the model must predict (from the position before it). Stream-0
     targets at audio steps weigh 1/K, like the codebooks, so a frame of audio counts about as
-    much as one text token."""
+    much as one text token.
+
+    Stream 0 and the target flags grow as Python lists; codes stay as the segments' arrays
+    until `place` writes them into a batch. Building samples is the data loader's hot path, and
+    NumPy arrays per small piece cost more than everything else it does."""
 
     def __init__(self, codebooks: int) -> None:
         self.k = codebooks
-        self.stream0: list[np.ndarray] = []
-        self.codes: list[np.ndarray] = []
-        self.target: list[np.ndarray] = []
-        self.weight0: list[np.ndarray] = []
-        self.code_target: list[np.ndarray] = []  # bool [K, n]: real codes to predict
+        self.stream0: list[int] = []
+        self.target: list[bool] = []
+        self.segments: list[tuple[int, np.ndarray]] = []
+        """(first step, codes [K, T]) of each audio segment."""
 
     def text(self, ids: list[int] | np.ndarray, target: bool = False) -> None:
-        ids = np.asarray(ids, dtype=np.int64)
-        self.stream0.append(ids)
-        self.codes.append(np.full((self.k, len(ids)), CODE_PAD, dtype=np.int64))
-        self.target.append(np.full(len(ids), target))
-        self.weight0.append(np.ones(len(ids), dtype=np.float32))
-        self.code_target.append(np.zeros((self.k, len(ids)), dtype=bool))
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        self.stream0.extend(ids)
+        self.target.extend([target] * len(ids))
 
     def audio(self, codes: np.ndarray, target: bool = False) -> None:
         """<|audio|>, the delayed steps, <|audio_end|>."""
@@ -116,32 +116,74 @@ class SequenceBuilder:
         if k != self.k:
             raise ValueError(f"sample has {k} codebooks, the model {self.k}")
         self.text([AUDIO], target)
-        steps = delay(codes.astype(np.int64))
-        n = steps.shape[1]
-        self.stream0.append(np.where(np.arange(n) < t, FRAME, PAD).astype(np.int64))
-        self.codes.append(steps)
-        self.target.append(np.full(n, target))
-        self.weight0.append(np.full(n, 1.0 / self.k, dtype=np.float32))
-        self.code_target.append((steps != CODE_PAD) & target)
+        self.segments.append((len(self.stream0), codes))
+        self.stream0.extend([FRAME] * t + [PAD] * (k - 1))
+        self.target.extend([target] * (t + k - 1))
         self.text([AUDIO_END], target)
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self.stream0)
+        return len(self.stream0)
+
+    def laid(self) -> LaidSample:
+        return LaidSample(np.array(self.stream0, dtype=np.int64),
+                          np.array(self.target, dtype=bool), tuple(self.segments))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """tokens [1 + K, n]; labels shifted so that position p holds what p predicts
         (IGNORE where nothing): text_labels [n], text_weight [n], code_labels [K, n]."""
-        stream0 = np.concatenate(self.stream0)
-        codes = np.concatenate(self.codes, axis=1)
-        target = np.concatenate(self.target)
-        weight0 = np.concatenate(self.weight0)
-        code_target = np.concatenate(self.code_target, axis=1)
-        n = len(stream0)
-        text_labels = np.full(n, IGNORE, dtype=np.int64)
-        text_labels[:-1] = np.where(target[1:], stream0[1:], IGNORE)
-        text_weight = np.zeros(n, dtype=np.float32)
-        text_weight[:-1] = np.where(target[1:], weight0[1:], 0.0)
-        code_labels = np.full((self.k, n), IGNORE, dtype=np.int64)
-        code_labels[:, :-1] = np.where(code_target[:, 1:], codes[:, 1:], IGNORE)
-        return {"tokens": np.concatenate([stream0[None], codes]), "text_labels": text_labels,
-                "text_weight": text_weight, "code_labels": code_labels}
+        rows = empty_rows(1, len(self), self.k)
+        place(rows, 0, 0, self.laid())
+        return {name: array[0] for name, array in with_labels(rows).items()}
+
+
+@dataclass(frozen=True)
+class LaidSample:
+    """One sample, compact: what `place` writes into a row of a batch."""
+
+    stream0: np.ndarray
+    """int64 [n]: special and text ids, <|frame|> and <|pad|> at audio steps."""
+    target: np.ndarray
+    """bool [n]: positions to predict."""
+    segments: tuple[tuple[int, np.ndarray], ...]
+    """(first step, codes [K, T]) of each audio segment."""
+
+    def __len__(self) -> int:
+        return len(self.stream0)
+
+
+def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, np.ndarray]:
+    """Rows of padding: tokens [rows, 1 + K, length] and target flags [rows, length]."""
+    tokens = np.full((rows, 1 + codebooks, length), CODE_PAD, dtype=np.int64)
+    tokens[:, 0] = PAD
+    return {"tokens": tokens, "target": np.zeros((rows, length), dtype=bool)}
+
+
+def place(rows: dict[str, np.ndarray], row: int, at: int, sample: LaidSample) -> None:
+    """Writes a sample into a row at a position, codebook n of each segment delayed n steps."""
+    n, k = len(sample), rows["tokens"].shape[1] - 1
+    rows["tokens"][row, 0, at : at + n] = sample.stream0
+    rows["target"][row, at : at + n] = sample.target
+    rows["target"][row, at] = False  # a sample's first position is never predicted from the
+    # position before it, which belongs to another sample (or to nothing)
+    for start, codes in sample.segments:
+        t = codes.shape[1]
+        for j in range(k):
+            rows["tokens"][row, 1 + j, at + start + j : at + start + j + t] = codes[j]
+
+
+def with_labels(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """tokens and what each position predicts (IGNORE where nothing): text_labels, text_weight
+    (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels."""
+    tokens, target = rows["tokens"], rows["target"]
+    k = tokens.shape[1] - 1
+    stream0, codes, ahead = tokens[:, 0], tokens[:, 1:], target[:, 1:]
+    text_labels = np.full(stream0.shape, IGNORE, dtype=np.int64)
+    text_labels[:, :-1] = np.where(ahead, stream0[:, 1:], IGNORE)
+    audio_step = (stream0[:, 1:] == FRAME) | (stream0[:, 1:] == PAD)
+    text_weight = np.zeros(stream0.shape, dtype=np.float32)
+    text_weight[:, :-1] = np.where(ahead, np.where(audio_step, 1.0 / k, 1.0), 0.0)
+    code_labels = np.full(codes.shape, IGNORE, dtype=np.int64)
+    code_labels[:, :, :-1] = np.where((codes[:, :, 1:] != CODE_PAD) & ahead[:, None],
+                                      codes[:, :, 1:], IGNORE)
+    return {"tokens": tokens, "text_labels": text_labels, "text_weight": text_weight,
+            "code_labels": code_labels}

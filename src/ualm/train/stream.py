@@ -14,6 +14,7 @@ the buffer and the packer hold, never their bytes: a resumed stream re-reads tho
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 from ualm.errors import UalmError
 from ualm.train.chat import build_sample, sample_task
 from ualm.train.counting import sample_tokens
-from ualm.train.layout import CODE_PAD, IGNORE, PAD, TASK_IDS
+from ualm.train.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
 from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.sources import Source
 from ualm.train.text_tokenizer import TextTokenizer
@@ -53,30 +54,55 @@ def _mix(*values: int) -> int:
 
 
 class Sample:
-    __slots__ = ("arrays", "length", "ref", "task", "tokens")
+    __slots__ = ("laid", "length", "ref", "task", "tokens")
 
-    def __init__(self, ref: Ref, arrays: dict[str, np.ndarray], task: str, tokens: int) -> None:
-        self.ref, self.arrays, self.task, self.tokens = ref, arrays, task, tokens
-        self.length = arrays["tokens"].shape[1]
+    def __init__(self, ref: Ref, laid: LaidSample, task: str, tokens: int) -> None:
+        self.ref, self.laid, self.task, self.tokens = ref, laid, task, tokens
+        self.length = len(laid)
+
+
+class ShardCache:
+    """The last few shards a stream read, parsed: the sources of a corpus share its shards, and
+    without this every source's reader would read and parse each shard again."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._shards: OrderedDict[str, list[tuple[dict, dict[str, memoryview]]]] = OrderedDict()
+
+    def samples(self, path: str) -> list[tuple[dict, dict[str, memoryview]]]:
+        """(metadata, members) of every sample of the shard, in order."""
+        if path in self._shards:
+            self._shards.move_to_end(path)
+            return self._shards[path]
+        parsed = [(load_json(parts["json"]), parts) for _, parts in iter_samples(path)]
+        self._shards[path] = parsed
+        if len(self._shards) > self.capacity:
+            self._shards.popitem(last=False)
+        return parsed
 
 
 class SourceReader:
     """One source's samples for one stream, forever, from a cursor (epoch, unit, index)."""
 
-    def __init__(self, index: int, source: Source, stream: int, streams: int, seed: int) -> None:
+    def __init__(self, index: int, source: Source, stream: int, streams: int, seed: int,
+                 cache: ShardCache | None = None) -> None:
         self.index, self.source, self.seed = index, source, seed
+        self.cache = cache or ShardCache(1)
         n = len(source.shards)
         self.by_shard = n >= streams
         self.stream, self.streams = stream, streams
         self.epoch = self.unit = self.position = 0
         self._seen = False  # whether this epoch has yielded a sample yet
         self._iter: Iterator[tuple[Ref, dict, np.ndarray | None]] | None = None
+        self._units: tuple[int, list[str]] | None = None  # (epoch, its shard order)
 
     def units(self, epoch: int) -> list[str]:
-        order = np.random.default_rng([self.seed, self.index, epoch, 0x5A4D]).permutation(
-            len(self.source.shards))
-        shards = [self.source.shards[int(i)] for i in order]
-        return shards[self.stream :: self.streams] if self.by_shard else shards
+        if self._units is None or self._units[0] != epoch:
+            order = np.random.default_rng([self.seed, self.index, epoch, 0x5A4D]).permutation(
+                len(self.source.shards))
+            shards = [self.source.shards[int(i)] for i in order]
+            self._units = (epoch, shards[self.stream :: self.streams] if self.by_shard else shards)
+        return self._units[1]
 
     def state(self) -> list[int]:
         return [self.epoch, self.unit, self.position]
@@ -120,8 +146,7 @@ class SourceReader:
         if unit >= len(units):
             return
         matched = -1
-        for _, parts in iter_samples(units[unit]):
-            meta = load_json(parts["json"])
+        for meta, parts in self.cache.samples(units[unit]):
             if meta.get("source") != self.source.name or sample_task(meta) != self.source.task:
                 continue
             matched += 1
@@ -143,7 +168,8 @@ class PackedStream:
         self.sources = list(sources)
         self.probs = np.asarray(probs, dtype=np.float64)
         self.cumulative = np.cumsum(self.probs / self.probs.sum())
-        self.readers = [SourceReader(i, s, stream, streams, config.seed)
+        cache = ShardCache(2 * len(self.sources))  # each reader's current shard, and slack
+        self.readers = [SourceReader(i, s, stream, streams, config.seed, cache)
                         for i, s in enumerate(sources)]
         self.stream = stream
         self.rng = np.random.default_rng([config.seed, stream, 0x3B1E])
@@ -200,7 +226,7 @@ class PackedStream:
             return None
         frames, books = (codes.shape[1], codes.shape[0]) if codes is not None else (0, 0)
         tokens = sample_tokens(meta, self.tokenizer, frames, books)
-        return Sample(ref, seq.arrays(), self.sources[ref[0]].task, tokens)
+        return Sample(ref, seq.laid(), self.sources[ref[0]].task, tokens)
 
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling)."""
@@ -239,13 +265,8 @@ class PackedStream:
     # -- packing -------------------------------------------------------------------------
     def next_batch(self) -> dict[str, np.ndarray]:
         c = self.config
-        b, length, k = c.batch_size, c.seq_len, c.codebooks
-        tokens = np.empty((b, 1 + k, length), dtype=np.int64)
-        tokens[:, 0] = PAD
-        tokens[:, 1:] = CODE_PAD
-        text_labels = np.full((b, length), IGNORE, dtype=np.int64)
-        text_weight = np.zeros((b, length), dtype=np.float32)
-        code_labels = np.full((b, k, length), IGNORE, dtype=np.int64)
+        b, length = c.batch_size, c.seq_len
+        rows = empty_rows(b, length, c.codebooks)
         position_ids = np.zeros((b, length), dtype=np.int64)
         task_ids = np.full((b, length), -1, dtype=np.int64)  # -1: padding
         for row in range(b):
@@ -260,11 +281,7 @@ class PackedStream:
                 if at + n > length:
                     self.carry = sample
                     break
-                a = sample.arrays
-                tokens[row, :, at : at + n] = a["tokens"]
-                text_labels[row, at : at + n] = a["text_labels"]
-                text_weight[row, at : at + n] = a["text_weight"]
-                code_labels[row, :, at : at + n] = a["code_labels"]
+                place(rows, row, at, sample.laid)
                 position_ids[row, at : at + n] = np.arange(n)
                 task_ids[row, at : at + n] = TASK_IDS.get(sample.task, 2)
                 count = self.counts[self.sources[sample.ref[0]].label]
@@ -275,8 +292,7 @@ class PackedStream:
             if self.exhausted:
                 break
         self.batches += 1
-        return {"tokens": tokens, "text_labels": text_labels, "text_weight": text_weight,
-                "code_labels": code_labels, "position_ids": position_ids, "task_ids": task_ids}
+        return {**with_labels(rows), "position_ids": position_ids, "task_ids": task_ids}
 
     def __iter__(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
         while True:
