@@ -1,0 +1,76 @@
+"""A teacher behind any OpenAI-compatible chat completions endpoint (vLLM, SGLang, llama.cpp,
+Ollama, hosted APIs), through the `openai` client library.
+
+The client's own retries are off: `ualm.synth.requester` retries, so it can honour Retry-After
+across all requests in flight and count every request against the budget. The API key is read
+from the environment when the client is made and lives only inside the client: the teacher's
+`name` holds the model and the server's address without credentials or query.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ualm.synth.teachers import Reply, TeacherFailure, TeacherRequest, retry_after_seconds
+
+
+def public_url(url: str | None) -> str:
+    """The URL without user, password, query or fragment (what may be recorded).
+
+    >>> public_url("https://user:sk-123@api.example.com/v1?key=sk-123")
+    'https://api.example.com/v1'
+    """
+    if not url:
+        return "https://api.openai.com/v1"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class OpenAITeacher:
+    cacheable = True
+    interruptible = True
+
+    def __init__(self, model: str, base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0) -> None:
+        from openai import AsyncOpenAI
+
+        self.model = model
+        self.name = f"openai:{model}@{public_url(base_url)}"
+        # Local servers take any key; the client insists on a non-empty one.
+        self._client = AsyncOpenAI(api_key=os.environ.get(api_key_env) or "none",
+                                   base_url=base_url, max_retries=0, timeout=timeout)
+
+    async def complete(self, request: TeacherRequest, params: dict[str, Any]) -> Reply:
+        import openai
+
+        extra = {k: params[k] for k in ("temperature", "top_p", "seed") if params.get(k) is not None}
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model, messages=request.messages,  # type: ignore[arg-type]
+                max_tokens=params.get("max_tokens"), **extra)
+        except openai.APITimeoutError as exc:
+            raise TeacherFailure("synth/timeout", "the server did not reply in time",
+                                 True) from exc
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            retryable = status == 429 or status >= 500
+            raise TeacherFailure("synth/unavailable" if retryable else "synth/teacher_error",
+                                 f"HTTP {status}", retryable,
+                                 retry_after_seconds(exc.response.headers)) from exc
+        except openai.APIConnectionError as exc:
+            raise TeacherFailure("synth/unavailable", "connection failed", True) from exc
+        if not response.choices:
+            raise TeacherFailure("synth/invalid_output", "the reply has no choices", False)
+        choice = response.choices[0]
+        message = choice.message
+        tokens = response.usage.total_tokens if response.usage else 0
+        if getattr(message, "refusal", None):
+            return Reply(str(message.refusal), tokens, "refusal")
+        return Reply(message.content or "", tokens, choice.finish_reason)
+
+    async def close(self) -> None:
+        await self._client.close()
