@@ -15,6 +15,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,10 @@ class FakeTeacherServer:
     def __init__(self, latency: float = 0.0, script: Script | None = None) -> None:
         self.latency, self.script = latency, script
         self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []
+        """When each request arrived (time.monotonic)."""
         self.authorization: set[str] = set()
+        self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -87,9 +91,16 @@ class FakeTeacherServer:
         with self._lock:
             n = len(self.requests)
             self.requests.append(body)
+            self.times.append(time.monotonic())
             self.authorization.add(request.headers.get("Authorization", ""))
-        action = (self.script(body, n) if self.script else None) or Action()
-        await asyncio.sleep(self.latency if action.delay is None else action.delay)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            action = (self.script(body, n) if self.script else None) or Action()
+            await asyncio.sleep(self.latency if action.delay is None else action.delay)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if action.status != 200:
             return web.json_response({"error": {"message": "scripted failure",
                                                 "type": "server_error"}},
@@ -103,7 +114,9 @@ class FakeTeacherServer:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Cancel a handler when its client gives up (timeouts), and do not wait for stragglers.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
@@ -123,7 +136,6 @@ class FakeTeacherServer:
 def main() -> None:
     """`python -m ualm.synth.fakeserver LATENCY`: serves until killed; prints its base URL."""
     import sys
-    import time
 
     with FakeTeacherServer(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as server:
         print(json.dumps({"base_url": server.base_url}), flush=True)
