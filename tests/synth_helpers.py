@@ -27,16 +27,17 @@ def event_corpus(root: Path) -> Path:
                         progress=False).corpus
 
 
-def captioned_corpus(root: Path, captions: Sequence[str]) -> Path:
-    """One 0.5 s clip per caption (a tone or noise), each caption its own, tokenized."""
+def captioned_corpus(root: Path, tails: Sequence[str]) -> Path:
+    """One 1.2 s clip per tail: two events of the world in sequence, captioned "A then B" and
+    the tail (so each caption is its own), tokenized. Clip i is `clip{i:02d}`."""
     rng = np.random.default_rng(3)
     lines = []
-    for i, caption in enumerate(captions):
-        events = (EVENTS[i % len(EVENTS)],)
+    for i, tail in enumerate(tails):
+        events = (EVENTS[i % len(EVENTS)], EVENTS[(i + 1) % len(EVENTS)])
         path = root / "clips" / f"clip{i:02d}.flac"
-        write_audio(path, render(events, 0.5, rng), SAMPLE_RATE, "flac")
-        lines.append(json.dumps({"id": f"clip{i:02d}", "path": str(path), "caption": caption,
-                                 "source": "scripted"}))
+        write_audio(path, render(events, 1.2, rng), SAMPLE_RATE, "flac")
+        lines.append(json.dumps({"id": f"clip{i:02d}", "path": str(path), "source": "scripted",
+                                 "caption": f"{events[0]} then {events[1]} {tail}"}))
     manifest = root / "clips.jsonl"
     manifest.write_text("".join(line + "\n" for line in lines))
     return build_corpus([manifest], root / "corpus", CONFIG, engine="local",

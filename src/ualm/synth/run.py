@@ -47,8 +47,10 @@ class SynthResult:
 class Progress:
     """One status line on the terminal, redrawn at most twice a second."""
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO = sys.stderr) -> None:
-        self.total, self.enabled, self.stream = total, enabled, stream
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.total, self.enabled = total, enabled
+        self.stream = stream or sys.stderr
+        self._line = ""
         self.counts: Counter[str] = Counter()
         self.start = self._last = time.monotonic()
 
@@ -65,6 +67,9 @@ class Progress:
                 f"{self.counts['valid']} valid · {self.counts['repaired']} repaired · "
                 f"{self.counts['rejected']} rejected · {s.sent} requests "
                 f"({rate:.1f}/s) · {s.cache_hits} cached · {s.retries} retries")
+        if line == self._line:
+            return
+        self._line = line
         tty = self.stream.isatty()
         self.stream.write(("\r" + line) if tty else line + "\n")
         if final and tty:
