@@ -52,7 +52,7 @@ class Script:
         if case == "refusal":
             return Action(text="I'm sorry, but I can't help with that request.")
         if case == "structrefusal":
-            return Action(refusal="I cannot assist with this.")
+            return Action(refusal="Not something I will do.")
         if case == "ratelimit" and attempt == 0:
             return Action(status=429, headers={"Retry-After": "0.4"})
         if case == "error500" and attempt == 0:

@@ -111,9 +111,16 @@ class FakeTeacherServer:
             text = rules.answer(kind, facts)
         return web.json_response(completion(text, body.get("model", ""), action.refusal))
 
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Requests served so far (for a server in another process)."""
+        with self._lock:
+            return web.json_response({"requests": len(self.requests),
+                                      "max_in_flight": self.max_in_flight})
+
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/stats", self._stats)
         # Cancel a handler when its client gives up (timeouts), and do not wait for stragglers.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                                      shutdown_timeout=1.0)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ualm.manifests.layout import atomic_write_json
 from ualm.synth.schema import is_refusal, parse_reply
 from ualm.synth.teachers import Reply, Teacher, TeacherFailure, TeacherRequest, wait_with_timeout
 from ualm.synth.templates import TEMPLATES, repair_message
@@ -33,6 +32,7 @@ class ReplyCache:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._folders: set[str] = set()
 
     @staticmethod
     def key(teacher: str, template_sha256: str, messages: list[dict[str, str]],
@@ -52,8 +52,14 @@ class ReplyCache:
         return Reply(data["text"], int(data["tokens"]), data.get("finish_reason"))
 
     def put(self, key: str, reply: Reply) -> None:
-        atomic_write_json(self._path(key), {"text": reply.text, "tokens": reply.tokens,
-                                            "finish_reason": reply.finish_reason})
+        """Written in place, not through a temporary file: a torn entry is a JSON object
+        without its closing brace, which `get` reads as a miss (the request is sent again),
+        and at hundreds of replies a second the rename would cost more than the request."""
+        if key[:2] not in self._folders:
+            (self.root / key[:2]).mkdir(parents=True, exist_ok=True)
+            self._folders.add(key[:2])
+        self._path(key).write_text(json.dumps({"text": reply.text, "tokens": reply.tokens,
+                                               "finish_reason": reply.finish_reason}))
 
 
 @dataclass

@@ -36,7 +36,7 @@ class SchemaError(ValueError):
 
 def is_refusal(text: str, finish_reason: str | None = None) -> bool:
     """A reply that declines: a content filter stop, or an apology with no JSON object in it."""
-    if finish_reason == "content_filter":
+    if finish_reason in ("content_filter", "refusal"):
         return True
     return bool(_REFUSAL.match(text)) and "{" not in text
 

@@ -79,7 +79,7 @@ class RuleTeacher:
 
 
 def make_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 device: str | None = None) -> Teacher:
+                 device: str | None = None, concurrency: int = 8) -> Teacher:
     """The teacher a `--teacher` spec names (see the module docstring)."""
     if spec in ("rule", "rules", "rule-v1"):
         return RuleTeacher()
@@ -88,7 +88,7 @@ def make_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY", timeout: float 
         from ualm.synth.openai_teacher import OpenAITeacher
 
         model, _, base_url = rest.partition("@")
-        return OpenAITeacher(model, base_url or None, api_key_env, timeout)
+        return OpenAITeacher(model, base_url or None, api_key_env, timeout, concurrency)
     if kind == "local" and rest:
         from ualm.synth.local_teacher import LocalTeacher
 
