@@ -225,3 +225,16 @@ def test_cli_prints_the_funnel(corpus: Path, tmp_path: Path,
     assert out["run"]["requests_sent"] == 5 and out["funnel"]["pairs"] is None
     assert main(["synth", str(root), "--kinds", "nonsense"]) == 2
     assert "unknown trace kinds" in capsys.readouterr().err
+
+
+def test_blend_stats_count_the_traces(synthed: Path) -> None:
+    from ualm.train.blend_stats import corpus_stats
+
+    rows = {(r.source, r.task): r for r in corpus_stats([synthed], TOK).rows}
+    for kind in ("enrichment", "dialogue", "reflection"):
+        row = rows[(f"synth-{kind}", "reasoning")]
+        assert row.samples == len([k for k in pq.read_table(
+            synthed / "manifests" / "traces").column("kind").to_pylist() if k == kind])
+        per_clip = 75 * 8 * (2 if kind == "reflection" else 1)  # 1 s clips, 8 codebooks
+        assert row.audio_tokens == per_clip * row.samples and row.text_tokens > 0
+        assert row.seconds == 0.0

@@ -98,7 +98,7 @@ def test_rule_teacher_splits_sequences_and_overlaps() -> None:
     for kind in ("enrichment", "dialogue", "reflection"):
         facts = {"key": "k", "seconds": 4.0, "captions": ["a dog barks then rain"],
                  "v1_captions": ["rain then a dog barks"], "transcript": "hello there"}
-        value, error = parse_reply(kind, rules.answer(kind, facts), 4.0)
+        _value, error = parse_reply(kind, rules.answer(kind, facts), 4.0)
         assert error is None, (kind, error)
     critique = rules.critique(rules.rich_caption(["a then b"], 1, "k"),
                               rules.rich_caption(["b then a"], 1, "k"))
