@@ -177,3 +177,21 @@ def test_random_local_model_ends_as_rejects_with_reasons(corpus: Path, tmp_path:
     assert len(rejects) == 6 and all(r["detail"] for r in rejects)
     assert result.stats["requests_sent"] == 12  # each job: the reply and one repair
     assert not list((root / "traces").glob("*.tar"))
+
+
+def test_a_teachers_favourite_phrasing_is_kept_once(corpus: Path, tmp_path: Path) -> None:
+    """Every reply the same rich caption: the first trace is kept, the others recorded as its
+    near-duplicates."""
+    same = json.dumps({"prompt": "a low tone please", "rich_caption": {
+        "keywords": ["a low tone"], "layout": [{"event": "a low tone", "start": 0, "end": 1}],
+        "description": [{"event": "a low tone", "text": "a deep steady hum"}]}})
+    root = copy_corpus(corpus, tmp_path / "corpus")
+    with FakeTeacherServer(script=lambda body, n: Action(text=same)) as server:
+        result = synth_corpus(root, SynthConfig(teacher=f"openai:m@{server.base_url}",
+                                                kinds=("enrichment",)), progress=False)
+    c = result.funnel["traces"]["enrichment"]
+    assert (c["valid"], c["deduplicated"], c["written"]) == (8, 7, 1)
+    dups = pq.read_table(root / "synth" / "duplicates.parquet").to_pylist()
+    assert len(dups) == 7 and {d["duplicate_of"] for d in dups} == {
+        "enrichment-clip00__seg_00000"}
+    assert all(d["similarity"] == 1.0 for d in dups)
