@@ -55,7 +55,7 @@ class ReplyCache:
         """Written in place, not through a temporary file: a torn entry is a JSON object
         without its closing brace, which `get` reads as a miss (the request is sent again),
         and at hundreds of replies a second the rename would cost more than the request."""
-        if key[:2] not in self._folders:
+        if key[:2] not in self._folders:  # a set: threads may race to add, harmlessly
             (self.root / key[:2]).mkdir(parents=True, exist_ok=True)
             self._folders.add(key[:2])
         self._path(key).write_text(json.dumps({"text": reply.text, "tokens": reply.tokens,
@@ -146,8 +146,8 @@ class Requester:
                 await asyncio.sleep(delay)
                 continue
             self.stats.tokens += reply.tokens
-            if use_cache:
-                self.cache.put(key, reply)  # type: ignore[union-attr]
+            if use_cache:  # on a thread: creating a file can take milliseconds on a busy disk
+                await asyncio.to_thread(self.cache.put, key, reply)  # type: ignore[union-attr]
             return reply
         raise AssertionError("unreachable")
 
