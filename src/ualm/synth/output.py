@@ -14,6 +14,7 @@ shards and parts a larger earlier run left behind.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,18 @@ def plot_funnel(funnel: dict[str, Any], path: Path) -> None:
         counts = funnel["traces"][kind]
         values = [counts[s] if s != "rejected" else sum(counts["rejected"].values())
                   for s in stages]
-        ax.bar([i + k * width for i in range(len(stages))], values, width, label=kind)
+        bars = ax.bar([i + k * width for i in range(len(stages))], values, width, label=kind)
+        ax.bar_label(bars, fontsize=7)
     ax.set_xticks([i + width * (len(kinds) - 1) / 2 for i in range(len(stages))], stages)
     ax.set_ylabel("traces")
     ax.set_title(f"trace funnel (teacher {funnel['teacher']})")
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(fontsize=8)
+    reasons = Counter()
+    for counts in funnel["traces"].values():
+        reasons.update(counts["rejected"])
+    fig.text(0.01, 0.01, "rejected: " + (", ".join(f"{r} {n}" for r, n in sorted(
+        reasons.items())) or "none"), fontsize=7)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
