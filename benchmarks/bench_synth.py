@@ -44,7 +44,7 @@ def jobs(n: int, tag: str) -> list[Job]:
 async def run(base_url: str, work: list[Job], concurrency: int, cache: Path,
               timeout: float) -> tuple[float, Requester, list[str]]:
     teacher = make_teacher(f"openai:bench@{base_url}", timeout=timeout, concurrency=concurrency)
-    requester = Requester(teacher, Limits(concurrency=concurrency, timeout=timeout),
+    requester = Requester(teacher, Limits(concurrency=concurrency),
                           {"temperature": 0.0, "max_tokens": 512, "seed": 0}, ReplyCache(cache))
     pending = iter(work)
     statuses: list[str] = []

@@ -22,7 +22,8 @@ class SynthConfig:
     concurrency: int = 8
     """Requests in flight at once."""
     timeout: float = 60.0
-    """Seconds before a request is abandoned (and retried)."""
+    """Seconds before a request to a server is abandoned (and retried); a local model's
+    generation is bounded by `reply_tokens` instead."""
     max_retries: int = 4
     """Retries of a request after a timeout, 429, 5xx or lost connection."""
     backoff: float = 1.0

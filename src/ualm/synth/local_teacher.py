@@ -21,7 +21,7 @@ from ualm.synth.teachers import Reply, TeacherRequest
 
 class LocalTeacher:
     cacheable = True
-    interruptible = False
+    timeout = None
 
     def __init__(self, folder: str | Path, device: str | None = None) -> None:
         self.folder = Path(folder)

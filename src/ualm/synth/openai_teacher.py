@@ -32,14 +32,13 @@ def public_url(url: str | None) -> str:
 
 class OpenAITeacher:
     cacheable = True
-    interruptible = True
 
     def __init__(self, model: str, base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                  concurrency: int = 8) -> None:
         from openai import AsyncOpenAI
 
-        self.model = model
+        self.model, self.timeout = model, timeout
         self.name = f"openai:{model}@{public_url(base_url)}"
         # Local servers take any key; the client insists on a non-empty one.
         self._client = AsyncOpenAI(api_key=os.environ.get(api_key_env) or "none",

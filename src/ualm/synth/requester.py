@@ -1,6 +1,6 @@
 """Asking an unreliable teacher: a cache, a concurrency limit, a request and token budget,
-retries with backoff that honour Retry-After, a timeout, and repair prompts for replies that do
-not match the schema.
+retries with backoff that honour Retry-After (timeouts, which the teachers enforce, are retried
+too), and repair prompts for replies that do not match the schema.
 
 Every job ends as exactly one `Outcome`: `valid` (the first reply parsed), `repaired` (a repair
 prompt fixed it), or `rejected` with a reason: `synth/invalid_output`, `synth/refusal`,
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm.synth.schema import is_refusal, parse_reply
-from ualm.synth.teachers import Reply, Teacher, TeacherFailure, TeacherRequest, wait_with_timeout
+from ualm.synth.teachers import Reply, Teacher, TeacherFailure, TeacherRequest
 from ualm.synth.templates import TEMPLATES, repair_message
 
 
@@ -74,7 +74,6 @@ class RequestStats:
 @dataclass(frozen=True)
 class Limits:
     concurrency: int = 8
-    timeout: float = 60.0
     max_retries: int = 4
     backoff: float = 1.0
     """First backoff in seconds when the server gives no Retry-After; doubles per retry."""
@@ -130,9 +129,7 @@ class Requester:
             try:
                 async with self._slots:
                     self._charge()
-                    call = self.teacher.complete(request, self.params)
-                    reply = (await wait_with_timeout(call, lim.timeout)
-                             if getattr(self.teacher, "interruptible", True) else await call)
+                    reply = await self.teacher.complete(request, self.params)
             except TeacherFailure as failure:
                 if not failure.retryable or attempt == lim.max_retries:
                     raise

@@ -16,7 +16,6 @@ holds an API key or URL credentials.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,8 +56,10 @@ class Teacher(Protocol):
     name: str
     cacheable: bool
     """Whether replies go to the cache (not for the rule teacher: recomputing is cheaper)."""
-    interruptible: bool
-    """Whether a request can be abandoned at the timeout (not a local model's thread)."""
+    timeout: float | None
+    """Seconds after which `complete` gives up with a retryable `synth/timeout` failure (the
+    teacher enforces it: the OpenAI client does so on its connection; None: never, as for the
+    rule teacher, and a local model's generation thread, which cannot be interrupted)."""
 
     async def complete(self, request: TeacherRequest, params: dict[str, Any]) -> Reply: ...
 
@@ -68,7 +69,7 @@ class Teacher(Protocol):
 class RuleTeacher:
     name = "rule-v1"
     cacheable = False
-    interruptible = True
+    timeout = None
 
     async def complete(self, request: TeacherRequest, params: dict[str, Any]) -> Reply:
         text = rules.answer(request.kind, request.facts)
@@ -95,14 +96,6 @@ def make_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY", timeout: float 
         return LocalTeacher(rest, device)
     raise UalmError(f"unknown teacher {spec!r}",
                     fix="use rule, openai:MODEL[@BASE_URL] or local:MODEL_FOLDER")
-
-
-async def wait_with_timeout(coro: Any, seconds: float) -> Any:
-    """The coroutine's result, or a retryable `synth/timeout` failure past `seconds`."""
-    try:
-        return await asyncio.wait_for(coro, seconds)
-    except asyncio.TimeoutError as exc:
-        raise TeacherFailure("synth/timeout", f"no reply within {seconds:g} s", True) from exc
 
 
 def retry_after_seconds(headers: Any) -> float | None:
