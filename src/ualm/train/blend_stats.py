@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
 from ualm.train.blend_spec import TASKS, CorpusRef, corpus_hash
-from ualm.train.counting import sample_task, sample_tokens
+from ualm.train.counting import code_tokens, sample_task, sample_tokens
+from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.text_tokenizer import TextTokenizer, load_text_tokenizer
 
 SAMPLE_COLUMNS = ["key", "source", "task", "language", "seconds", "captions", "extra"]
@@ -161,6 +162,18 @@ def _samples(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict,
             for member in tar:
                 if member.isfile() and member.name.endswith(".json"):
                     yield json.loads(tar.extractfile(member).read()), 0.0, 0
+    yield from _traces(layout, codec_id)
+
+
+def _traces(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, int]]:
+    """Reasoning traces (`ualm synth`) of the token set: their text and all their audio
+    arrays count as tokens; no seconds (their clips are counted as samples already)."""
+    for shard in sorted((layout.root / "traces").glob("traces-*.tar")):
+        for _, parts in iter_samples(shard):
+            meta = load_json(parts["json"])
+            if meta.get("codec_id") == codec_id:
+                arrays = {e: load_npy(v) for e, v in parts.items() if e.endswith(".npy")}
+                yield meta, 0.0, code_tokens(arrays)
 
 
 def _audio_shard(layout: CorpusLayout, part: Path,

@@ -3,6 +3,7 @@
     generation     <|bos|><|user|> caption <|eot|><|assistant|> [audio] <|eot|><|eos|>
     understanding  <|bos|><|user|> [audio] question <|eot|><|assistant|> answer <|eot|> ... <|eos|>
     text           <|bos|><|user|> ... <|eot|><|assistant|> ... <|eot|> ... <|eos|>
+    reasoning      <|bos|><|user|> text <|eot|><|assistant|> text [audio] text [audio] <|eot|> <|eos|>
 
 Targets (what the loss sees) are everything the assistant says, and the final <|eos|>. For
 classifier-free guidance a generation sample's condition (everything before <|assistant|>,
@@ -47,9 +48,11 @@ def text_ids(tokenizer: TextTokenizer, text: str) -> list[int]:
     return [N_SPECIAL + i for i in tokenizer.encode(text)]
 
 
-def build_sample(meta: Mapping[str, Any], codes: np.ndarray | None, tokenizer: TextTokenizer,
-                 codebooks: int, drop_condition: bool = False) -> SequenceBuilder:
-    """The sequence of one sample; raises ValueError for a sample that cannot be laid out."""
+def build_sample(meta: Mapping[str, Any], codes: np.ndarray | Mapping[str, np.ndarray] | None,
+                 tokenizer: TextTokenizer, codebooks: int,
+                 drop_condition: bool = False) -> SequenceBuilder:
+    """The sequence of one sample; raises ValueError for a sample that cannot be laid out.
+    `codes` is the sample's code array, or for a reasoning sample its arrays by ref."""
     task = sample_task(meta)
     seq = SequenceBuilder(codebooks)
     if task == "generation":
@@ -70,7 +73,13 @@ def build_sample(meta: Mapping[str, Any], codes: np.ndarray | None, tokenizer: T
         seq.text([BOS])
         _turns(seq, turns, tokenizer, codes)
         seq.text([EOS], target=True)
-    else:  # text, reasoning
+    elif task == "reasoning":
+        if not isinstance(codes, Mapping):
+            raise ValueError("a reasoning sample needs its audio arrays by ref")
+        seq.text([BOS])
+        _reasoning_turns(seq, meta.get("messages") or [], tokenizer, codes)
+        seq.text([EOS], target=True)
+    else:  # text
         messages = meta.get("messages") or []
         seq.text([BOS])
         _turns(seq, messages, tokenizer, None)
@@ -100,6 +109,32 @@ def _turns(seq: SequenceBuilder, turns: list[Any], tokenizer: TextTokenizer,
             content = after.strip()
             audio_left = False
         seq.text(text_ids(tokenizer, content), target=target)
+        seq.text([EOT], target=target)
+
+
+def _reasoning_turns(seq: SequenceBuilder, messages: list[Any], tokenizer: TextTokenizer,
+                     codes: Mapping[str, np.ndarray]) -> None:
+    """Each turn: role token, its parts in order (text as text, audio as codes by ref),
+    <|eot|>. Assistant turns are targets, text and audio alike; an audio part marked
+    `"target": false` (self-reflection's near-miss, which the model heard but should not learn
+    to make) is context."""
+    for turn in messages:
+        role_id = ROLES.get(str(turn.get("role", "user")), USER)
+        target = role_id == ASSISTANT
+        seq.text([role_id])
+        content = turn.get("content", "")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for part in parts:
+            kind = part.get("type")
+            if kind == "text":
+                seq.text(text_ids(tokenizer, str(part.get("text", ""))), target=target)
+            elif kind == "audio":
+                ref = str(part.get("ref"))
+                if ref not in codes:
+                    raise ValueError(f"audio part {ref!r} has no codes in the sample")
+                seq.audio(codes[ref], target=target and part.get("target", True) is not False)
+            else:
+                raise ValueError(f"unknown message part type {kind!r}")
         seq.text([EOT], target=target)
 
 

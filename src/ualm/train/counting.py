@@ -8,7 +8,9 @@ The text of a sample, by task:
 - understanding: every turn of its conversation (UALM's `{from, value}` turns, or
   `{role, content}`), joined by newlines; with no conversation, its first caption (the answer to
   "describe the audio");
-- text (and reasoning): every message's content, joined by newlines.
+- text (and reasoning): every message's content, joined by newlines (a reasoning turn's text
+  parts; its audio parts count as their codes: `code_tokens` sums frames x codebooks over every
+  array of the sample).
 Special tokens and the delay pattern's padding are not counted: they depend on the model, and
 counting them would make a blend depend on the backbone.
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from ualm.train.text_tokenizer import TextTokenizer
 
@@ -53,7 +57,20 @@ def sample_tokens(meta: Mapping[str, Any], tokenizer: TextTokenizer, frames: int
     return len(tokenizer.encode(sample_text(meta))) + frames * codebooks
 
 
+def code_tokens(codes: np.ndarray | Mapping[str, np.ndarray] | None) -> int:
+    """Audio tokens of a sample's code array, or of all of a reasoning sample's arrays (by
+    ref): frames x codebooks each."""
+    if codes is None:
+        return 0
+    arrays = codes.values() if isinstance(codes, Mapping) else (codes,)
+    return sum(int(a.shape[0]) * int(a.shape[1]) for a in arrays)
+
+
 def _turn_text(turn: Any) -> str:
     if isinstance(turn, Mapping):
-        return str(turn.get("content", turn.get("value", "")))
+        content = turn.get("content", turn.get("value", ""))
+        if isinstance(content, list):  # reasoning turns: text parts (audio counts as codes)
+            return "\n".join(str(p.get("text", "")) for p in content
+                             if isinstance(p, Mapping) and p.get("type") == "text")
+        return str(content)
     return str(turn)

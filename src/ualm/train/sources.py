@@ -77,12 +77,26 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
                 shard = f"tokens/{codec}/tokens-{index}.tar"
             task = _task(row["task"], row["modality"], row["extra"])
             groups[(row["source"], task)][str(root / shard)] += 1
+        _add_traces(root, codec, groups)
         for (name, task), shards in sorted(groups.items()):
             found.append(Source(str(root), name, task, tuple(sorted(shards)),
                                 sum(shards.values()), codec))
     if not found:
         raise UalmError("the corpora hold no samples", fix="build corpora with `ualm build`")
     return found
+
+
+def _add_traces(root: Path, codec: str, groups: dict[tuple[str, str], dict[str, int]]) -> None:
+    """Reasoning traces (`ualm synth`): one source per trace kind, shards from their manifest.
+    Traces carry codes of one codec; those of another token set are not this run's data."""
+    folder = root / "manifests" / "traces"
+    if not folder.is_dir() or not any(folder.glob("part-*.parquet")):
+        return
+    table = ds.dataset(str(folder), format="parquet").to_table(
+        columns=["shard", "source", "task", "codec_id"])
+    for row in table.to_pylist():
+        if row["codec_id"] == codec:
+            groups[(row["source"], row["task"])][str(root / row["shard"])] += 1
 
 
 def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[float]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ualm.errors import UalmError
 from ualm.train.chat import build_sample, sample_task
-from ualm.train.counting import sample_tokens
+from ualm.train.counting import code_tokens, sample_tokens
 from ualm.train.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
 from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.sources import Source
@@ -31,6 +31,9 @@ from ualm.train.text_tokenizer import TextTokenizer
 
 Ref = tuple[int, int, int, int]
 """(source index, epoch, unit index, index among the source's samples in the unit)."""
+Codes = np.ndarray | dict[str, np.ndarray] | None
+"""A sample's code array (`<key>.npy`), or a reasoning sample's arrays by ref
+(`<key>.audio0.npy` -> "audio0")."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class SourceReader:
         self.stream, self.streams = stream, streams
         self.epoch = self.unit = self.position = 0
         self._seen = False  # whether this epoch has yielded a sample yet
-        self._iter: Iterator[tuple[Ref, dict, np.ndarray | None]] | None = None
+        self._iter: Iterator[tuple[Ref, dict, Codes]] | None = None
         self._units: tuple[int, list[str]] | None = None  # (epoch, its shard order)
 
     def units(self, epoch: int) -> list[str]:
@@ -112,7 +115,7 @@ class SourceReader:
         self._seen = True  # resumed mid-epoch: this epoch yielded before
         self._iter = None
 
-    def next(self) -> tuple[Ref, dict, np.ndarray | None]:
+    def next(self) -> tuple[Ref, dict, Codes]:
         while True:
             if self._iter is None:
                 self._iter = self._read_from(self.epoch, self.unit, self.position)
@@ -141,7 +144,7 @@ class SourceReader:
         return found
 
     def _read_from(self, epoch: int, unit: int, start: int
-                   ) -> Iterator[tuple[Ref, dict, np.ndarray | None]]:
+                   ) -> Iterator[tuple[Ref, dict, Codes]]:
         units = self.units(epoch)
         if unit >= len(units):
             return
@@ -154,8 +157,16 @@ class SourceReader:
                 continue
             if matched < start:
                 continue
-            codes = load_npy(parts["npy"]) if "npy" in parts else None
+            codes = _codes(parts)
             yield (self.index, epoch, unit, matched), meta, codes
+
+
+def _codes(parts: dict[str, memoryview]) -> Codes:
+    if "npy" in parts:
+        return load_npy(parts["npy"])
+    refs = {ext[:-4]: load_npy(data) for ext, data in sorted(parts.items())
+            if ext.endswith(".npy")}
+    return refs or None
 
 
 class PackedStream:
@@ -217,15 +228,14 @@ class PackedStream:
         return out
 
     # -- samples -------------------------------------------------------------------------
-    def _make(self, ref: Ref, meta: dict, codes: np.ndarray | None) -> Sample | None:
+    def _make(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
         drop = (self.config.cfg_dropout > 0 and sample_task(meta) == "generation" and
                 _mix(self.config.seed, *ref) / 2**64 < self.config.cfg_dropout)
         try:
             seq = build_sample(meta, codes, self.tokenizer, self.config.codebooks, drop)
         except ValueError:
             return None
-        frames, books = (codes.shape[1], codes.shape[0]) if codes is not None else (0, 0)
-        tokens = sample_tokens(meta, self.tokenizer, frames, books)
+        tokens = sample_tokens(meta, self.tokenizer) + code_tokens(codes)
         return Sample(ref, seq.laid(), self.sources[ref[0]].task, tokens)
 
     def _draw(self) -> Sample:
@@ -237,7 +247,7 @@ class PackedStream:
             if sample is not None:
                 return sample
 
-    def _accepted(self, ref: Ref, meta: dict, codes: np.ndarray | None) -> Sample | None:
+    def _accepted(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
         """The sample laid out, or None (counted in `skipped`) when it is malformed or longer
         than a sequence."""
         sample = self._make(ref, meta, codes)

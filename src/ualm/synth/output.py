@@ -1,0 +1,144 @@
+"""Writing synthesis results into the corpus: trace and pair shards with their manifest parts,
+MinHash dedup of traces, and the funnel (JSON and PNG).
+
+    traces/traces-000000.tar          <key>.json + <key>.audio0.npy [+ <key>.audio1.npy]
+    manifests/traces/part-000000.parquet   one row per trace, one part per shard
+    pairs/pairs-000000.tar            <key>.json + <key>.chosen.npy + <key>.rejected.npy
+    manifests/pairs/part-000000.parquet
+    synth/funnel.json, synth/funnel.png, synth/rejects.parquet, synth/duplicates.parquet
+
+A rerun rewrites these whole (same inputs, config and replies give the same bytes) and removes
+shards and parts a larger earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ualm.filters.caption_minhash import caption_signature, jaccard_distance, signature_band_keys
+from ualm.manifests.layout import atomic_write_json, atomic_write_table
+from ualm.manifests.schema import table
+from ualm.manifests.shards import TarShardWriter, plan_shards
+
+TRACES = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
+    ("task", pa.string()), ("kind", pa.string()), ("teacher", pa.string()),
+    ("template_sha256", pa.string()), ("source_keys", pa.list_(pa.string())),
+    ("n_audio", pa.int32()), ("codec_id", pa.string()),
+])
+PAIRS = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
+    ("task", pa.string()), ("caption", pa.string()), ("chosen_key", pa.string()),
+    ("rejected_key", pa.string()), ("chosen_score", pa.float64()),
+    ("rejected_score", pa.float64()), ("margin", pa.float64()), ("scorer", pa.string()),
+    ("codec_id", pa.string()),
+])
+REJECTS = pa.schema([
+    ("key", pa.string()), ("kind", pa.string()), ("source_keys", pa.list_(pa.string())),
+    ("reason", pa.string()), ("detail", pa.string()),
+])
+DUPLICATES = pa.schema([
+    ("key", pa.string()), ("kind", pa.string()), ("duplicate_of", pa.string()),
+    ("similarity", pa.float64()),
+])
+BANDS = 16
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()
+
+
+def write_set(root: Path, name: str, samples: Sequence[dict[str, Any]],
+              rows: Sequence[dict[str, Any]], schema: pa.Schema, max_samples: int) -> int:
+    """Shards `<name>/<name>-%06d.tar` and parts `manifests/<name>/part-%06d.parquet`, samples
+    in the given order; rows[i] describes samples[i] and gets its `shard`. Returns the shards
+    written."""
+    ranges = plan_shards([0] * len(samples), max_samples, 1)
+    for index, (start, stop) in enumerate(ranges):
+        shard = root / name / f"{name}-{index:06d}.tar"
+        with TarShardWriter(shard) as writer:
+            for sample in samples[start:stop]:
+                writer.write(sample)
+        rel = shard.relative_to(root).as_posix()
+        part = [{**row, "shard": rel} for row in rows[start:stop]]
+        atomic_write_table(root / "manifests" / name / f"part-{index:06d}.parquet",
+                           table(part, schema))
+    _remove_stale(root / name, f"{name}-", ".tar", len(ranges))
+    _remove_stale(root / "manifests" / name, "part-", ".parquet", len(ranges))
+    return len(ranges)
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str, count: int) -> None:
+    for path in folder.glob(f"{prefix}*{suffix}"):
+        index = path.name[len(prefix):-len(suffix)]
+        if index.isdigit() and int(index) >= count:
+            path.unlink()
+
+
+def near_duplicates(texts: Sequence[str], threshold: float) -> dict[int, tuple[int, float]]:
+    """index -> (index of the earlier trace it repeats, estimated similarity), for texts whose
+    MinHash similarity to an earlier kept text is at least `threshold`. Candidates come from LSH
+    bands; the first kept match in input order wins, so the result is deterministic."""
+    kept_by_band: dict[int, list[int]] = {}
+    signatures: dict[int, Any] = {}
+    out: dict[int, tuple[int, float]] = {}
+    for i, text in enumerate(texts):
+        signature = caption_signature([text])
+        if signature is None:
+            continue
+        bands = list(signature_band_keys(signature, BANDS))
+        seen = sorted({j for b in bands for j in kept_by_band.get(b, ())})
+        match = next(((j, 1.0 - jaccard_distance(signature, signatures[j])) for j in seen
+                      if 1.0 - jaccard_distance(signature, signatures[j]) >= threshold), None)
+        if match is not None:
+            out[i] = match
+            continue
+        signatures[i] = signature
+        for b in bands:
+            kept_by_band.setdefault(b, []).append(i)
+    return out
+
+
+def write_funnel(root: Path, funnel: dict[str, Any]) -> tuple[Path, Path]:
+    """synth/funnel.json and a bar chart of it, synth/funnel.png."""
+    json_path, png_path = root / "synth" / "funnel.json", root / "synth" / "funnel.png"
+    atomic_write_json(json_path, funnel)
+    plot_funnel(funnel, png_path)
+    return json_path, png_path
+
+
+def plot_funnel(funnel: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = sorted(funnel["traces"])
+    stages = ["requested", "valid", "repaired", "rejected", "deduplicated", "written"]
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    width = 0.8 / max(len(kinds), 1)
+    for k, kind in enumerate(kinds):
+        counts = funnel["traces"][kind]
+        values = [counts[s] if s != "rejected" else sum(counts["rejected"].values())
+                  for s in stages]
+        bars = ax.bar([i + k * width for i in range(len(stages))], values, width, label=kind)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks([i + width * (len(kinds) - 1) / 2 for i in range(len(stages))], stages)
+    ax.set_ylabel("traces")
+    ax.set_title(f"trace funnel (teacher {funnel['teacher']})")
+    ax.legend(fontsize=8)
+    reasons = Counter()
+    for counts in funnel["traces"].values():
+        reasons.update(counts["rejected"])
+    fig.text(0.01, 0.01, "rejected: " + (", ".join(f"{r} {n}" for r, n in sorted(
+        reasons.items())) or "none"), fontsize=7)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
