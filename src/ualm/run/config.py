@@ -276,8 +276,11 @@ def apply_override(data: dict[str, Any], item: str) -> dict[str, Any]:
         node[part] = dict(child) if isinstance(child, dict) else {}
         node = node[part]
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise UalmError(f"override {item!r}: the value is not YAML",
                         fix="quote it, e.g. --set generate.caption='\"a b\"'") from exc
+    if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
+        value = raw  # `a dog: barking` is a caption, not a mapping: collections need {} or []
+    node[parts[-1]] = value
     return out

@@ -58,7 +58,9 @@ def run_pipeline(config: PipelineConfig, until: str | None = None, start: str | 
     for number, stage in enumerate(stages(), 1):
         label = f"[run {number}/{total}] {stage.name:<9}"
         off = stage.off(config)
-        digest = stage_hash(stage.name, {"off": off} if off else stage.settings(config), upstream)
+        # Off for any reason (disabled, not installed) means no output: later stages see the
+        # same upstream either way, and rerun only when the stage starts producing something.
+        digest = stage_hash(stage.name, {"off": True} if off else stage.settings(config), upstream)
         upstream = digest
         if until and ORDER.index(stage.name) > ORDER.index(until):
             result.outcomes.append(Outcome(stage.name, "not reached", note=f"--until {until}"))
