@@ -95,6 +95,11 @@ def test_page_numbers_match_the_manifests(folders: dict[str, Path], page: str) -
         assert funnel[row["outcome"]][2] == f"{row['hours']:,.4f}"
     for reason, n in summary["reasons"].items():
         assert [reason, f"{n:,}"] in _table_rows(page, "corpus-funnel")
+    by_stage = {r[0]: r for r in _table_rows(page, "corpus-funnel") if len(r) == 3}
+    quality = [r for r in summary["funnel_hours"] if r["outcome"].startswith("quality/")]
+    assert by_stage["quality"][1:] == [f"{sum(r['hours'] for r in quality):,.4f}",
+                                       f"{sum(r['count'] for r in quality):,}"]
+    assert by_stage["dedup"][2] == "2"
     overview = dict(r for r in _table_rows(page, "corpus-overview") if len(r) == 2)
     assert overview["inputs"] == f"{summary['inputs']:,}" and overview["samples"] == str(
         summary["samples"])

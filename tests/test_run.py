@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from ualm.audio.synthetic import SyntheticWorld
 from ualm.cli import main
 from ualm.errors import UalmError
 from ualm.run import PipelineConfig, run_pipeline
@@ -196,12 +197,13 @@ def test_example_configs_load_and_plan(name: str, tmp_path: Path,
 
 
 @pytest.mark.parametrize("name", ["sound-captions", "speech"])
-def test_recipe_examples_build_real_inputs(name: str, tmp_path: Path, world: object) -> None:
+def test_recipe_examples_build_real_inputs(name: str, tmp_path: Path,
+                                           world: SyntheticWorld) -> None:
     """Their build stage on the synthetic world (the model paths swapped for none): the recipe's
     filters run and every input is accounted for."""
     overrides = [f"run.out={tmp_path / 'r'}", "engine.name=local",
-                 f"sources.inputs=[{world.manifest}]", "sources.heldout=[]",  # type: ignore[attr-defined]
-                 f"sources.allow_roots=[{world.root}]",  # type: ignore[attr-defined]
+                 f"sources.inputs=[{world.manifest}]", "sources.heldout=[]",
+                 f"sources.allow_roots=[{world.root}]",
                  "build.config.clap.model=null", "build.config.whisper.model=null"]
     config = PipelineConfig.load(EXAMPLES / f"{name}.yaml", overrides)
     result = run_pipeline(config, until="build", progress=False)

@@ -57,6 +57,10 @@ def _funnel(c: CorpusFacts) -> str:
                                       "samples"), "funnel in hours")
     body += h.table(["stage / reason", "level", "hours", "count"],
                     [(r["outcome"], r["level"], r["hours"], r["count"]) for r in rows], digits=4)
+    stages = _hours_by_stage(rows[1:-1])
+    if stages:
+        body += "<h3>Hours lost by stage</h3>" + h.table(
+            ["stage", "hours", "inputs or windows"], stages, digits=4)
     if s["reasons"]:
         body += "<h3>Rejected inputs by reason</h3>" + h.table(
             ["reason", "inputs"], sorted(s["reasons"].items()))
@@ -70,6 +74,19 @@ def _funnel(c: CorpusFacts) -> str:
         body += "<h3>Captions dropped from kept inputs</h3>" + h.table(
             ["reason", "captions"], sorted(c.caption_rejects.items()))
     return body
+
+
+def _hours_by_stage(losses: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
+    """The funnel's losses summed by stage: the namespace of a reason (`quality/silent` →
+    quality); duplicates are the dedup stage's."""
+    totals: dict[str, list[float]] = {}
+    for row in losses:
+        stage = "dedup" if row["outcome"] == "duplicate" else row["outcome"].split("/")[0]
+        acc = totals.setdefault(stage, [0.0, 0])
+        acc[0] += row["hours"]
+        acc[1] += row["count"] or 0
+    return [(k, round(v[0], 6), int(v[1]))
+            for k, v in sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))]
 
 
 def _durations(c: CorpusFacts) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm.errors import UalmError
-from ualm.run.config import PipelineConfig
+from ualm.run.config import EventsSection, PipelineConfig
 from ualm.run.registry import Context, Stage, StageResult, register
 
 
@@ -72,7 +72,7 @@ def _same_plan(ctx: Context, corpus: Path) -> bool:
     return recorded == ctx.config.build.build_config().hash()
 
 
-def _event_world(root: Path, events: Any) -> dict[str, Path]:
+def _event_world(root: Path, events: EventsSection) -> dict[str, Path]:
     from ualm.audio.events import EVENTS, make_event_world
 
     names = tuple(events.events) if events.events else tuple(EVENTS)

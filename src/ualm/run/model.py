@@ -75,6 +75,9 @@ def _train(ctx: Context) -> StageResult:
         ctx.say(f"starting {out} over (the training settings or data changed)")
         shutil.rmtree(out)  # a checkpoint of other settings must not be resumed
     config = train_config(ctx.config, _codec_id(ctx))
+    if not ctx.progress:  # --quiet: no progress bar either
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run,
+                                                                     progress_bar=False))
     spec_path = ctx.output("blend", "spec")
     spec = load_blend(spec_path) if spec_path else None
     out.mkdir(parents=True, exist_ok=True)
@@ -98,8 +101,13 @@ def _train(ctx: Context) -> StageResult:
     return StageResult({"run": out, "checkpoint": result.checkpoint}, summary)
 
 
-register(Stage("train", _train, lambda c: {"config": train_config(c).to_dict(),
-                                            "eval_batches": c.train.eval_batches},
+def _train_settings(config: PipelineConfig) -> Any:
+    settings = train_config(config).to_dict()
+    settings["run"].pop("progress_bar")  # how training is shown does not change its result
+    return {"config": settings, "eval_batches": config.train.eval_batches}
+
+
+register(Stage("train", _train, _train_settings,
                description="a UALM trained on the blend, evaluated on the held-out corpus"))
 
 
