@@ -134,6 +134,10 @@ def _fake_publish(corpus: Path, to: str, **options: object) -> None:
     (Path(to) / "options.json").write_text(json.dumps(options))
 
 
+def _failing_publish(corpus: Path, to: str, **options: object) -> None:
+    raise UalmError("the hub is down", fix="retry later")
+
+
 def test_optional_stages_publish_through_their_entry_point(
         demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     to = tmp_path / "published"
@@ -145,6 +149,14 @@ def test_optional_stages_publish_through_their_entry_point(
     assert _statuses(out)["publish"] == "ran"
     assert (to / "corpus.json").read_bytes() == (demo / "corpus" / "corpus.json").read_bytes()
     assert json.loads((to / "options.json").read_text()) == {"private": True}
+    # a stage that fails half-way is not complete afterwards, even when it was before
+    failing = [*sets, *_sets(f"publish.entry={__name__}:_failing_publish")]
+    code, _, err = _cli([str(DEMO), "--out", str(demo), "--quiet", *failing,
+                         "--from", "publish"], capsys)
+    assert code == 2 and "the hub is down" in err
+    assert not (demo / "_run" / "publish.json").exists()
+    code, out, _ = _cli([str(DEMO), "--out", str(demo), "--quiet", *sets], capsys)
+    assert code == 0 and _statuses(out)["publish"] == "ran"
     # synth switched on but not installed: said so, and it changes nothing downstream
     missing = _sets("synth.enabled=true", "synth.entry=ualm.synth:no_such_function")
     code, out, err = _cli([str(DEMO), "--out", str(demo), "--quiet", *sets, *missing], capsys)

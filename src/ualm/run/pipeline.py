@@ -16,7 +16,15 @@ from typing import TextIO
 
 from ualm.errors import UalmError
 from ualm.run.config import PipelineConfig
-from ualm.run.records import Record, complete, read_record, relative, stage_hash, write_record
+from ualm.run.records import (
+    Record,
+    complete,
+    read_record,
+    record_path,
+    relative,
+    stage_hash,
+    write_record,
+)
 from ualm.run.registry import ORDER, Context, check_stage, stages
 
 
@@ -85,8 +93,10 @@ def run_pipeline(config: PipelineConfig, until: str | None = None, start: str | 
             dirty = True
             continue
         _say(stream, f"{label} {stage.description} ...")
-        ctx = Context(config, run, digest, result.outputs, read_record(run, stage.name), stream,
-                      progress)
+        previous = read_record(run, stage.name)
+        # The old record goes first: a stage that dies half-way must not look complete.
+        record_path(run, stage.name).unlink(missing_ok=True)
+        ctx = Context(config, run, digest, result.outputs, previous, stream, progress)
         started = time.perf_counter()
         made = stage.run(ctx)
         seconds = time.perf_counter() - started
