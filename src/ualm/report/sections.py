@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from ualm.report import figures
@@ -138,10 +139,8 @@ def _sources(c: CorpusFacts) -> str:
     rows = sources_and_licences(c)
     body = h.table(["source", "licence", "samples", "hours"],
                    [(r["source"], r["license"], r["samples"], r["hours"]) for r in rows], digits=4)
-    tasks: dict[str, int] = {}
-    for s in c.samples:
-        tasks[s.get("task") or "(from the sample's form)"] = tasks.get(
-            s.get("task") or "(from the sample's form)", 0) + 1
+    # A manifest may leave the task out; the trainer then infers it from the sample's form.
+    tasks = Counter(s.get("task") or "(inferred from the sample)" for s in c.samples)
     return body + "<h3>Tasks named by the manifests</h3>" + h.table(
         ["task", "samples"], sorted(tasks.items()))
 
