@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ualm.errors import UalmError
+from ualm.report.cli import add_report_command
+from ualm.run.cli import add_run_command
 from ualm.synth.cli import add_synth_command
 from ualm.train.blend_cli import add_blend_commands
 
@@ -214,6 +216,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_train_commands(sub)
     add_synth_command(sub)
+    add_report_command(sub)
+    add_run_command(sub)
     return parser
 
 

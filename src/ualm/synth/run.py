@@ -13,6 +13,7 @@ valid + repaired - deduplicated, per kind (checked before anything is written).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -258,3 +259,16 @@ def _write_pairs(root: Path, config: SynthConfig, codec: str, clips: Sequence[Cl
     return {"captions": len(clips), "written": len(samples),
             "no_pair": dict(sorted(missing.items())), "margin": config.pair_margin,
             "candidates": config.pair_candidates}
+
+
+def synthesize(corpus: str | Path, progress: bool = True, **options: Any) -> SynthResult:
+    """`synth_corpus` with `SynthConfig` fields as keyword arguments (`ualm run`'s entry point)."""
+    if "kinds" in options:
+        options["kinds"] = tuple(options["kinds"])
+    try:
+        config = SynthConfig(**options)
+    except TypeError as exc:
+        known = ", ".join(f.name for f in dataclasses.fields(SynthConfig))
+        raise UalmError(f"synth options: {exc}", fix=f"use the fields of SynthConfig: {known}"
+                        ) from exc
+    return synth_corpus(corpus, config, progress=progress)

@@ -1,0 +1,286 @@
+"""The config of `ualm run`: one YAML file for the whole pipeline, section by section, each a
+documented dataclass validated at construction. Only the config changes between the demo and a
+cluster run (see examples/demo.yaml and examples/cluster.yaml).
+
+>>> cfg = PipelineConfig.from_dict({"run": {"out": "r"}, "train": {"config": "tiny"}})
+>>> cfg.run.out, cfg.engine.name, cfg.train.config
+('r', 'dask', 'tiny')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ualm.config import BuildConfig, TokenizeConfig, read_yaml_mapping
+from ualm.errors import UalmError
+
+FIX = "see examples/demo.yaml for every section and key"
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out: str = "ualm-run"
+    """The run folder (relative to the current directory): corpora, blend, training run,
+    outputs, report and the stages' completion records (`_run/`)."""
+
+
+@dataclass(frozen=True)
+class EventsSection:
+    """The package's synthetic event world (`ualm.audio.events`): labelled clips, questions and
+    chat rows, with a held-out split. Written into the run folder; no download."""
+
+    per_class: int = 4
+    understanding_per_class: int | None = None
+    heldout_per_class: int = 1
+    seconds: float = 1.2
+    text_rows: int = 8
+    events: tuple[str, ...] | None = None
+    """Event names (a subset of ualm.audio.events.EVENTS); null: all of them."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.events is not None:
+            object.__setattr__(self, "events", tuple(self.events))
+        if self.per_class < 1 or self.heldout_per_class < 0 or self.seconds <= 0:
+            raise UalmError("sources.events: need per_class >= 1, heldout_per_class >= 0 and "
+                            "seconds > 0", fix=FIX)
+
+
+@dataclass(frozen=True)
+class SourcesSection:
+    events: EventsSection | None = None
+    """The synthetic event world; null (or absent) for none."""
+    inputs: tuple[str, ...] = ()
+    """What `ualm build --input` takes: folders, JSONL/CSV/parquet manifests, urls.txt,
+    hf://datasets/..., WebDataset tars."""
+    heldout: tuple[str, ...] = ()
+    """Inputs of the held-out corpus (validation loss, the understanding question)."""
+    allow_roots: tuple[str, ...] = ()
+    """More folders that manifest paths may point into."""
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "heldout", "allow_roots"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise UalmError(f"sources.{name} must be a list of paths", fix=FIX)
+            object.__setattr__(self, name, tuple(value))
+        if isinstance(self.events, dict):
+            object.__setattr__(self, "events", _section(EventsSection, "sources.events",
+                                                        self.events))
+        if self.events is None and not self.inputs:
+            raise UalmError("sources: no inputs and no event world",
+                            fix="list sources.inputs, or add `sources.events: {}`")
+
+
+@dataclass(frozen=True)
+class EngineSection:
+    """Where build and tokenize run; the bytes they write are the same on every engine."""
+
+    name: str = "dask"
+    """local, dask or beam."""
+    scheduler: str | None = None
+    """An existing Dask scheduler (tcp://host:8786); null starts a local cluster."""
+    workers: int | None = None
+    runner: str | None = None
+    """Beam runner: DirectRunner, PortableRunner, FlinkRunner, SparkRunner, DataflowRunner."""
+    options: tuple[str, ...] = ()
+    """Beam pipeline options, passed unchanged (`--flink_master=host:8081`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(self.options))
+        if self.name not in ("local", "dask", "beam"):
+            raise UalmError(f"engine.name must be local, dask or beam, got {self.name!r}", fix=FIX)
+
+
+@dataclass(frozen=True)
+class BuildSection:
+    preset: str | None = None
+    """A packaged recipe: sound-captions, speech."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """ualm.config.BuildConfig sections merged over the preset (as in examples/build.yaml),
+    without `tokenize` (the top-level tokenize section)."""
+
+    def build_config(self) -> BuildConfig:
+        from ualm.recipes import load_preset, merged
+
+        if "tokenize" in self.config:
+            raise UalmError("build.config.tokenize: codec settings live in the top-level "
+                            "`tokenize` section of a run config", fix="move them there")
+        data = merged(load_preset(self.preset) if self.preset else {}, self.config)
+        return BuildConfig.from_dict({**data, "tokenize": {"enabled": False}})
+
+
+@dataclass(frozen=True)
+class EntrySection:
+    """A stage implemented elsewhere (`module:function`), run only when enabled and present."""
+
+    enabled: bool = False
+    entry: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the entry point."""
+
+
+@dataclass(frozen=True)
+class SynthSection(EntrySection):
+    """Reasoning traces and preference pairs from a teacher (`ualm synth`), written into the
+    corpus: called as `entry(corpus, **options)`, options as `ualm.synth.config.SynthConfig`."""
+
+    entry: str = "ualm.synth.run:synthesize"
+    options: dict[str, Any] = field(default_factory=lambda: {
+        "teacher": "rule", "kinds": ["enrichment", "dialogue", "reflection", "pairs"]})
+
+
+@dataclass(frozen=True)
+class PublishSection(EntrySection):
+    """Publishing (`ualm publish`): called as `entry(corpus, to, **options)` for each corpus."""
+
+    entry: str = "ualm.publish:publish"
+    to: str | None = None
+    """hf://datasets/ORG/NAME, s3://bucket/prefix, gs://..., or a local folder."""
+
+
+@dataclass(frozen=True)
+class BlendSection:
+    """`ualm blend`: each source's share of training tokens (ualm.train.blend)."""
+
+    enabled: bool = True
+    """Off: the trainer draws every source equally often."""
+    targets: dict[str, float] | None = None
+    """Share of tokens per task; null: UALM's 27.7/33.1/39.2 %."""
+    temperature: float = 1.0
+    max_epochs: float | None = 4.0
+    min_share: float = 0.0
+    budget: int | None = None
+    allow_infeasible: bool = True
+    """Write the closest feasible blend when a task has too little data (small corpora)."""
+    tokenizer: str = "bytes"
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    config: str = "tiny"
+    """A preset (tiny, qwen2.5-1.5b) or a training YAML file."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig sections merged over it: `{run: {max_steps: 200}}`."""
+    eval_batches: int | None = None
+    """Cap on held-out batches evaluated after training; null: one whole pass."""
+
+
+@dataclass(frozen=True)
+class GenerateSection:
+    caption: str = "a low tone followed by white noise"
+    """Text → audio: the WAV written to outputs/generated.wav."""
+    question: str | None = None
+    """Audio → text; null takes the first held-out understanding clip's own question."""
+    audio: str | None = None
+    """The question's audio; null takes that clip."""
+    max_seconds: float = 3.0
+    guidance: float = 3.0
+    top_k: int = 20
+    temperature: float = 0.8
+    max_new_tokens: int = 32
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    samples: int = 3
+    """Audio players per corpus."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run: RunSection = field(default_factory=RunSection)
+    sources: SourcesSection = field(default_factory=lambda: SourcesSection(EventsSection()))
+    engine: EngineSection = field(default_factory=EngineSection)
+    build: BuildSection = field(default_factory=BuildSection)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    synth: SynthSection = field(default_factory=SynthSection)
+    blend: BlendSection = field(default_factory=BlendSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    generate: GenerateSection = field(default_factory=GenerateSection)
+    report: ReportSection = field(default_factory=ReportSection)
+    publish: PublishSection = field(default_factory=PublishSection)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
+        """Unknown sections and keys are errors that name the known ones."""
+        data = dict(data or {})
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise UalmError(f"unknown section(s) in the run config: {', '.join(unknown)}",
+                            fix=f"sections are: {', '.join(known)}")
+        parts = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                if f.name == "sources" and value is None:
+                    value = {}
+                parts[f.name] = _section(_factory(f), f.name, value or {})
+        config = cls(**parts)
+        config.build.build_config()  # a bad build section fails now, not after the world
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
+        """A YAML file, with `section.key=value` overrides (values parsed as YAML)."""
+        data = read_yaml_mapping(path)
+        for item in overrides:
+            data = apply_override(data, item)
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _factory(f: dataclasses.Field) -> type:
+    return type(f.default_factory())  # type: ignore[misc]
+
+
+def _section(factory: type, name: str, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise UalmError(f"run config section {name!r} must be a mapping", fix=FIX)
+    known = {f.name for f in dataclasses.fields(factory)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UalmError(f"unknown key(s) in run config section {name!r}: {', '.join(unknown)}",
+                        fix=f"known keys: {', '.join(sorted(known))}")
+    try:
+        return factory(**values)
+    except TypeError as exc:
+        raise UalmError(f"run config section {name!r}: {exc}", fix=FIX) from exc
+
+
+def apply_override(data: dict[str, Any], item: str) -> dict[str, Any]:
+    """`a.b.c=value` set inside nested mappings (created as needed); the value is YAML.
+
+    >>> apply_override({"train": {"config": "tiny"}}, "train.overrides.run.max_steps=5")
+    {'train': {'config': 'tiny', 'overrides': {'run': {'max_steps': 5}}}}
+    """
+    path, sep, raw = item.partition("=")
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise UalmError(f"bad override {item!r}", fix="write --set section.key=value")
+    out = dict(data)
+    node = out
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise UalmError(f"override {item!r}: the value is not YAML",
+                        fix="quote it, e.g. --set generate.caption='\"a b\"'") from exc
+    if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
+        value = raw  # `a dog: barking` is a caption, not a mapping: collections need {} or []
+    node[parts[-1]] = value
+    return out

@@ -1,0 +1,21 @@
+"""Stage `report`: the corpus, the traces and the training run on one HTML page."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ualm.run.registry import Context, Stage, StageResult, register
+
+
+def _report(ctx: Context) -> StageResult:
+    from ualm.report import write_report
+
+    folders = [ctx.output("build", "corpus"), ctx.output("train", "run")]
+    out = write_report([f for f in folders if f is not None], ctx.run / "report.html",
+                       samples=ctx.config.report.samples)
+    ctx.say(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return StageResult({"html": out})
+
+
+register(Stage("report", _report, lambda c: dataclasses.asdict(c.report),
+               description="one self-contained HTML page"))

@@ -1,0 +1,159 @@
+"""Stages `blend`, `train` and `generate`: token shares per source, a UALM trained with them
+(and evaluated on the held-out corpus), then a WAV from a caption and an answered question."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ualm.errors import UalmError
+from ualm.run.config import PipelineConfig
+from ualm.run.registry import Context, Stage, StageResult, register
+
+
+def _corpora(ctx: Context) -> list[Path]:
+    """What training reads: the corpus (with the traces synth wrote into it)."""
+    found = [ctx.output("build", "corpus")]
+    corpora = [p for p in found if p is not None]
+    if not corpora:
+        raise UalmError("there is no corpus to train on", fix="give sources.inputs or events")
+    return corpora
+
+
+def _codec_id(ctx: Context) -> str | None:
+    tokens = ctx.output("tokenize", "corpus")
+    return tokens.name if tokens is not None else None
+
+
+def _blend(ctx: Context) -> StageResult:
+    from ualm.train.blend import BlendOptions, compute_blend, format_blend
+    from ualm.train.blend_stats import corpus_stats
+    from ualm.train.text_tokenizer import load_text_tokenizer
+
+    b = ctx.config.blend
+    options = BlendOptions(**({"targets": b.targets} if b.targets else {}),
+                           temperature=b.temperature, max_epochs=b.max_epochs,
+                           min_share=b.min_share, budget=b.budget,
+                           allow_infeasible=b.allow_infeasible)
+    stats = corpus_stats(_corpora(ctx), load_text_tokenizer(b.tokenizer), _codec_id(ctx))
+    spec = compute_blend(stats, options)
+    out = ctx.run / "blend.yaml"
+    spec.dump(out)
+    for line in format_blend(spec, stats).splitlines():
+        ctx.say(line)
+    return StageResult({"spec": out}, {"shares": spec.task_shares()})
+
+
+register(Stage("blend", _blend, lambda c: dataclasses.asdict(c.blend),
+               off=lambda c: None if c.blend.enabled else "blend.enabled is false "
+               "(every source equally often)", description="token shares per source"))
+
+
+def train_config(config: PipelineConfig, codec_id: str | None = None) -> Any:
+    """The training config: the preset or file, with the run config's overrides on top."""
+    from ualm.recipes import merged
+    from ualm.train.config import TrainConfig
+
+    base = TrainConfig.from_yaml(config.train.config).to_dict()
+    data = merged(base, config.train.overrides)
+    if codec_id and not data["data"].get("codec_id"):
+        data["data"]["codec_id"] = codec_id  # a corpus may hold several token sets
+    return TrainConfig.from_dict(data)
+
+
+def _train(ctx: Context) -> StageResult:
+    from ualm.train.blend_spec import load_blend
+    from ualm.train.evaluate import evaluate
+    from ualm.train.module import load_trained
+    from ualm.train.trainer import train
+
+    out = ctx.run / "train"
+    if ctx.previous is not None and out.exists():
+        ctx.say(f"starting {out} over (the training settings or data changed)")
+        shutil.rmtree(out)  # a checkpoint of other settings must not be resumed
+    config = train_config(ctx.config, _codec_id(ctx))
+    if not ctx.progress:  # --quiet: no progress bar either
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run,
+                                                                     progress_bar=False))
+    spec_path = ctx.output("blend", "spec")
+    spec = load_blend(spec_path) if spec_path else None
+    out.mkdir(parents=True, exist_ok=True)
+    if spec_path:
+        shutil.copyfile(spec_path, out / "blend.yaml")  # the report compares it with the realised
+    result = train(_corpora(ctx), config, out, blend=spec)
+    ctx.say(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss "
+            f"{result.final_loss if result.final_loss is not None else float('nan'):.4f}")
+    summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.final_loss}
+    heldout = ctx.output("build", "heldout")
+    if heldout is not None and result.checkpoint is not None:
+        model = load_trained(result.checkpoint)
+        evaluation = evaluate(model, [heldout], config.data.seq_len, config.data.batch_size,
+                              codec_id=_codec_id(ctx), max_batches=ctx.config.train.eval_batches)
+        (out / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
+        summary["heldout_loss"] = evaluation["loss"]
+        ctx.say("held-out loss " + ", ".join(f"{t} {r['loss']:.4f}"
+                                             for t, r in evaluation["tasks"].items()))
+    if result.checkpoint is None:
+        raise UalmError("training wrote no checkpoint", fix="see the training log above")
+    return StageResult({"run": out, "checkpoint": result.checkpoint}, summary)
+
+
+def _train_settings(config: PipelineConfig) -> Any:
+    settings = train_config(config).to_dict()
+    settings["run"].pop("progress_bar")  # how training is shown does not change its result
+    return {"config": settings, "eval_batches": config.train.eval_batches}
+
+
+register(Stage("train", _train, _train_settings,
+               description="a UALM trained on the blend, evaluated on the held-out corpus"))
+
+
+def _question(ctx: Context) -> tuple[Path, str, str | None]:
+    """(audio, question, expected answer): the configured ones, else the first understanding
+    clip of the event world's held-out split (or of its training split)."""
+    g = ctx.config.generate
+    if g.audio and g.question:
+        return Path(g.audio), g.question, None
+    world = ctx.output("build", "world")
+    for split in ("heldout", "train"):
+        manifest = world / f"{split}.jsonl" if world else None
+        if manifest is None or not manifest.is_file():
+            continue
+        for line in manifest.read_text().splitlines():
+            row = json.loads(line)
+            if "conversations" in row:
+                asked = row["conversations"][0]["value"].replace("<sound>", "").strip()
+                return world / row["sound"], g.question or asked, row["conversations"][1]["value"]
+    raise UalmError("no audio to ask a question about",
+                    fix="set generate.audio and generate.question, or use the event world")
+
+
+def _generate(ctx: Context) -> StageResult:
+    from ualm.train.generate import GenerationConfig
+    from ualm.train.infer import FRAME_RATE, generate_wav, understand_file
+
+    g = ctx.config.generate
+    checkpoint, corpus = ctx.output("train", "checkpoint"), ctx.output("build", "corpus")
+    if checkpoint is None or corpus is None:
+        raise UalmError("generate needs a trained checkpoint and its corpus",
+                        fix="run the build, tokenize and train stages first")
+    outputs = ctx.run / "outputs"
+    config = GenerationConfig(g.guidance, g.top_k, g.temperature,
+                              max(1, round(g.max_seconds * FRAME_RATE)), g.seed)
+    made = generate_wav(checkpoint, corpus, g.caption, outputs / "generated.wav", config, g.device)
+    ctx.say(f"generated {made.seconds:.2f} s for {g.caption!r} → {made.path}")
+    audio, question, expected = _question(ctx)
+    reply = understand_file(checkpoint, corpus, audio, question, g.device, g.max_new_tokens)
+    answer = {"audio": str(audio), "question": question, "answer": reply, "expected": expected}
+    (outputs / "answer.json").write_text(json.dumps(answer, indent=2) + "\n")
+    ctx.say(f"asked {question!r} about {audio.name}: {reply!r}"
+            + (f" (expected {expected!r})" if expected else ""))
+    return StageResult({"wav": made.path, "answer": outputs / "answer.json"},
+                       {"answer": reply, "expected": expected, "seconds": made.seconds})
+
+
+register(Stage("generate", _generate, lambda c: dataclasses.asdict(c.generate),
+               description="a WAV from a caption and an answered question"))
