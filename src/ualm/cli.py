@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ualm.errors import UalmError
+from ualm.publish.cli import add_publish_command
 from ualm.train.blend_cli import add_blend_commands
 
 
@@ -212,6 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
     from ualm.train.train_cli import add_train_commands
 
     add_train_commands(sub)
+    add_publish_command(sub)
     return parser
 
 
