@@ -162,8 +162,10 @@ def _send_last(store: Any, final: list[FileEntry]) -> None:
     if isinstance(getattr(store, "destination", None), HubDestination):
         store.send(final, "ualm publish: corpus complete (card, corpus.json, publish.json)")
         return
-    for entry in final:
+    *first, record = final  # the record changes whenever anything before it does
+    for entry in first:
         store.send([entry], f"ualm publish: {entry.path}")
+    store.send([record], "ualm publish: complete", index=False)
 
 
 def _verify(store: Any, entries: list[FileEntry]) -> None:

@@ -107,8 +107,9 @@ class FsspecStore:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def send(self, batch: list[FileEntry], message: str) -> None:
-        """Uploads, reads back and checks each file, then records the batch in the index."""
+    def send(self, batch: list[FileEntry], message: str, index: bool = True) -> None:
+        """Uploads, reads back and checks each file, then records the batch in the index
+        (unless `index` is false: the completion object is the last write of all)."""
         for entry in batch:
             try:
                 self._put(entry)
@@ -120,7 +121,8 @@ class FsspecStore:
                                 f"{arrived[:12]}…, not {entry.sha256[:12]}…",
                                 fix="rerun the same command to send it again")
             self.index[entry.path] = entry.to_dict()
-        self._write_index()
+        if index:
+            self._write_index()
 
     def _put(self, entry: FileEntry) -> None:
         target = self._path(entry.path)

@@ -37,6 +37,9 @@ class HubStore:
 
     def __init__(self, destination: HubDestination, private: bool = False) -> None:
         from huggingface_hub import HfApi, get_token
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()  # one line per batch is ours to print
 
         self.destination, self.private = destination, private
         token = get_token()
@@ -89,7 +92,17 @@ class HubStore:
         operations = [CommitOperationAdd(path_in_repo=e.path,
                                          path_or_fileobj=e.data if e.data is not None
                                          else str(e.local)) for e in batch]
+        # Files with the same bytes (empty manifest parts, say) would each be uploaded when
+        # they share a batch: upload the first of each sha256 beforehand, and the commit finds
+        # the others' objects already on the Hub.
+        first: dict[str, Any] = {}
+        for entry, op in zip(batch, operations, strict=True):
+            first.setdefault(entry.sha256, op)
         try:
+            if len(first) < len(operations):
+                self.api.preupload_lfs_files(d.repo_id, additions=list(first.values()),
+                                             repo_type="dataset", revision=d.revision,
+                                             free_memory=False)
             self.api.create_commit(d.repo_id, operations, commit_message=message,
                                    repo_type="dataset", revision=d.revision)
         except Exception as exc:

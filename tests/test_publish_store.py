@@ -1,0 +1,158 @@
+"""Publishing through fsspec: to an S3-compatible server on 127.0.0.1 (moto's server mode) and to
+a folder; a run killed mid-way is resumed without sending any object twice (counted from the
+server's own request recording), what arrived is checked byte for byte, the completion object
+comes last, and the trainer and `ualm inspect` read the corpus by its s3:// URL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.publish_corpus import local_files, publish_corpus, sha256
+from ualm.errors import UalmError
+from ualm.publish import publish
+from ualm.publish.fsspec_store import INDEX, FsspecStore
+
+__all__ = ["publish_corpus"]  # the fixture, imported for pytest
+BUCKET = "corpora"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A moto S3 server with a bucket, recording every request it serves."""
+    import boto3
+    import s3fs
+    from moto.moto_api import recorder
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    monkeypatch.setattr(recorder, "_location", str(tmp_path / "requests.jsonl"))
+    recorder.reset_recording()
+    recorder.start_recording()
+    try:
+        yield recorder
+    finally:
+        recorder.stop_recording()
+        server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _puts(recording: Path, prefix: str) -> Counter[tuple[str, str]]:
+    """(key under the prefix, sha256 of the body) of every PUT the server received."""
+    puts: Counter[tuple[str, str]] = Counter()
+    for line in recording.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["method"] != "PUT":
+            continue
+        body = base64.b64decode(entry["body"]) if entry["body_encoded"] else \
+            (entry["body"] or "").encode()
+        key = unquote(urlsplit(entry["url"]).path).removeprefix(f"/{BUCKET}/{prefix}/")
+        puts[(key, hashlib.sha256(body).hexdigest())] += 1
+    return puts
+
+
+def _objects(prefix: str) -> dict[str, bytes]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    root = f"{BUCKET}/{prefix}"
+    return {name[len(root) + 1:]: fs.cat_file(name) for name in fs.find(root)}
+
+
+def test_killed_s3_publish_resumes_without_sending_an_object_twice(
+        s3, publish_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"s3://{BUCKET}/sounds/v1"
+    real_put = FsspecStore._put
+    calls = []
+
+    def dies_after_seven(self: FsspecStore, entry) -> None:
+        real_put(self, entry)
+        calls.append(entry.path)
+        if len(calls) == 7:  # the object arrived, the index was not updated: then killed
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FsspecStore, "_put", dies_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        publish(publish_corpus, url, batch_files=3)
+    partial = _objects("sounds/v1")
+    assert "corpus.json" not in partial and "publish.json" not in partial
+    indexed = json.loads(partial[INDEX])["files"]
+    # calls: 3 objects, the index, 3 objects (killed before the second index update)
+    assert sorted(indexed) == sorted(calls[:3]) and calls[3] == INDEX
+    assert all(path in partial for path in calls[4:7])
+
+    monkeypatch.setattr(FsspecStore, "_put", real_put)
+    result = publish(publish_corpus, url, batch_files=3)
+    assert result.skipped == 6  # 3 indexed + 3 found unindexed, read back and hashed
+    arrived = _objects("sounds/v1")
+    for path, data in local_files(publish_corpus).items():
+        assert arrived[path] == data, path
+    record = json.loads(arrived["publish.json"])
+    for path, meta in record["files"].items():
+        assert sha256(arrived[path]) == meta["sha256"], path
+
+    puts = _puts(Path(s3._location), "sounds/v1")
+    data_puts = Counter({k: n for k, n in puts.items() if not k[0].startswith(".ualm-publish/")})
+    assert max(data_puts.values()) == 1  # no object was sent twice
+    assert {k for k, _ in data_puts} == set(arrived) - {INDEX}
+    order = [json.loads(line)["url"].rsplit("/", 1)[1]
+             for line in Path(s3._location).read_text().splitlines()
+             if json.loads(line)["method"] == "PUT"]
+    assert order[-1] == "publish.json"  # the completion object is the very last write
+    assert [n for n in order if n != "index.json"][-3:] == ["README.md", "corpus.json",
+                                                          "publish.json"]
+
+    again = publish(publish_corpus, url, batch_files=3)
+    assert again.sent == 0 and _puts(Path(s3._location), "sounds/v1") == puts
+
+
+def test_trainer_and_inspect_read_an_s3_corpus(s3, publish_corpus: Path) -> None:
+    from ualm.cli import main
+    from ualm.manifests.inspect import summarize
+    from ualm.train.shardio import iter_samples
+    from ualm.train.sources import discover
+
+    url = f"s3://{BUCKET}/read"
+    publish(publish_corpus, url)
+    assert {**summarize(url), "corpus": None} == {**summarize(publish_corpus), "corpus": None}
+    assert main(["inspect", url]) == 0
+    sources = discover([url])
+    local = discover([publish_corpus])
+    assert [(s.label, s.samples) for s in sources] == [(s.label, s.samples) for s in local]
+    shard = sources[0].shards[0]
+    assert shard.startswith(url + "/")
+    assert [k for k, _ in iter_samples(shard)] == \
+        [k for k, _ in iter_samples(local[0].shards[0])]
+
+
+def test_folder_destination_and_refusals(publish_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    result = publish(publish_corpus, str(out))
+    assert result.sent == result.files
+    copied = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for path, data in local_files(publish_corpus).items():
+        assert copied[path] == data, path
+    assert not [p for p in copied if p.endswith(".tmp")]
+
+    with pytest.raises(UalmError, match=r"no corpus\.json"):
+        publish(tmp_path / "copy" / "audio", str(tmp_path / "x"))
+    with pytest.raises(UalmError, match="--revision applies to Hub"):
+        publish(publish_corpus, str(tmp_path / "y"), revision="v2")
+    with pytest.raises(UalmError, match="names no bucket"):
+        publish(publish_corpus, "s3://")
