@@ -47,6 +47,7 @@ class HubState:
         self.regular_sent: Counter[tuple[str, str]] = Counter()
         self.fail_after: int | None = None
         self.fail_commits = 0
+        self.page_size = 1000  # tree entries per page, as on the Hub
         self.tokens_seen: set[str] = set()
         self.requests: list[tuple[str, str]] = []
 
@@ -135,8 +136,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self._info(m.group(1), m.group(2) or "main")
             if m := re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
                 recursive = query.get("recursive", ["false"])[0].lower() == "true"
+                cursor = int(query.get("cursor", ["0"])[0])
                 return self._tree(m.group(1), m.group(2), (m.group(3) or "").strip("/"),
-                                  recursive)
+                                  recursive, cursor)
             if m := re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
                 return self._resolve(m.group(1), m.group(2), m.group(3), head)
         self._error(404, "EntryNotFound", f"no route for GET {path}")
@@ -243,14 +245,20 @@ class Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         return None if repo is None or tree is None else (repo, tree)
 
-    def _tree(self, repo_id: str, rev: str, prefix: str, recursive: bool) -> None:
+    def _tree(self, repo_id: str, rev: str, prefix: str, recursive: bool, cursor: int) -> None:
         found = self._at(repo_id, rev)
         if found is None:
             return None
         tree = found[1]
         if prefix and not any(p.startswith(prefix + "/") for p in tree):
             return self._error(404, "EntryNotFound", f"{prefix} does not exist")
-        return self._send(200, self._entries(tree, prefix, recursive))
+        entries = self._entries(tree, prefix, recursive)
+        page = entries[cursor:cursor + self.state.page_size]
+        headers = {}
+        if cursor + self.state.page_size < len(entries):  # the Hub pages with a Link header
+            query = f"recursive={str(recursive).lower()}&cursor={cursor + self.state.page_size}"
+            headers["Link"] = f'<{self.base}{urlsplit(self.path).path}?{query}>; rel="next"'
+        return self._send(200, page, headers)
 
     def _paths_info(self, repo_id: str, rev: str, body: bytes) -> None:
         found = self._at(repo_id, rev)

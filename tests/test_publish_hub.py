@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.hub_server import HubServer
 from tests.publish_corpus import local_files, publish_corpus, sha256
@@ -85,17 +84,37 @@ def test_interrupted_publish_resumes_without_sending_anything_twice(
     assert TOKEN in hub.state.tokens_seen
 
 
+def test_a_lost_commit_is_redone_without_uploading_its_objects_again(
+        hub: HubServer, publish_corpus: Path) -> None:
+    hub.state.fail_commits = 1  # the objects arrive, then the commit is refused
+    hub.state.page_size = 4  # tree listings take several pages
+    with pytest.raises(UalmError, match="commit"):
+        publish(publish_corpus, "hf://datasets/org/lost", batch_files=1000)
+    assert set(hub.files("org/lost")) == {".gitattributes"}
+    sent_before = dict(hub.state.lfs_uploads)
+    assert sent_before
+
+    result = publish(publish_corpus, "hf://datasets/org/lost", batch_files=1000)
+    assert result.skipped == 0 and result.batches == 2
+    assert dict(hub.state.lfs_uploads) == sent_before  # the LFS batch said "already there"
+    _check_arrived(hub, "org/lost", publish_corpus)
+    pages = [p for m, p in hub.state.requests if "/tree/" in p]
+    assert len(pages) > 3
+
+
 def test_card_blend_and_trainer_read_the_published_corpus(
         hub: HubServer, publish_corpus: Path, tmp_path: Path) -> None:
     from huggingface_hub import DatasetCard
 
     from ualm.manifests.inspect import summarize
-    from ualm.train.blend_spec import BlendSpec
-    from ualm.train.sources import discover, equal_blend, probabilities
+    from ualm.train.blend import compute_blend
+    from ualm.train.blend_spec import load_blend
+    from ualm.train.blend_stats import corpus_stats
+    from ualm.train.sources import discover, probabilities
     from ualm.train.stream import PackedStream, StreamConfig
     from ualm.train.text_tokenizer import ByteTokenizer
 
-    equal_blend(discover([publish_corpus])).dump(tmp_path / "blend.yaml")
+    compute_blend(corpus_stats([publish_corpus])).dump(tmp_path / "blend.yaml")
     url = "hf://datasets/org/card"
     publish(publish_corpus, url, blend=tmp_path / "blend.yaml")
     arrived = hub.files("org/card")
@@ -111,8 +130,9 @@ def test_card_blend_and_trainer_read_the_published_corpus(
         assert heading in text, heading
     assert f"ualm train {url}" in text and 'load_dataset("org/card"' in text
 
-    blend = BlendSpec.from_dict(yaml.safe_load(arrived["blend.yaml"]))
-    assert {s.corpus for s in blend.sources} == {url}  # points at the published copy
+    # The published blend names the published copy, and its corpus hash checks out there.
+    blend = load_blend(f"{url}/blend.yaml")
+    assert {s.corpus for s in blend.sources} == {c.path for c in blend.corpora} == {url}
 
     local = summarize(publish_corpus)
     remote = summarize(url)
@@ -126,7 +146,9 @@ def test_card_blend_and_trainer_read_the_published_corpus(
     config = StreamConfig(256, 2, 4, 0, 8, 0.05)
     batch_url = PackedStream(sources, probabilities(sources, blend), config, ByteTokenizer())
     local_sources = discover([publish_corpus])
-    batch_local = PackedStream(local_sources, probabilities(local_sources, None), config,
+    local_blend = load_blend(tmp_path / "blend.yaml")
+    assert probabilities(sources, blend) == probabilities(local_sources, local_blend)
+    batch_local = PackedStream(local_sources, probabilities(local_sources, local_blend), config,
                                ByteTokenizer())
     a, b = batch_url.next_batch(), batch_local.next_batch()
     assert (a["task_ids"] >= 0).any()

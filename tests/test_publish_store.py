@@ -156,3 +156,35 @@ def test_folder_destination_and_refusals(publish_corpus: Path, tmp_path: Path) -
         publish(publish_corpus, str(tmp_path / "y"), revision="v2")
     with pytest.raises(UalmError, match="names no bucket"):
         publish(publish_corpus, "s3://")
+
+
+def test_s3_refusals_name_the_fix(s3, publish_corpus: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    with pytest.raises(UalmError, match="bucket does not exist"):
+        publish(publish_corpus, "s3://no-such-bucket/corpus")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(UalmError, match="AWS_ACCESS_KEY_ID"):
+        publish(publish_corpus, f"s3://{BUCKET}/corpus")
+
+
+def test_a_corpus_changed_after_its_build_is_not_published(publish_corpus: Path,
+                                                           tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(publish_corpus, copy)
+    shard = next((copy / "audio").glob("*.tar"))
+    shard.write_bytes(shard.read_bytes()[:-512] + b"\1" * 512)
+    with pytest.raises(UalmError, match="differs from what the build wrote"):
+        publish(copy, str(tmp_path / "out"))
+    shard.unlink()
+    with pytest.raises(UalmError, match="missing"):
+        publish(copy, str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "corpus.json").exists()

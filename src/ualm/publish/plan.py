@@ -12,6 +12,7 @@ dataset card go in the last batch, with the publish record; everything else befo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -19,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ualm.errors import UalmError
-from ualm.manifests.layout import CORPUS_FILE, WORK, CorpusLayout, sha256_file
+from ualm.manifests.layout import (
+    CORPUS_FILE,
+    WORK,
+    CorpusLayout,
+    atomic_write_json,
+    sha256_file,
+)
 
 CARD = "README.md"
 RECORD = "publish.json"
@@ -75,6 +82,36 @@ def _published(root: Path) -> Iterator[Path]:
         yield path
 
 
+class _HashCache:
+    """sha256 of files by (size, mtime): a resumed publish of a large corpus stats its files
+    instead of reading them all again. Kept in `_work/` (never published); a corpus on a
+    read-only mount just goes without."""
+
+    def __init__(self, layout: CorpusLayout) -> None:
+        self.path = layout.work / "publish-hashes.json"
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.fresh: dict[str, list] = {}
+
+    def sha256(self, rel: str, path: Path) -> tuple[str, int]:
+        stat = path.stat()
+        hit = self.known.get(rel)
+        if hit is not None and hit[:2] == [stat.st_size, stat.st_mtime_ns]:
+            digest = hit[2]
+        else:
+            digest = sha256_file(path)
+        self.fresh[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+        return digest, stat.st_size
+
+    def save(self) -> None:
+        if self.fresh == self.known:
+            return
+        with contextlib.suppress(OSError):
+            atomic_write_json(self.path, self.fresh)
+
+
 def corpus_files(corpus: str | Path) -> list[FileEntry]:
     """Every file to publish, in path order, hashed and checked against the build's records."""
     layout = CorpusLayout(corpus)
@@ -84,11 +121,11 @@ def corpus_files(corpus: str | Path) -> list[FileEntry]:
         raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
                         fix="finish it with `ualm build` (rerun the same command) first")
     recorded = _recorded(layout)
+    cache = _HashCache(layout)
     entries = []
     for path in _published(layout.root):
         rel = layout.relative(path)
-        size = path.stat().st_size
-        digest = sha256_file(path)
+        digest, size = cache.sha256(rel, path)
         expected = recorded.get(rel)
         if expected is not None and (expected["sha256"] != digest or expected["bytes"] != size):
             raise UalmError(f"{rel} in {layout.root} differs from what the build wrote "
@@ -96,6 +133,7 @@ def corpus_files(corpus: str | Path) -> list[FileEntry]:
                             fix="rerun `ualm build` (or `ualm tokenize`) on the corpus to "
                                 "rewrite it, then publish")
         entries.append(FileEntry(rel, digest, size, path))
+    cache.save()
     missing = sorted(set(recorded) - {e.path for e in entries})
     if missing:
         raise UalmError(f"{len(missing)} files the build wrote are missing from {layout.root}, "
