@@ -195,3 +195,22 @@ def test_cli_publishes_with_the_token_from_the_environment_and_never_shows_it(
     assert "no Hugging Face token" in refused.stderr and "HF_TOKEN" in refused.stderr
     wrong = _cli(["publish", str(publish_corpus), "--to", "hf://datasets/org"], env)
     assert wrong.returncode == 2 and "hf://datasets/ORG/NAME" in wrong.stderr
+
+
+def test_ualm_train_streams_a_published_corpus(hub: HubServer, publish_corpus: Path,
+                                               tmp_path: Path) -> None:
+    from ualm.train.config import TrainConfig
+    from ualm.train.trainer import train
+
+    publish(publish_corpus, "hf://datasets/org/train")
+    config = TrainConfig.from_dict({
+        "model": {"hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1,
+                  "intermediate_size": 64, "max_positions": 512},
+        "data": {"seq_len": 256, "batch_size": 2, "shuffle_buffer": 4},
+        "run": {"max_steps": 2, "checkpoint_every": 2, "log_every": 1, "accelerator": "cpu",
+                "devices": 1, "progress_bar": False, "threads": 1}})
+    remote = train(["hf://datasets/org/train"], config, tmp_path / "remote")
+    local = train([publish_corpus], config, tmp_path / "local")
+    assert remote.steps == 2 and remote.final_loss is not None
+    assert remote.final_loss == local.final_loss  # the same samples, in the same order
+    assert remote.realised["sources"] == local.realised["sources"]

@@ -133,11 +133,13 @@ def blend_section(blend: dict[str, Any] | None) -> str:
 def loading_section(url: str | None, shards: int, configs: list[str], blend: bool) -> str:
     """How to read the corpus where it is published (or, before publishing, from its folder)."""
     where = url or "CORPUS"
-    repo = url[len("hf://datasets/"):].split("@", 1)[0] if url and url.startswith("hf://") else None
     last = f"{max(shards - 1, 0):06d}"
-    if repo:
-        wds_url = f"https://huggingface.co/datasets/{repo}/resolve/main/audio/audio-{{000000..{last}}}.tar"
-        datasets_call = f'load_dataset("{repo}", "audio", split="train", streaming=True)'
+    if url and url.startswith("hf://datasets/"):
+        repo, _, revision = url[len("hf://datasets/"):].partition("@")
+        wds_url = (f"https://huggingface.co/datasets/{repo}/resolve/{revision or 'main'}/audio/"
+                   f"audio-{{000000..{last}}}.tar")
+        at = f', revision="{revision}"' if revision else ""
+        datasets_call = f'load_dataset("{repo}", "audio", split="train", streaming=True{at})'
     else:
         wds_url = f"{where}/audio/audio-{{000000..{last}}}.tar"
         datasets_call = (f'load_dataset("webdataset", data_files={{"train": "{where}/audio/*.tar"}}, '
