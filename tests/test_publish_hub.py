@@ -167,6 +167,20 @@ def test_branch_private_and_a_model_url_refused(hub: HubServer, publish_corpus: 
         publish(publish_corpus, "hf://models/org/branchy")
 
 
+def test_offline_mode_is_named_with_its_fix(hub: HubServer, publish_corpus: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as constants
+
+    from ualm.manifests.inspect import summarize
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UalmError, match="unset HF_HUB_OFFLINE"):
+        publish(publish_corpus, "hf://datasets/org/offline")
+    with pytest.raises(UalmError, match="unset HF_HUB_OFFLINE"):
+        summarize("hf://datasets/org/offline")
+    assert not hub.state.requests
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     src = str(Path(__file__).resolve().parents[1] / "src")
     return subprocess.run([sys.executable, "-m", "ualm.cli", *args], capture_output=True,

@@ -44,7 +44,18 @@ def hub_filesystem() -> Any:
     imported), with the token from the environment or the user's login."""
     from huggingface_hub import HfFileSystem
 
+    check_online()
     return HfFileSystem(endpoint=os.environ.get("HF_ENDPOINT") or None)
+
+
+def check_online() -> None:
+    """Offline mode makes huggingface_hub refuse every request; say so, and how to lift it."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise UalmError("HF_HUB_OFFLINE is set, so the Hub cannot be reached",
+                        fix="unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to read or publish "
+                            "hf:// corpora")
 
 
 def filesystem(url: str) -> tuple[Any, str]:

@@ -1,9 +1,11 @@
 """Publishing to an object store (s3://, gs://, ...) or a folder through fsspec.
 
 Object stores have no content hashes we can rely on across providers (an S3 ETag is an MD5 only
-for single-part uploads), so the store keeps its own sidecar index, `.ualm-publish/index.json`:
-path -> sha256 and size of every file this publisher sent and verified. A file counts as there
-when the index has it with the size the listing shows. A file that is there but not yet indexed
+for single-part uploads), so the store keeps its own sidecar index under `.ualm-publish/index/`:
+one small part per batch (`00000012.json`: path -> sha256 and size of every file the batch sent
+and verified), later parts overriding earlier ones, so a publish of thousands of files does not
+rewrite an ever larger index. A file counts as there when the index has it with the size the
+listing shows. A file that is there but not yet indexed
 (the run stopped between the upload and the index update) is read back and hashed instead of
 sent again. Every upload is read back and hashed before it enters the index. The completion
 object, `publish.json`, is written last, after corpus.json.
@@ -21,7 +23,7 @@ from ualm.errors import UalmError
 from ualm.publish.destinations import StoreDestination
 from ualm.publish.plan import FileEntry
 
-INDEX = ".ualm-publish/index.json"
+INDEX = ".ualm-publish/index/"
 
 
 def _store_error(action: str, exc: Exception) -> UalmError:
@@ -50,6 +52,8 @@ class FsspecStore:
         self.root = self.root.rstrip("/")
         self.local = not remote.is_remote(destination.url)
         self.index: dict[str, dict[str, Any]] = {}
+        self.parts = 0  # index parts at the destination; the next one is numbered after them
+        self.learned: dict[str, dict[str, Any]] = {}  # read-back hashes, for the next part
         self.read_back = 0  # files found unindexed at the destination and hashed there
 
     @property
@@ -81,11 +85,13 @@ class FsspecStore:
             raise _store_error(f"list {self.url}", exc) from exc
         sizes = {name[len(self.root) + 1:]: int(info["size"]) for name, info in listing.items()
                  if name.startswith(self.root + "/") and info.get("type") == "file"}
-        if INDEX in sizes:
+        parts = sorted(p for p in sizes if p.startswith(INDEX) and p.endswith(".json"))
+        self.index, self.parts = {}, len(parts)
+        for part in parts:
             try:
-                self.index = json.loads(self.fs.cat_file(self._path(INDEX)))["files"]
+                self.index.update(json.loads(self.fs.cat_file(self._path(part)))["files"])
             except (ValueError, KeyError):
-                self.index = {}  # a damaged index: files are then checked by reading them back
+                continue  # a damaged part: its files are checked by reading them back
         return sizes
 
     def matches(self, size: int | None, entry: FileEntry) -> bool:
@@ -97,7 +103,7 @@ class FsspecStore:
         if self._hash_remote(entry.path) != entry.sha256:
             return False
         self.read_back += 1
-        self.index[entry.path] = entry.to_dict()
+        self.index[entry.path] = self.learned[entry.path] = entry.to_dict()
         return True
 
     def _hash_remote(self, rel: str) -> str:
@@ -122,7 +128,8 @@ class FsspecStore:
                                 fix="rerun the same command to send it again")
             self.index[entry.path] = entry.to_dict()
         if index:
-            self._write_index()
+            self._write_index({**self.learned, **{e.path: e.to_dict() for e in batch}})
+            self.learned = {}
 
     def _put(self, entry: FileEntry) -> None:
         target = self._path(entry.path)
@@ -138,9 +145,10 @@ class FsspecStore:
         if self.local:
             self.fs.mv(tmp, target)
 
-    def _write_index(self) -> None:
-        data = json.dumps({"files": self.index}, indent=1, sort_keys=True).encode()
-        self._put(FileEntry.of_bytes(INDEX, data))
+    def _write_index(self, files: dict[str, dict[str, Any]]) -> None:
+        data = json.dumps({"files": files}, indent=1, sort_keys=True).encode()
+        self._put(FileEntry.of_bytes(f"{INDEX}{self.parts:08d}.json", data))
+        self.parts += 1
 
     def close(self) -> None:
         pass
