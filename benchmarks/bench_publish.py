@@ -4,8 +4,8 @@ and the trainer's shard reads from hf:// and s3:// against the local folder.
 
     PYTHONPATH=src:. python benchmarks/bench_publish.py [--files 2000] [--kb 64]
 
-Prints a final JSON line. Both servers run in this process, so the figures measure the
-publisher's own overhead (hashing, listing, commits, read-back), not a network.
+Prints a final JSON line. The Hub runs in this process, moto's S3 server in another; both on
+loopback, so the figures measure the publisher's and the servers' overhead, not a network.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import argparse
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +73,6 @@ def main() -> None:
 
     import boto3
     import huggingface_hub.constants as constants
-    from moto.server import ThreadedMotoServer
     from tests.hub_server import HubServer
 
     from ualm.publish import publish
@@ -91,12 +93,9 @@ def main() -> None:
                       "uploads_max_per_sha256": max(hub.state.lfs_uploads.values())}
         out["read_hf_s"] = round(_reads("hf://datasets/bench/c"), 4)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server, endpoint = _moto_process()
     os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                       "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
     boto3.client("s3").create_bucket(Bucket="bench")
     first, result = _timed(publish, corpus, "s3://bench/c", batch_files=200)
     again, _ = _timed(publish, corpus, "s3://bench/c", batch_files=200)
@@ -104,8 +103,29 @@ def main() -> None:
                  "mb_per_s": round(total / 2**20 / first, 1), "rerun_s": round(again, 2)}
     out["read_s3_s"] = round(_reads("s3://bench/c"), 4)
     out["read_local_s"] = round(_reads(str(corpus)), 4)
-    server.stop()
+    server.terminate()
+    server.wait()
     print(json.dumps(out))
+
+
+def _moto_process() -> tuple[subprocess.Popen, str]:
+    """moto's S3 server in its own process (in this one it would share the GIL with the
+    publisher and slow both)."""
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, endpoint
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def _store_error(action: str, exc: Exception) -> UalmError:
 class FsspecStore:
     """A prefix of an fsspec filesystem as a publish destination."""
 
-    def __init__(self, destination: StoreDestination) -> None:
-        self.destination = destination
+    def __init__(self, destination: StoreDestination, workers: int = 8) -> None:
+        self.destination, self.workers = destination, workers
         if remote.is_remote(destination.url):
             self.fs, self.root = remote.filesystem(destination.url)
         else:
@@ -53,6 +53,7 @@ class FsspecStore:
         self.local = not remote.is_remote(destination.url)
         self.index: dict[str, dict[str, Any]] = {}
         self.parts = 0  # index parts at the destination; the next one is numbered after them
+        self.loaded: set[str] = set()  # parts already read (or written) by this publisher
         self.learned: dict[str, dict[str, Any]] = {}  # read-back hashes, for the next part
         self.read_back = 0  # files found unindexed at the destination and hashed there
 
@@ -86,8 +87,11 @@ class FsspecStore:
         sizes = {name[len(self.root) + 1:]: int(info["size"]) for name, info in listing.items()
                  if name.startswith(self.root + "/") and info.get("type") == "file"}
         parts = sorted(p for p in sizes if p.startswith(INDEX) and p.endswith(".json"))
-        self.index, self.parts = {}, len(parts)
+        self.parts = max(self.parts, len(parts))
         for part in parts:
+            if part in self.loaded:
+                continue
+            self.loaded.add(part)
             try:
                 self.index.update(json.loads(self.fs.cat_file(self._path(part)))["files"])
             except (ValueError, KeyError):
@@ -100,13 +104,15 @@ class FsspecStore:
         known = self.index.get(entry.path)
         if known is not None and known["bytes"] == size:
             return known["sha256"] == entry.sha256
-        if self._hash_remote(entry.path) != entry.sha256:
+        if self._hash_remote(entry.path, size) != entry.sha256:
             return False
         self.read_back += 1
         self.index[entry.path] = self.learned[entry.path] = entry.to_dict()
         return True
 
-    def _hash_remote(self, rel: str) -> str:
+    def _hash_remote(self, rel: str, size: int) -> str:
+        if size <= 1 << 26:  # one GET; opening a file costs a HEAD first
+            return hashlib.sha256(self.fs.cat_file(self._path(rel))).hexdigest()
         digest = hashlib.sha256()
         with self.fs.open(self._path(rel), "rb") as handle:
             while chunk := handle.read(1 << 22):
@@ -116,20 +122,28 @@ class FsspecStore:
     def send(self, batch: list[FileEntry], message: str, index: bool = True) -> None:
         """Uploads, reads back and checks each file, then records the batch in the index
         (unless `index` is false: the completion object is the last write of all)."""
-        for entry in batch:
-            try:
-                self._put(entry)
-                arrived = self._hash_remote(entry.path)
-            except Exception as exc:
-                raise _store_error(f"write {entry.path} to {self.url}", exc) from exc
-            if arrived != entry.sha256:
-                raise UalmError(f"{entry.path} arrived at {self.url} with sha256 "
-                                f"{arrived[:12]}…, not {entry.sha256[:12]}…",
-                                fix="rerun the same command to send it again")
-            self.index[entry.path] = entry.to_dict()
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Object stores answer each request slowly but many at once: files go in parallel
+        # (each read back whole only up to 64 MiB, so memory stays bounded).
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(batch)))) as pool:
+            for entry, arrived in zip(batch, pool.map(self._send_one, batch), strict=True):
+                if arrived != entry.sha256:
+                    raise UalmError(f"{entry.path} arrived at {self.url} with sha256 "
+                                    f"{arrived[:12]}…, not {entry.sha256[:12]}…",
+                                    fix="rerun the same command to send it again")
+                self.index[entry.path] = entry.to_dict()
         if index:
             self._write_index({**self.learned, **{e.path: e.to_dict() for e in batch}})
             self.learned = {}
+
+    def _send_one(self, entry: FileEntry) -> str:
+        """Uploads one file and returns the sha256 of what arrived."""
+        try:
+            self._put(entry)
+            return self._hash_remote(entry.path, entry.size)
+        except Exception as exc:
+            raise _store_error(f"write {entry.path} to {self.url}", exc) from exc
 
     def _put(self, entry: FileEntry) -> None:
         target = self._path(entry.path)
@@ -147,7 +161,9 @@ class FsspecStore:
 
     def _write_index(self, files: dict[str, dict[str, Any]]) -> None:
         data = json.dumps({"files": files}, indent=1, sort_keys=True).encode()
-        self._put(FileEntry.of_bytes(f"{INDEX}{self.parts:08d}.json", data))
+        part = f"{INDEX}{self.parts:08d}.json"
+        self._put(FileEntry.of_bytes(part, data))
+        self.loaded.add(part)
         self.parts += 1
 
     def close(self) -> None:
