@@ -100,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if not head:
+        if not head and self.command != "HEAD":  # a HEAD answer has headers only
             self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str) -> None:
@@ -357,14 +357,23 @@ class Handler(BaseHTTPRequestHandler):
                                 "pullRequestUrl": None})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a streaming client hung up
+            super().handle_error(request, client_address)
+
+
 class HubServer:
     """`with HubServer() as hub:` serves on hub.url until the block ends."""
 
     def __init__(self) -> None:
         self.state = HubState()
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         handler.base = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)

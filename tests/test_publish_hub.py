@@ -228,3 +228,27 @@ def test_ualm_train_streams_a_published_corpus(hub: HubServer, publish_corpus: P
     assert remote.steps == 2 and remote.final_loss is not None
     assert remote.final_loss == local.final_loss  # the same samples, in the same order
     assert remote.realised["sources"] == local.realised["sources"]
+
+
+def test_datasets_loads_the_published_repo_through_its_card_configs(
+        hub: HubServer, publish_corpus: Path, tmp_path: Path) -> None:
+    publish(publish_corpus, "hf://datasets/org/loadable")
+    codec = next(p.name for p in (publish_corpus / "tokens").iterdir())
+    code = f"""
+from datasets import load_dataset
+audio = next(iter(load_dataset("org/loadable", "audio", split="train", streaming=True)))
+tokens = next(iter(load_dataset("org/loadable", "tokens-{codec}", split="train", streaming=True)))
+text = load_dataset("org/loadable", "text", split="train")
+print(sorted(audio), sorted(tokens), len(text))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from ualm.train.shardio import iter_samples
+
+    texts = sum(1 for shard in (publish_corpus / "text").glob("*.tar") for _ in iter_samples(shard))
+    assert texts > 0
+    assert run.stdout.split("\n")[0] == \
+        f"['__key__', '__url__', 'flac', 'json'] ['__key__', '__url__', 'json', 'npy'] {texts}"
