@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from tests.hub_server import HubServer
-from tests.publish_corpus import local_files, publish_corpus, sha256
+from tests.publish_corpus import local_files, sha256
 from ualm.errors import UalmError
 from ualm.publish import publish
 
 TOKEN = "hf_test_Secret_0123456789"
-__all__ = ["publish_corpus"]  # the fixture, imported for pytest
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.publish_corpus import publish_corpus
 from ualm.errors import UalmError
 from ualm.manifests.card import render_card
 from ualm.manifests.card_sections import CardFacts, card_facts
@@ -16,8 +15,6 @@ from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout
 from ualm.publish.destinations import HubDestination, StoreDestination, parse_destination
 from ualm.publish.plan import FileEntry, batches
-
-__all__ = ["publish_corpus"]  # the fixture, imported for pytest
 
 
 def test_destinations(tmp_path: Path) -> None:

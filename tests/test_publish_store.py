@@ -15,12 +15,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.publish_corpus import local_files, publish_corpus, sha256
+from tests.publish_corpus import local_files, sha256
 from ualm.errors import UalmError
 from ualm.publish import publish
 from ualm.publish.fsspec_store import INDEX, FsspecStore
 
-__all__ = ["publish_corpus"]  # the fixture, imported for pytest
 BUCKET = "corpora"
 
 
