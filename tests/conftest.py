@@ -22,6 +22,8 @@ import pytest
 from ualm.audio.synthetic import SyntheticWorld, make_world
 from ualm.config import BuildConfig
 
+pytest_plugins = ["tests.publish_corpus"]  # the publish tests' corpus, built once per session
+
 # Small shards and units so a dozen clips exercise several units, buckets and shards.
 SMALL = BuildConfig.from_dict({
     "shards": {"max_samples": 7},

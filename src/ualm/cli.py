@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ualm.errors import UalmError
+from ualm.publish.cli import add_publish_command
 from ualm.report.cli import add_report_command
 from ualm.run.cli import add_run_command
 from ualm.synth.cli import add_synth_command
@@ -218,6 +219,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_synth_command(sub)
     add_report_command(sub)
     add_run_command(sub)
+    add_publish_command(sub)
     return parser
 
 

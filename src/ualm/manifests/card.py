@@ -1,31 +1,34 @@
 """The corpus's dataset card: a README.md with the YAML header the Hugging Face Hub reads
-(licences, size, configs pointing at the shards) and the corpus's numbers in its body."""
+(licences aggregated over the sources, task categories, size, configs pointing at the audio,
+text, token, trace and pair shards) and the corpus's numbers in its body (sources, hours,
+funnel, filters, codec, blend, how to load it). `ualm publish` renders it again with the
+destination's URL and the blend spec it publishes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pyarrow.dataset as ds
 import yaml
 
-from ualm.manifests import schema
+from ualm.manifests.card_sections import (
+    TASK_CATEGORIES,
+    CardFacts,
+    blend_section,
+    card_facts,
+    filters_section,
+    funnel_section,
+    loading_section,
+    random_codec_banner,
+    sources_section,
+)
 from ualm.manifests.layout import CorpusLayout, atomic_write_bytes
 
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
           (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
 
 
-def _licences(layout: CorpusLayout) -> list[str]:
-    folder = layout.root / "manifests" / "samples"
-    files = sorted(str(p) for p in folder.glob("*.parquet"))
-    if not files:
-        return []
-    table = ds.dataset(files, format="parquet", schema=schema.SAMPLES).to_table(columns=["license"])
-    return sorted({(v or "unknown").lower() for v in table.column("license").to_pylist()})
-
-
-def render_card(corpus: dict[str, Any], summary: dict[str, Any], licences: list[str]) -> str:
-    size = next((label for bound, label in _SIZES if summary["samples"] < bound), "n>10M")
+def _configs(corpus: dict[str, Any], summary: dict[str, Any], facts: CardFacts) -> list[dict]:
+    """The Hub's `configs`: one per subset (audio, text, each token set, traces, pairs)."""
     configs = []
     if summary["shards"]:
         configs.append({"config_name": "audio", "data_files": [{"split": "train", "path": "audio/*.tar"}],
@@ -35,17 +38,32 @@ def render_card(corpus: dict[str, Any], summary: dict[str, Any], licences: list[
     for codec_id in corpus.get("tokens", {}):
         configs.append({"config_name": f"tokens-{codec_id}",
                         "data_files": [{"split": "train", "path": f"tokens/{codec_id}/*.tar"}]})
+    for subset in facts.subsets:
+        configs.append({"config_name": subset,
+                        "data_files": [{"split": "train", "path": f"{subset}/**/*.tar"}]})
+    return configs
+
+
+def render_card(corpus: dict[str, Any], summary: dict[str, Any], facts: CardFacts,
+                url: str | None = None, blend: dict[str, Any] | None = None) -> str:
+    """The card of a corpus; `url` is where it is published (for the loading examples) and
+    `blend` the blend spec published with it."""
+    licences = facts.licences
+    size = next((label for bound, label in _SIZES if summary["samples"] < bound), "n>10M")
+    configs = _configs(corpus, summary, facts)
+    categories = sorted({TASK_CATEGORIES[t] for t in facts.tasks if t in TASK_CATEGORIES})
     header = {
         "license": licences[0] if len(licences) == 1 else "other",
+        "license_name": "multiple" if len(licences) > 1 else None,
         "license_details": ", ".join(licences) if len(licences) > 1 else None,
-        "task_categories": ["text-to-audio", "audio-to-audio", "automatic-speech-recognition"],
+        "task_categories": categories or ["text-to-audio"],
         "size_categories": [size],
         "tags": ["audio", "webdataset", "ualm"],
         "configs": configs,
     }
     header = {k: v for k, v in header.items() if v is not None}
     reasons = "\n".join(f"| `{r}` | {n:,} |" for r, n in summary["reasons"].items()) or "| none | 0 |"
-    body = f"""# UALM corpus
+    body = f"""{random_codec_banner(corpus)}# UALM corpus
 
 Built with `ualm` {corpus['ualm_version']} (config `{corpus['config_hash']}`).
 
@@ -59,26 +77,23 @@ Built with `ualm` {corpus['ualm_version']} (config `{corpus['config_hash']}`).
 | hours | {summary['hours']:.2f} |
 | audio shards | {summary['shards']} |
 | sample rate | {corpus['config']['audio']['sample_rate']} Hz, mono, FLAC |
+| tasks | {', '.join(facts.tasks) or 'none'} |
 | licences | {', '.join(licences) or 'unknown'} |
 
+{sources_section(facts)}
+{funnel_section(summary)}
 ## Rejected inputs by reason
 
 | reason | inputs |
 |---|---|
 {reasons}
 
-## Loading
-
-```python
-import webdataset as wds
-ds = wds.WebDataset("audio/audio-{{000000..{max(summary['shards'] - 1, 0):06d}}}.tar").decode()
-
-from datasets import load_dataset
-ds = load_dataset("webdataset", data_files={{"train": "audio/*.tar"}}, split="train")
-```
-
+{filters_section(corpus['config'])}
 {_tokens_section(corpus)}
-Manifests (`manifests/samples`, `manifests/rejects`, `manifests/duplicates`) are parquet folders
+{blend_section(blend)}
+{loading_section(url, summary['shards'], [c['config_name'] for c in configs], bool(blend))}
+Manifests (`manifests/samples`, `manifests/rejects`, `manifests/duplicates`, and
+`manifests/tokens`, `manifests/traces`, `manifests/pairs` where present) are parquet folders
 that pandas, polars and duckdb read directly.
 """
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n" + body
@@ -104,5 +119,5 @@ def _tokens_section(corpus: dict[str, Any]) -> str:
 
 
 def write_card(layout: CorpusLayout, corpus: dict[str, Any], summary: dict[str, Any]) -> None:
-    card = render_card(corpus, summary, _licences(layout))
+    card = render_card(corpus, summary, card_facts(layout))
     atomic_write_bytes(layout.root / "README.md", card.encode())

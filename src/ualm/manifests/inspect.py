@@ -11,33 +11,35 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
-
+from ualm import remote
 from ualm.errors import UalmError
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout
 
 
-def _read(folder: Path, table_schema: Any, columns: list[str]) -> list[dict[str, Any]]:
-    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return []
-    return ds.dataset(files, format="parquet", schema=table_schema).to_table(columns=columns).to_pylist()
+def _read(folder: str, table_schema: Any, columns: list[str]) -> list[dict[str, Any]]:
+    table = remote.parquet_table(folder, columns, schema=table_schema)
+    return [] if table is None else table.to_pylist()
 
 
 def summarize(corpus: str | Path, expected_inputs: int | None = None) -> dict[str, Any]:
-    """Counts, reasons and the funnel in hours, from the manifests of a corpus folder."""
-    layout = CorpusLayout(corpus)
+    """Counts, reasons and the funnel in hours, from the manifests of a corpus folder (or of a
+    published corpus: an hf:// or s3:// URL)."""
+    root = str(corpus).rstrip("/") if remote.is_remote(corpus) else str(Path(corpus))
     if expected_inputs is None:
-        if not layout.corpus_file.is_file():
-            raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
-                            fix="run `ualm build` on it first, or point at a corpus folder")
-        expected_inputs = json.loads(layout.corpus_file.read_text())["inputs"]["rows"]
-    manifests = layout.root / "manifests"
-    samples = _read(manifests / "samples", schema.SAMPLES,
+        try:
+            meta = json.loads(remote.read_bytes(remote.join(root, "corpus.json")))
+        except FileNotFoundError:
+            raise UalmError(f"{root} is not a complete ualm corpus (no corpus.json)",
+                            fix="run `ualm build` on it first, or point at a corpus folder (or "
+                                "at a URL that `ualm publish` finished)") from None
+        expected_inputs = meta["inputs"]["rows"]
+    manifests = remote.join(root, "manifests")
+    samples = _read(remote.join(manifests, "samples"), schema.SAMPLES,
                     ["input_index", "modality", "seconds", "shard", "source"])
-    rejects = _read(manifests / "rejects", schema.REJECTS, ["level", "reason", "seconds"])
-    duplicates = _read(manifests / "duplicates", schema.DUPLICATES, ["seconds", "kind"])
+    rejects = _read(remote.join(manifests, "rejects"), schema.REJECTS,
+                    ["level", "reason", "seconds"])
+    duplicates = _read(remote.join(manifests, "duplicates"), schema.DUPLICATES,
+                       ["seconds", "kind"])
 
     kept_inputs = len({s["input_index"] for s in samples})
     input_rejects = [r for r in rejects if r["level"] == "input"]
@@ -49,7 +51,7 @@ def summarize(corpus: str | Path, expected_inputs: int | None = None) -> dict[st
     funnel = _funnel(seconds, input_rejects, window_drops, duplicates)
     counted = kept_inputs + len(input_rejects) + len(duplicates)
     return {
-        "corpus": str(layout.root),
+        "corpus": root,
         "inputs": expected_inputs,
         "kept": kept_inputs,
         "rejected": len(input_rejects),

@@ -185,11 +185,13 @@ class BlendSpec:
 
 
 def load_blend(path: str | Path, check_corpora: bool = True) -> BlendSpec:
-    """Reads and validates a spec; with check_corpora, also that every corpus is there (local
-    paths) and unchanged since the blend was computed."""
-    path = Path(path)
+    """Reads and validates a spec (a file, or the URL of one published with a corpus); with
+    check_corpora, also that every corpus is there (local paths) and unchanged since the blend
+    was computed."""
+    from ualm import remote
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(remote.read_bytes(path))
     except FileNotFoundError as exc:
         raise UalmError(f"blend spec {path} not found", fix="compute one with `ualm blend`") from exc
     except yaml.YAMLError as exc:
@@ -198,8 +200,6 @@ def load_blend(path: str | Path, check_corpora: bool = True) -> BlendSpec:
     spec = BlendSpec.from_dict(data, where=f"blend spec {path}")
     if check_corpora:
         for corpus in spec.corpora:
-            if "://" in corpus.path:
-                continue  # remote corpora are checked when they are opened
             current = corpus_hash(corpus.path)
             if current != corpus.corpus_hash:
                 raise UalmError(f"blend spec {path}: corpus {corpus.path} has changed since the "
@@ -208,10 +208,12 @@ def load_blend(path: str | Path, check_corpora: bool = True) -> BlendSpec:
 
 
 def corpus_hash(corpus: str | Path) -> str:
-    """sha256 of a corpus's corpus.json: it names the config, inputs, counts and token sets."""
-    file = Path(corpus) / "corpus.json"
+    """sha256 of a corpus's corpus.json: it names the config, inputs, counts and token sets.
+    A published corpus (hf://, s3://) keeps the bytes, so its hash is the one it was built with."""
+    from ualm import remote
+
     try:
-        return hashlib.sha256(file.read_bytes()).hexdigest()
+        return hashlib.sha256(remote.read_bytes(remote.join(str(corpus), "corpus.json"))).hexdigest()
     except FileNotFoundError as exc:
         raise UalmError(f"{corpus} is not a ualm corpus (no corpus.json)",
                         fix="pass corpus folders that `ualm build` wrote") from exc

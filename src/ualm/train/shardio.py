@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ualm import remote
 from ualm.errors import UalmError
 
 BLOCK = 512
@@ -37,9 +38,10 @@ def _size(field: bytes) -> int:
 
 
 def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
-    """(name, data) of every regular file in the tar, in order."""
+    """(name, data) of every regular file in the tar, in order (a path, or a URL of a published
+    corpus: the whole shard is fetched in one read either way)."""
     try:
-        data = Path(path).read_bytes()
+        data = remote.read_bytes(path)
     except FileNotFoundError as exc:
         raise UalmError(f"shard {path} is missing", fix="rebuild or re-download the corpus") from exc
     view = memoryview(data)

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.dataset as ds
-
+from ualm import remote
 from ualm.errors import UalmError
-from ualm.manifests.layout import CorpusLayout
 from ualm.train.blend_spec import BlendSpec, SourceSpec
 
 
@@ -24,7 +22,7 @@ class Source:
     name: str
     task: str
     shards: tuple[str, ...]
-    """Absolute shard paths (token shards, or text shards for text samples), sorted."""
+    """Absolute shard paths or URLs (token shards, or text shards for text samples), sorted."""
     samples: int
     codec_id: str | None
 
@@ -43,11 +41,13 @@ def _task(task: str | None, modality: str, extra: str | None) -> str:
 
 
 def corpus_codec(corpus: str | Path, codec_id: str | None = None) -> str:
-    layout = CorpusLayout(corpus)
-    if not layout.corpus_file.is_file():
+    try:
+        meta = json.loads(remote.read_bytes(remote.join(str(corpus), "corpus.json")))
+    except FileNotFoundError:
         raise UalmError(f"{corpus} is not a complete ualm corpus (no corpus.json)",
-                        fix="pass corpus folders that `ualm build` wrote")
-    tokens = json.loads(layout.corpus_file.read_text()).get("tokens") or {}
+                        fix="pass corpus folders that `ualm build` wrote (or URLs that "
+                            "`ualm publish` finished)") from None
+    tokens = meta.get("tokens") or {}
     if codec_id is not None:
         if codec_id not in tokens:
             raise UalmError(f"{corpus} has no token set {codec_id!r}",
@@ -65,10 +65,12 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
     """Every (corpus, source, task) in the corpora's manifests, in a stable order."""
     found: list[Source] = []
     for corpus in corpora:
-        root = Path(corpus).resolve()
+        root = remote.location(corpus)
         codec = corpus_codec(root, codec_id)
-        table = ds.dataset(str(root / "manifests" / "samples"), format="parquet").to_table(
-            columns=["shard", "modality", "source", "task", "extra"])
+        table = remote.parquet_table(remote.join(root, "manifests/samples"),
+                                     ["shard", "modality", "source", "task", "extra"])
+        if table is None:
+            continue
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for row in table.to_pylist():
             shard = row["shard"]
@@ -76,27 +78,26 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
                 index = Path(shard).stem.split("-")[1]
                 shard = f"tokens/{codec}/tokens-{index}.tar"
             task = _task(row["task"], row["modality"], row["extra"])
-            groups[(row["source"], task)][str(root / shard)] += 1
+            groups[(row["source"], task)][remote.join(root, shard)] += 1
         _add_traces(root, codec, groups)
         for (name, task), shards in sorted(groups.items()):
-            found.append(Source(str(root), name, task, tuple(sorted(shards)),
+            found.append(Source(root, name, task, tuple(sorted(shards)),
                                 sum(shards.values()), codec))
     if not found:
         raise UalmError("the corpora hold no samples", fix="build corpora with `ualm build`")
     return found
 
 
-def _add_traces(root: Path, codec: str, groups: dict[tuple[str, str], dict[str, int]]) -> None:
+def _add_traces(root: str, codec: str, groups: dict[tuple[str, str], dict[str, int]]) -> None:
     """Reasoning traces (`ualm synth`): one source per trace kind, shards from their manifest.
     Traces carry codes of one codec; those of another token set are not this run's data."""
-    folder = root / "manifests" / "traces"
-    if not folder.is_dir() or not any(folder.glob("part-*.parquet")):
+    table = remote.parquet_table(remote.join(root, "manifests/traces"),
+                                 ["shard", "source", "task", "codec_id"])
+    if table is None:
         return
-    table = ds.dataset(str(folder), format="parquet").to_table(
-        columns=["shard", "source", "task", "codec_id"])
     for row in table.to_pylist():
         if row["codec_id"] == codec:
-            groups[(row["source"], row["task"])][str(root / row["shard"])] += 1
+            groups[(row["source"], row["task"])][remote.join(root, row["shard"])] += 1
 
 
 def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[float]:
@@ -105,11 +106,11 @@ def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[fl
     that the corpora lack is an error."""
     if blend is None:
         return [1.0 / len(sources)] * len(sources)
-    by_key = {(str(Path(s.corpus).resolve()), s.name, s.task): p
+    by_key = {(remote.location(s.corpus), s.name, s.task): p
               for s, p in zip(blend.sources, blend.sampling_probabilities(), strict=True)}
     known = {(s.corpus, s.name, s.task) for s in sources}
     for spec, p in zip(blend.sources, blend.sampling_probabilities(), strict=True):
-        key = (str(Path(spec.corpus).resolve()), spec.name, spec.task)
+        key = (remote.location(spec.corpus), spec.name, spec.task)
         if p > 0 and key not in known:
             raise UalmError(f"the blend names source {spec.name!r} ({spec.task}) of corpus "
                             f"{spec.corpus}, which the given corpora do not hold",

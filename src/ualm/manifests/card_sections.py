@@ -1,0 +1,170 @@
+"""Facts and body sections of the dataset card: sources with hours and licences, the tasks
+present, the filters and their thresholds as configured, the funnel, the blend spec and how to
+load the corpus from where it lives.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ualm.manifests import schema
+from ualm.manifests.layout import CorpusLayout
+
+# Hub task categories for the tasks a corpus serves.
+TASK_CATEGORIES = {"generation": "text-to-audio", "understanding": "audio-text-to-text",
+                   "text": "text-generation", "reasoning": "text-generation"}
+EXTRA_SUBSETS = ("traces", "pairs")
+"""Shard folders written by later stages (reasoning traces, preference pairs)."""
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    licences: list[str]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """Per source: name, samples, hours, licences."""
+    tasks: list[str] = field(default_factory=list)
+    subsets: list[str] = field(default_factory=list)
+    """Extra shard folders present (traces, pairs)."""
+
+
+def card_facts(layout: CorpusLayout) -> CardFacts:
+    import pyarrow.dataset as ds
+
+    from ualm.train.sources import _task
+
+    files = sorted(str(p) for p in (layout.root / "manifests" / "samples").glob("*.parquet"))
+    subsets = [s for s in EXTRA_SUBSETS if any((layout.root / s).glob("**/*.tar"))]
+    if not files:
+        return CardFacts([], subsets=subsets)
+    rows = ds.dataset(files, format="parquet", schema=schema.SAMPLES).to_table(
+        columns=["source", "license", "seconds", "task", "modality", "extra"]).to_pylist()
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"samples": 0, "seconds": 0.0,
+                                                          "licences": set()})
+    tasks = set()
+    for r in rows:
+        licence = (r["license"] or "unknown").lower()
+        p = per[r["source"]]
+        p["samples"] += 1
+        p["seconds"] += r["seconds"] or 0.0
+        p["licences"].add(licence)
+        tasks.add(_task(r["task"], r["modality"], r["extra"]))
+    sources = [{"name": name, "samples": p["samples"], "hours": p["seconds"] / 3600,
+                "licences": sorted(p["licences"])} for name, p in sorted(per.items())]
+    licences = sorted({lic for s in sources for lic in s["licences"]})
+    return CardFacts(licences, sources, sorted(tasks), subsets)
+
+
+def sources_section(facts: CardFacts) -> str:
+    if not facts.sources:
+        return ""
+    lines = ["## Sources", "", "| source | samples | hours | licence |", "|---|---|---|---|"]
+    lines += [f"| `{s['name']}` | {s['samples']:,} | {s['hours']:.2f} | "
+              f"{', '.join(s['licences'])} |" for s in facts.sources]
+    return "\n".join(lines) + "\n"
+
+
+def funnel_section(summary: dict[str, Any]) -> str:
+    rows = summary.get("funnel_hours") or []
+    if not rows:
+        return ""
+    lines = ["## Funnel (hours)", "", "| outcome | level | hours | count |", "|---|---|---|---|"]
+    for r in rows:
+        count = f"{r['count']:,}" if r["count"] is not None else ""
+        lines.append(f"| {r['outcome']} | {r['level']} | {r['hours']:.3f} | {count} |")
+    return "\n".join(lines) + "\n"
+
+
+def filters_section(config: dict[str, Any]) -> str:
+    """Each filter stage as configured: on or off, and the thresholds it applied."""
+    c = config
+    q, seg = c.get("quality", {}), c.get("segment", {})
+    rows = [("quality", True, f"min {q.get('min_seconds')} s, silence below "
+             f"{q.get('silence_dbfs')} dBFS, at most {q.get('max_clipped_fraction')} clipped "
+             f"(level {q.get('clip_level')}), inputs up to {q.get('max_input_seconds')} s"),
+            ("segment", True, f"{seg.get('mode')} windows of {seg.get('seconds')} s, "
+             f"tails under {seg.get('min_tail_seconds')} s dropped")]
+    optional = {
+        "loudness": ("enabled", "max peak {max_peak}, normalise to {normalize_lufs} LUFS"),
+        "vad": ("enabled", "speech ratio in [{min_speech_ratio}, {max_speech_ratio}], "
+                           "threshold {threshold}"),
+        "clap": ("model", "caption-audio score >= {threshold}, top {top_k} captions"),
+        "whisper": ("model", "languages {keep_languages}, min probability {min_probability}"),
+        "captions": ("enabled", "{min_words}-{max_words} words, low-quality words dropped"),
+        "near_dedup": ("enabled", "fingerprint bit error <= {max_bit_error}"),
+        "caption_dedup": ("enabled", "caption MinHash similarity >= {threshold}, at most "
+                                     "{max_clips_per_group} clips per group"),
+    }
+    for name, (switch, text) in optional.items():
+        section = c.get(name) or {}
+        on = bool(section.get(switch))
+        rows.append((name, on, text.format_map(defaultdict(str, section)) if on else ""))
+    lines = ["## Filters and thresholds", "", "| stage | on | settings |", "|---|---|---|"]
+    lines += [f"| {n} | {'yes' if on else 'no'} | {text} |" for n, on, text in rows]
+    return "\n".join(lines) + "\n"
+
+
+def random_codec_banner(corpus: dict[str, Any]) -> str:
+    """A loud warning at the top of the card when any token set comes from a random codec."""
+    random = [cid for cid, t in (corpus.get("tokens") or {}).items() if t.get("random_weights")]
+    if not random:
+        return ""
+    ids = ", ".join(f"`{c}`" for c in random)
+    return ("> [!WARNING]\n"
+            f"> **RANDOM CODEC — NOT FOR TRAINING.** The token set(s) {ids} were made with a "
+            "RANDOMLY INITIALISED codec: the tokens carry no real audio information and decode "
+            "to noise. Use them for tests and demos only; tokenize again with real EnCodec "
+            "weights (`ualm tokenize CORPUS --codec PATH`) before training.\n\n")
+
+
+def blend_section(blend: dict[str, Any] | None) -> str:
+    if not blend:
+        return ""
+    lines = ["## Blend spec", "", f"`blend.yaml`: {blend.get('budget_tokens', 0):,} tokens "
+             f"planned, targets {blend.get('targets')}.", "",
+             "| source | task | weight | tokens | expected epochs |", "|---|---|---|---|---|"]
+    for s in blend.get("sources", []):
+        lines.append(f"| `{s['name']}` | {s['task']} | {s['weight']:.3f} | {s['tokens']:,} | "
+                     f"{s.get('expected_epochs', 0):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def loading_section(url: str | None, shards: int, configs: list[str], blend: bool) -> str:
+    """How to read the corpus where it is published (or, before publishing, from its folder)."""
+    where = url or "CORPUS"
+    last = f"{max(shards - 1, 0):06d}"
+    if url and url.startswith("hf://datasets/"):
+        repo, _, revision = url[len("hf://datasets/"):].partition("@")
+        wds_url = (f"https://huggingface.co/datasets/{repo}/resolve/{revision or 'main'}/audio/"
+                   f"audio-{{000000..{last}}}.tar")
+        at = f', revision="{revision}"' if revision else ""
+        datasets_call = f'load_dataset("{repo}", "audio", split="train", streaming=True{at})'
+    else:
+        wds_url = f"{where}/audio/audio-{{000000..{last}}}.tar"
+        datasets_call = (f'load_dataset("webdataset", data_files={{"train": "{where}/audio/*.tar"}}, '
+                         'split="train", streaming=True)')
+    subsets = ", ".join(f"`{c}`" for c in configs)
+    return f"""## Loading
+
+With `webdataset`:
+
+```python
+import webdataset as wds
+ds = wds.WebDataset("{wds_url}").decode()
+```
+
+With Hugging Face `datasets` (configs: {subsets}):
+
+```python
+from datasets import load_dataset
+ds = {datasets_call}
+```
+
+Training with `ualm` (token shards are streamed; nothing is downloaded first):
+
+```bash
+ualm inspect {where}
+ualm train {where} --config tiny --out runs/first{' --blend blend.yaml' if blend else ''}
+```
+"""

@@ -1,0 +1,168 @@
+"""Corpora by URL: `hf://datasets/ORG/NAME[@REVISION]`, `s3://bucket/prefix`, `gs://...` and
+any other fsspec URL, read through `huggingface_hub.HfFileSystem` or fsspec. Local paths take
+the same plain `open`/`pathlib` route as before, so reading a local corpus costs nothing more.
+
+Locations are strings: a resolved local path, or a URL without a trailing slash.
+
+>>> is_remote("s3://bucket/corpus"), is_remote("/data/corpus")
+(True, False)
+>>> join("s3://bucket/corpus/", "tokens/a.tar")
+'s3://bucket/corpus/tokens/a.tar'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ualm.errors import UalmError
+
+
+def is_remote(location: str | Path) -> bool:
+    """True for a URL other than file://; a Path is always local."""
+    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+
+
+def location(corpus: str | Path) -> str:
+    """The canonical name of a corpus: a resolved local path, or the URL without a trailing
+    slash (the same corpus named twice must compare equal, e.g. in a blend spec)."""
+    if is_remote(corpus):
+        return str(corpus).rstrip("/")
+    text = str(corpus)
+    return str(Path(text[len("file://"):] if text.startswith("file://") else text).resolve())
+
+
+def join(root: str, relative: str) -> str:
+    if is_remote(root):
+        return root.rstrip("/") + "/" + relative.lstrip("/")
+    return str(Path(root) / relative)
+
+
+def hub_filesystem() -> Any:
+    """An HfFileSystem for the endpoint in HF_ENDPOINT (read now, not when huggingface_hub was
+    imported), with the token from the environment or the user's login."""
+    from huggingface_hub import HfFileSystem
+
+    check_online()
+    return HfFileSystem(endpoint=os.environ.get("HF_ENDPOINT") or None)
+
+
+def check_online() -> None:
+    """Offline mode makes huggingface_hub refuse every request; say so, and how to lift it."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise UalmError("HF_HUB_OFFLINE is set, so the Hub cannot be reached",
+                        fix="unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to read or publish "
+                            "hf:// corpora")
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(filesystem, path inside it) for a URL."""
+    if url.startswith("hf://"):
+        path = url[len("hf://"):]
+        if not path.startswith("datasets/") or len(path.split("/")) < 3:
+            raise UalmError(f"cannot read {url}", fix="use hf://datasets/ORG/NAME[@REVISION]")
+        return hub_filesystem(), path
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        scheme = url.split("://", 1)[0]
+        raise UalmError(f"cannot open {url}: {exc}".splitlines()[0],
+                        fix=f"install the fsspec backend for {scheme}:// (s3fs for s3://, "
+                            "gcsfs for gs://), or check the URL") from exc
+
+
+def _remote_error(url: str, exc: Exception) -> UalmError:
+    return UalmError(f"cannot read {url}: {type(exc).__name__}: {exc}".splitlines()[0],
+                     fix="check the URL, your credentials and the network")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The whole file; FileNotFoundError when it is not there (local or remote)."""
+    if not is_remote(path):
+        return Path(path).read_bytes()
+    fs, inner = filesystem(str(path))
+    try:
+        return fs.cat_file(inner)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(str(path)) from exc
+        raise _remote_error(str(path), exc) from exc
+
+
+def _is_not_found(exc: Exception) -> bool:
+    """huggingface_hub says a missing repo, revision or file with its own error types."""
+    return type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError",
+                                  "RepositoryNotFoundError", "RevisionNotFoundError")
+
+
+def is_file(path: str | Path) -> bool:
+    if not is_remote(path):
+        return Path(path).is_file()
+    try:
+        read_size(str(path))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_size(url: str) -> int:
+    fs, inner = filesystem(url)
+    try:
+        info = fs.info(inner)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        if _is_not_found(exc):
+            raise FileNotFoundError(url) from exc
+        raise _remote_error(url, exc) from exc
+    if info.get("type") != "file":
+        raise FileNotFoundError(url)
+    return int(info["size"])
+
+
+def list_files(folder: str | Path, suffix: str = "") -> list[str]:
+    """Files directly inside a folder whose name ends with `suffix`, sorted; [] when the
+    folder does not exist."""
+    if not is_remote(folder):
+        root = Path(folder)
+        return sorted(str(p) for p in root.iterdir() if p.is_file() and p.name.endswith(suffix)) \
+            if root.is_dir() else []
+    url = str(folder).rstrip("/")
+    fs, inner = filesystem(url)
+    try:
+        entries = fs.ls(inner, detail=True)
+    except FileNotFoundError:
+        return []
+    except Exception as exc:
+        if _is_not_found(exc):
+            return []
+        raise _remote_error(url, exc) from exc
+    names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"]
+    return sorted(f"{url}/{n}" for n in names if n.endswith(suffix))
+
+
+def parquet_table(folder: str | Path, columns: list[str], schema: Any = None) -> Any:
+    """The parquet files of a folder as one pyarrow table (None when there are none)."""
+    import pyarrow.dataset as ds
+
+    files = list_files(folder, ".parquet")
+    if not files:
+        return None
+    if not is_remote(folder):
+        return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns)
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, _ = filesystem(str(folder))
+    inner = [filesystem(f)[1] for f in files]
+    try:
+        return ds.dataset(inner, format="parquet", schema=schema,
+                          filesystem=PyFileSystem(FSSpecHandler(fs))).to_table(columns=columns)
+    except OSError as exc:
+        raise _remote_error(str(folder), exc) from exc
