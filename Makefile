@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ualm demo --out demo-out
+	$(BIN)/ualm run examples/demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -31,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_build.py
 
 clean:
-	rm -rf demo-out bench-out .pytest_cache
+	rm -rf demo-run demo-out bench-out .pytest_cache

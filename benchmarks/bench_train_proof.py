@@ -50,8 +50,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="default: the tiny preset's")
     parser.add_argument("--events", type=int, default=len(EVENTS),
                         help="events in the world (classes: n singles + n(n-1) ordered pairs)")
-    parser.add_argument("--per-class", type=int, default=6)
-    parser.add_argument("--understanding-per-class", type=int, default=4)
+    parser.add_argument("--per-class", type=int, default=40,
+                        help="training generation clips per class (fewer: the model memorises)")
+    parser.add_argument("--understanding-per-class", type=int, default=40)
+    parser.add_argument("--questions", type=int, default=2,
+                        help="questions per training understanding clip (first and last)")
     parser.add_argument("--heldout-per-class", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=None)
@@ -66,7 +69,7 @@ def main() -> int:
     world = make_event_world(out / "world", per_class=args.per_class,
                              understanding_per_class=args.understanding_per_class,
                              heldout_per_class=args.heldout_per_class, seconds=args.seconds,
-                             events=events, seed=0)
+                             events=events, questions=args.questions, seed=0)
     corpora = {}
     for split in ("train", "heldout"):
         corpora[split] = out / split
@@ -92,6 +95,9 @@ def main() -> int:
             "understanding_questions": metrics["understanding"]["questions"],
             "generation_captions": metrics["generation"]["captions"],
             "classes": metrics["generation"]["classes"], "events": len(events),
+            "world": {"per_class": args.per_class, "understanding_per_class":
+                      args.understanding_per_class, "questions": args.questions,
+                      "seconds": args.seconds},
             "mean_frames": metrics["generation"]["mean_frames"], "steps": result.steps,
             "train_seconds": round(result.seconds, 1), "final_loss": result.final_loss,
             "tokens_per_second": round(tokens / max(result.seconds, 1e-9)),

@@ -179,11 +179,14 @@ def make_event_world(
     events: Sequence[str] = tuple(EVENTS),
     max_steps: int = 2,
     text_rows: int = 8,
+    questions: int = 1,
 ) -> EventWorld:
     """Writes the world: per class, `per_class` generation clips and `understanding_per_class`
     (default: the same) understanding clips for training, and `heldout_per_class` of each for the
     held-out split. Understanding questions are multiple choice (4 options, chance 25 %) about
-    the first or the last event."""
+    the first or the last event; with `questions` > 1 each training clip's conversation asks
+    that many (the other end next), so that the question, not only the clip, decides the answer.
+    Extra questions draw from their own generator: the audio is the same whatever `questions`."""
     root = Path(root)
     rng = np.random.default_rng([seed, 0xE7E27])
     classes = event_classes(events, max_steps)
@@ -208,11 +211,14 @@ def make_event_world(
                     target = cls[0] if kind == "first" else cls[-1]
                     question, answer = multiple_choice(target, events, rng, QUESTIONS[kind])
                     clip = EventClip(clip_id, rel, cls, caption, question, answer, kind)
+                    turns = [{"from": "human", "value": f"<sound>\n{question}"},
+                             {"from": "gpt", "value": answer}]
+                    if split == "train" and questions > 1:
+                        turns += _more_questions(cls, kind, questions - 1, events,
+                                                 np.random.default_rng([seed, 0x9E57, c, i]))
                     lines.append(json.dumps({
                         "id": clip_id, "sound": rel, "duration": seconds, "caption": caption,
-                        "source": "events-und",
-                        "conversations": [{"from": "human", "value": f"<sound>\n{question}"},
-                                          {"from": "gpt", "value": answer}]}))
+                        "source": "events-und", "conversations": turns}))
                 clips.append(clip)
         if split == "train":
             lines += [json.dumps(r) for r in _text_rows(text_rows, rng, events)]
@@ -220,6 +226,20 @@ def make_event_world(
         world.manifests[split] = root / f"{split}.jsonl"
         world.manifests[split].write_text("".join(line + "\n" for line in lines))
     return world
+
+
+def _more_questions(cls: Sequence[str], asked: str, n: int, events: Sequence[str],
+                    rng: np.random.Generator) -> list[dict[str, str]]:
+    """Follow-up turns about the same clip: the other end first, then alternating, each with
+    its own options. Asking "first" and "last" of one clip makes the question word matter."""
+    turns = []
+    kind = asked
+    for _ in range(n):
+        kind = "last" if kind == "first" else "first"
+        target = cls[0] if kind == "first" else cls[-1]
+        question, answer = multiple_choice(target, events, rng, QUESTIONS[kind])
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return turns
 
 
 def _text_rows(n: int, rng: np.random.Generator, events: Sequence[str]) -> list[dict]:
