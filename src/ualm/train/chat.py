@@ -108,8 +108,7 @@ def _turns(seq: SequenceBuilder, turns: list[Any], tokenizer: TextTokenizer,
             seq.audio(codes)  # type: ignore[arg-type]
             content = after.strip()
             audio_left = False
-        seq.text(text_ids(tokenizer, content), target=target)
-        seq.text([EOT], target=target)
+        seq.text([*text_ids(tokenizer, content), EOT], target=target)
 
 
 def _reasoning_turns(seq: SequenceBuilder, messages: list[Any], tokenizer: TextTokenizer,

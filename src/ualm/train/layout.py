@@ -24,6 +24,7 @@ An audio segment of T frames becomes <|audio|>, T + K - 1 delayed steps, <|audio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,39 +95,49 @@ class SequenceBuilder:
     targets at audio steps weigh 1/K, like the codebooks, so a frame of audio counts about as
     much as one text token.
 
-    Stream 0 and the target flags grow as Python lists; codes stay as the segments' arrays
-    until `place` writes them into a batch. Building samples is the data loader's hot path, and
-    NumPy arrays per small piece cost more than everything else it does."""
+    A sample is kept as pieces (runs of text with one target flag, and audio segments) and the
+    text ids alone; `place` writes the pieces into a batch with a few slice assignments each.
+    Building samples is the data loader's hot path: per-position Python lists and arrays cost
+    more than everything else it does."""
 
     def __init__(self, codebooks: int) -> None:
         self.k = codebooks
-        self.stream0: list[int] = []
-        self.target: list[bool] = []
-        self.segments: list[tuple[int, np.ndarray]] = []
-        """(first step, codes [K, T]) of each audio segment."""
+        self.ids: list[int] = []
+        """Stream-0 ids of the text positions, in order."""
+        self.pieces: list[list[Any]] = []
+        """[first position, length, target, codes [K, T] or None for text] of each piece."""
+        self.length = 0
 
     def text(self, ids: list[int] | np.ndarray, target: bool = False) -> None:
         ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
-        self.stream0.extend(ids)
-        self.target.extend([target] * len(ids))
+        n = len(ids)
+        if n == 0:
+            return
+        last = self.pieces[-1] if self.pieces else None
+        if last is not None and last[3] is None and last[2] == target:
+            last[1] += n
+        else:
+            self.pieces.append([self.length, n, target, None])
+        self.ids.extend(ids)
+        self.length += n
 
     def audio(self, codes: np.ndarray, target: bool = False) -> None:
-        """<|audio|>, the delayed steps, <|audio_end|>."""
+        """<|audio|>, the delayed steps (<|frame|> in stream 0, then <|pad|> in the delay
+        tail), <|audio_end|>."""
         k, t = codes.shape
         if k != self.k:
             raise ValueError(f"sample has {k} codebooks, the model {self.k}")
         self.text([AUDIO], target)
-        self.segments.append((len(self.stream0), codes))
-        self.stream0.extend([FRAME] * t + [PAD] * (k - 1))
-        self.target.extend([target] * (t + k - 1))
+        self.pieces.append([self.length, t + k - 1, target, codes])
+        self.length += t + k - 1
         self.text([AUDIO_END], target)
 
     def __len__(self) -> int:
-        return len(self.stream0)
+        return self.length
 
     def laid(self) -> LaidSample:
-        return LaidSample(np.array(self.stream0, dtype=np.int64),
-                          np.array(self.target, dtype=bool), tuple(self.segments))
+        return LaidSample(np.array(self.ids, dtype=np.int64),
+                          tuple(tuple(p) for p in self.pieces), self.length)  # type: ignore[misc]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """tokens [1 + K, n]; labels shifted so that position p holds what p predicts
@@ -140,38 +151,54 @@ class SequenceBuilder:
 class LaidSample:
     """One sample, compact: what `place` writes into a row of a batch."""
 
-    stream0: np.ndarray
-    """int64 [n]: special and text ids, <|frame|> and <|pad|> at audio steps."""
-    target: np.ndarray
-    """bool [n]: positions to predict."""
-    segments: tuple[tuple[int, np.ndarray], ...]
-    """(first step, codes [K, T]) of each audio segment."""
+    text_ids: np.ndarray
+    """int64: stream-0 ids of the text positions, in order."""
+    pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...]
+    """(first position, length, target, codes or None for text)."""
+    length: int
 
     def __len__(self) -> int:
-        return len(self.stream0)
+        return self.length
 
 
-def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, np.ndarray]:
-    """Rows of padding: tokens [rows, 1 + K, length] and target flags [rows, length]."""
+def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, Any]:
+    """Rows of padding: tokens [rows, 1 + K, length], target flags [rows, length], and per row
+    a view of the codebooks along the delay pattern (`delayed[r][n, p]` is codebook n's entry
+    at step p + n), so that a segment's codes are written with one assignment."""
     tokens = np.full((rows, 1 + codebooks, length), CODE_PAD, dtype=np.int64)
     tokens[:, 0] = PAD
-    return {"tokens": tokens, "target": np.zeros((rows, length), dtype=bool)}
+    item = tokens.itemsize
+    delayed = [np.lib.stride_tricks.as_strided(tokens[r].reshape(-1)[length:],
+                                               shape=(codebooks, length),
+                                               strides=((length + 1) * item, item))
+               for r in range(rows)]
+    return {"tokens": tokens, "target": np.zeros((rows, length), dtype=bool),
+            "delayed": delayed}
 
 
-def place(rows: dict[str, np.ndarray], row: int, at: int, sample: LaidSample) -> None:
-    """Writes a sample into a row at a position, codebook n of each segment delayed n steps."""
-    n, k = len(sample), rows["tokens"].shape[1] - 1
-    rows["tokens"][row, 0, at : at + n] = sample.stream0
-    rows["target"][row, at : at + n] = sample.target
-    rows["target"][row, at] = False  # a sample's first position is never predicted from the
-    # position before it, which belongs to another sample (or to nothing)
-    for start, codes in sample.segments:
-        t = codes.shape[1]
-        for j in range(k):
-            rows["tokens"][row, 1 + j, at + start + j : at + start + j + t] = codes[j]
+def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
+    """Writes a sample into a row at a position, codebook n of each segment delayed n steps.
+    (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows it, so the delayed
+    view never reaches past the row.)"""
+    stream0, target = rows["tokens"][row, 0], rows["target"][row]
+    used = 0
+    for first, n, is_target, codes in sample.pieces:
+        a = at + first
+        if codes is None:
+            stream0[a : a + n] = sample.text_ids[used : used + n]
+            used += n
+        else:
+            t = codes.shape[1]
+            stream0[a : a + t] = FRAME
+            stream0[a + t : a + n] = PAD
+            rows["delayed"][row][:, a : a + t] = codes
+        if is_target:
+            target[a : a + n] = True
+    target[at] = False  # a sample's first position is never predicted from the position
+    # before it, which belongs to another sample (or to nothing)
 
 
-def with_labels(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def with_labels(rows: dict[str, Any]) -> dict[str, np.ndarray]:
     """tokens and what each position predicts (IGNORE where nothing): text_labels, text_weight
     (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels."""
     tokens, target = rows["tokens"], rows["target"]

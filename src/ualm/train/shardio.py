@@ -15,6 +15,7 @@ packing keep pace with a bare `tarfile` loop.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -92,6 +93,16 @@ _NPY_HEADER = re.compile(
     rb"^\{'descr': '([<>|]?[a-z]\d+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...]] | None:
+    """(dtype, shape) of a C-order header (clips of one length share it: hence the cache)."""
+    match = _NPY_HEADER.match(header)
+    if not match:
+        return None
+    shape = tuple(int(d) for d in match.group(2).split(b",") if d.strip())
+    return np.dtype(match.group(1).decode()), shape
+
+
 def load_npy(data: memoryview | bytes) -> np.ndarray:
     """An .npy payload as a read-only view of `data` (no copy). The header NumPy writes for
     C-order arrays is parsed with a regular expression; anything else goes through NumPy's own
@@ -101,12 +112,10 @@ def load_npy(data: memoryview | bytes) -> np.ndarray:
         wide = view[6] == 2
         start = 12 if wide else 10
         size = int.from_bytes(view[8:start], "little")
-        match = _NPY_HEADER.match(bytes(view[start : start + size]))
-        if match:
-            shape = tuple(int(d) for d in match.group(2).split(b",") if d.strip())
-            dtype = np.dtype(match.group(1).decode())
-            count = math.prod(shape)
-            return np.frombuffer(view, dtype=dtype, count=count,
+        parsed = _npy_header(bytes(view[start : start + size]))
+        if parsed is not None:
+            dtype, shape = parsed
+            return np.frombuffer(view, dtype=dtype, count=math.prod(shape),
                                  offset=start + size).reshape(shape)
     return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
 

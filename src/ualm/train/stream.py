@@ -14,6 +14,7 @@ the buffer and the packer hold, never their bytes: a resumed stream re-reads tho
 from __future__ import annotations
 
 import copy
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.sources import Source
 from ualm.train.text_tokenizer import TextTokenizer
 
+Parsed = tuple[dict, dict[str, memoryview]]
+"""A sample's metadata and its members' bytes."""
 Ref = tuple[int, int, int, int]
 """(source index, epoch, unit index, index among the source's samples in the unit)."""
 Codes = np.ndarray | dict[str, np.ndarray] | None
@@ -65,23 +68,29 @@ class Sample:
 
 
 class ShardCache:
-    """The last few shards a stream read, parsed: the sources of a corpus share its shards, and
-    without this every source's reader would read and parse each shard again."""
+    """The last few shards a stream read, parsed and grouped by (source, task): the sources of a
+    corpus share its shards, and without this every source's reader would read and parse each
+    shard again, and skip the other sources' samples one by one."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self._shards: OrderedDict[str, list[tuple[dict, dict[str, memoryview]]]] = OrderedDict()
+        self._shards: OrderedDict[str, dict[tuple[Any, str], list[Parsed]]] = OrderedDict()
 
-    def samples(self, path: str) -> list[tuple[dict, dict[str, memoryview]]]:
-        """(metadata, members) of every sample of the shard, in order."""
-        if path in self._shards:
+    def samples(self, path: str, source: str, task: str) -> list[Parsed]:
+        """(metadata, members) of the shard's samples of one source and task, in order."""
+        groups = self._shards.get(path)
+        if groups is None:
+            groups = {}
+            for _, parts in iter_samples(path):
+                meta = load_json(parts["json"])
+                groups.setdefault((meta.get("source"), sample_task(meta)), []).append(
+                    (meta, parts))
+            self._shards[path] = groups
+            if len(self._shards) > self.capacity:
+                self._shards.popitem(last=False)
+        else:
             self._shards.move_to_end(path)
-            return self._shards[path]
-        parsed = [(load_json(parts["json"]), parts) for _, parts in iter_samples(path)]
-        self._shards[path] = parsed
-        if len(self._shards) > self.capacity:
-            self._shards.popitem(last=False)
-        return parsed
+        return groups.get((source, task), [])
 
 
 class SourceReader:
@@ -148,17 +157,12 @@ class SourceReader:
         units = self.units(epoch)
         if unit >= len(units):
             return
-        matched = -1
-        for meta, parts in self.cache.samples(units[unit]):
-            if meta.get("source") != self.source.name or sample_task(meta) != self.source.task:
-                continue
-            matched += 1
-            if not self.by_shard and matched % self.streams != self.stream:
-                continue
-            if matched < start:
-                continue
-            codes = _codes(parts)
-            yield (self.index, epoch, unit, matched), meta, codes
+        mine = self.cache.samples(units[unit], self.source.name, self.source.task)
+        step = 1 if self.by_shard else self.streams
+        first = start if self.by_shard else start + (self.stream - start) % self.streams
+        for matched in range(first, len(mine), step):  # every n-th when streams share shards
+            meta, parts = mine[matched]
+            yield (self.index, epoch, unit, matched), meta, _codes(parts)
 
 
 def _codes(parts: dict[str, memoryview]) -> Codes:
@@ -178,7 +182,7 @@ class PackedStream:
         self.config, self.tokenizer = config, tokenizer
         self.sources = list(sources)
         self.probs = np.asarray(probs, dtype=np.float64)
-        self.cumulative = np.cumsum(self.probs / self.probs.sum())
+        self.cumulative = np.cumsum(self.probs / self.probs.sum()).tolist()
         cache = ShardCache(2 * len(self.sources))  # each reader's current shard, and slack
         self.readers = [SourceReader(i, s, stream, streams, config.seed, cache)
                         for i, s in enumerate(sources)]
@@ -241,8 +245,7 @@ class PackedStream:
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling)."""
         while True:
-            source = int(np.searchsorted(self.cumulative, self.rng.random(), side="right"))
-            source = min(source, len(self.readers) - 1)
+            source = min(bisect_right(self.cumulative, self.rng.random()), len(self.readers) - 1)
             sample = self._accepted(*self.readers[source].next())
             if sample is not None:
                 return sample
@@ -278,6 +281,7 @@ class PackedStream:
         b, length = c.batch_size, c.seq_len
         rows = empty_rows(b, length, c.codebooks)
         position_ids = np.zeros((b, length), dtype=np.int64)
+        steps = np.arange(length)
         task_ids = np.full((b, length), -1, dtype=np.int64)  # -1: padding
         for row in range(b):
             at = 0
@@ -292,13 +296,13 @@ class PackedStream:
                     self.carry = sample
                     break
                 place(rows, row, at, sample.laid)
-                position_ids[row, at : at + n] = np.arange(n)
+                position_ids[row, at : at + n] = steps[:n]
                 task_ids[row, at : at + n] = TASK_IDS.get(sample.task, 2)
                 count = self.counts[self.sources[sample.ref[0]].label]
                 count[0] += 1
                 count[1] += sample.tokens
                 at += n
-            position_ids[row, at:] = np.arange(length - at)  # padding: a block of its own
+            position_ids[row, at:] = steps[: length - at]  # padding: a block of its own
             if self.exhausted:
                 break
         self.batches += 1
