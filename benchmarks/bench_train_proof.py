@@ -53,8 +53,9 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=40,
                         help="training generation clips per class (fewer: the model memorises)")
     parser.add_argument("--understanding-per-class", type=int, default=40)
-    parser.add_argument("--questions", type=int, default=2,
-                        help="questions per training understanding clip (first and last)")
+    parser.add_argument("--questions", type=int, default=3,
+                        help="turns per training understanding clip: its question, the other "
+                             "end's, a description")
     parser.add_argument("--heldout-per-class", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=None)

@@ -97,3 +97,26 @@ def test_events_sound_like_their_names() -> None:
     assert (np.abs(clicks) > 0.01).mean() < 0.2  # mostly silence between clicks
     for clip in (low, white, rising, pair, clicks):
         assert clip.dtype == np.float32 and 0.1 < np.abs(clip).max() <= 0.5
+
+
+def test_follow_up_questions_ask_the_other_end_and_for_a_description(tmp_path: Path) -> None:
+    one = make_event_world(tmp_path / "one", **SMALL, seed=3)
+    three = make_event_world(tmp_path / "three", **SMALL, seed=3, questions=3)
+    audio = {k: v for k, v in _tree(one.root).items() if k.endswith(".flac")}
+    assert audio == {k: v for k, v in _tree(three.root).items() if k.endswith(".flac")}
+    rows = {split: [json.loads(line) for line in three.manifests[split].read_text().splitlines()]
+            for split in ("train", "heldout")}
+    clips = {c.id: c for c in three.clips["train"]}
+    asked = [r for r in rows["train"] if r.get("conversations")]
+    assert asked and all(len(r["conversations"]) == 6 for r in asked)
+    for row in asked:
+        clip = clips[row["id"]]
+        questions = [t["value"] for t in row["conversations"][0::2]]
+        answers = [t["value"] for t in row["conversations"][1::2]]
+        ends = {"first": clip.events[0], "last": clip.events[-1]}
+        assert questions[0].startswith("<sound>\n") and "<sound>" not in "".join(questions[1:])
+        other = "last" if clip.kind == "first" else "first"
+        assert f"comes {other}?" in questions[1] and answers[1] == ends[other]
+        assert (questions[2], answers[2]) == ("Describe the audio.", clip.caption)
+    # held-out clips keep one question: the proof scores exactly that one
+    assert all(len(r["conversations"]) == 2 for r in rows["heldout"] if r.get("conversations"))

@@ -91,6 +91,7 @@ QUESTIONS = {
     "first": "Which sound comes first?",
     "last": "Which sound comes last?",
 }
+DESCRIBE = "Describe the audio."
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,8 @@ def make_event_world(
     (default: the same) understanding clips for training, and `heldout_per_class` of each for the
     held-out split. Understanding questions are multiple choice (4 options, chance 25 %) about
     the first or the last event; with `questions` > 1 each training clip's conversation asks
-    that many (the other end next), so that the question, not only the clip, decides the answer.
+    that many (the other end next, then a description), so that the question, not only the
+    clip, decides the answer.
     Extra questions draw from their own generator: the audio is the same whatever `questions`."""
     root = Path(root)
     rng = np.random.default_rng([seed, 0xE7E27])
@@ -214,7 +216,7 @@ def make_event_world(
                     turns = [{"from": "human", "value": f"<sound>\n{question}"},
                              {"from": "gpt", "value": answer}]
                     if split == "train" and questions > 1:
-                        turns += _more_questions(cls, kind, questions - 1, events,
+                        turns += _more_questions(cls, caption, kind, questions - 1, events,
                                                  np.random.default_rng([seed, 0x9E57, c, i]))
                     lines.append(json.dumps({
                         "id": clip_id, "sound": rel, "duration": seconds, "caption": caption,
@@ -228,13 +230,17 @@ def make_event_world(
     return world
 
 
-def _more_questions(cls: Sequence[str], asked: str, n: int, events: Sequence[str],
-                    rng: np.random.Generator) -> list[dict[str, str]]:
-    """Follow-up turns about the same clip: the other end first, then alternating, each with
-    its own options. Asking "first" and "last" of one clip makes the question word matter."""
+def _more_questions(cls: Sequence[str], caption: str, asked: str, n: int,
+                    events: Sequence[str], rng: np.random.Generator) -> list[dict[str, str]]:
+    """Follow-up turns about the same clip: the other end, then a description (the caption),
+    then first and last again, each with its own options. Asking "first" and "last" of one clip
+    makes the question word matter; the description names every event in order."""
     turns = []
     kind = asked
-    for _ in range(n):
+    for k in range(n):
+        if k == 1:
+            turns += [{"from": "human", "value": DESCRIBE}, {"from": "gpt", "value": caption}]
+            continue
         kind = "last" if kind == "first" else "first"
         target = cls[0] if kind == "first" else cls[-1]
         question, answer = multiple_choice(target, events, rng, QUESTIONS[kind])
