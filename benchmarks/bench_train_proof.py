@@ -30,24 +30,26 @@ from ualm.train.module import load_trained
 from ualm.train.proof import proof, summarize
 from ualm.train.trainer import train
 
-SHARES = {("events-gen", "generation"): 0.6, ("events-und", "understanding"): 0.35,
-          ("events-text", "text"): 0.05}
-"""Sample shares: generation converges more slowly (UALM upsamples it too), and the world has
-only a few text rows."""
+SHARES = {"generation": 0.6, "understanding": 0.35, "text": 0.05}
+"""Sample shares: generation samples carry 8 codebooks of targets and converge more slowly
+(UALM upsamples generation too); understanding samples are long (three turns) but cheap; the
+world has only a few text rows."""
+SOURCES = {"generation": "events-gen", "understanding": "events-und", "text": "events-text"}
 
 
-def proof_blend(corpus: Path) -> BlendSpec:
-    """Sample shares for the proof: mostly audio tasks (the world has only a few text rows)."""
+def proof_blend(corpus: Path, shares: dict[str, float]) -> BlendSpec:
+    """The blend of the proof: sample shares per task, one source each."""
     return BlendSpec(sources=tuple(
-        SourceSpec(name=name, task=task, corpus=str(corpus), weight=w, tokens=1, samples=1)
-        for (name, task), w in SHARES.items()))
+        SourceSpec(name=SOURCES[task], task=task, corpus=str(corpus), weight=w, tokens=1,
+                   samples=1) for task, w in shares.items()))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="/tmp/ualm-bench-proof")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, default=None, help="default: the tiny preset's")
+    parser.add_argument("--steps", type=int, default=3000,
+                        help="the cosine schedule's length (training also stops at --minutes)")
     parser.add_argument("--events", type=int, default=len(EVENTS),
                         help="events in the world (classes: n singles + n(n-1) ordered pairs)")
     parser.add_argument("--per-class", type=int, default=40,
@@ -59,11 +61,15 @@ def main() -> int:
     parser.add_argument("--heldout-per-class", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--shares", default=",".join(f"{t}={w}" for t, w in SHARES.items()),
+                        help="sample shares per task, e.g. generation=0.6,understanding=0.35,"
+                             "text=0.05")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=0.8)
     args = parser.parse_args()
     out = Path(args.out)
+    shares = {task: float(w) for task, w in (item.split("=") for item in args.shares.split(","))}
     shutil.rmtree(out / "run", ignore_errors=True)
     started = time.perf_counter()
     events = tuple(EVENTS)[: args.events]
@@ -83,7 +89,7 @@ def main() -> int:
                               max_steps=args.steps or config.run.max_steps)
     optim = dataclasses.replace(config.optim, lr=args.lr or config.optim.lr)
     config = dataclasses.replace(config, run=run, optim=optim)
-    result = train([corpora["train"]], config, out / "run", blend=proof_blend(corpora["train"]),
+    result = train([corpora["train"]], config, out / "run", blend=proof_blend(corpora["train"], shares),
                    resume=False)
     trained = load_trained(result.checkpoint)
     evaluated = time.perf_counter()
@@ -105,7 +111,7 @@ def main() -> int:
             "positions_per_second": round(result.positions_per_second),
             "build_seconds": round(built, 1),
             "eval_seconds": round(time.perf_counter() - evaluated, 1),
-            "threads": config.run.threads, "lr": config.optim.lr,
+            "threads": config.run.threads, "lr": config.optim.lr, "shares": shares,
             "tie_embeddings": config.model.tie_embeddings, "sampling": dataclasses.asdict(sampling),
             "examples": metrics["understanding"]["examples"]}
     print(json.dumps(line))
