@@ -7,14 +7,19 @@ benchmarks/bench_train_stages.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from ualm.cli import main
 from ualm.errors import UalmError
@@ -173,6 +178,9 @@ def test_dpo_raises_the_implicit_reward_of_heldout_pairs(corpus: Path, pretraine
     train, heldout = split_pairs(refs, 0.25)
     assert len(refs) >= 12 and train and heldout
     assert all(is_heldout(r.key, 0.25) for r in heldout)
+    strict_train, strict_heldout = split_pairs(refs, 0.25, by="rejected")
+    assert strict_heldout and not ({r.rejected for r in strict_heldout}
+                                   & {r.rejected for r in strict_train})
     init = {k.removeprefix("model."): v for k, v in _load(pretrained)["state_dict"].items()}
     check = _Reference(init)
     config = _config(data={"batch_size": 4}, optim={"lr": 0.003, "weight_decay": 0.0},
@@ -194,6 +202,39 @@ def test_dpo_raises_the_implicit_reward_of_heldout_pairs(corpus: Path, pretraine
     assert end["logp_margin"] > start["logp_margin"], history
     metrics = (tmp_path / "dpo" / "logs" / "metrics.csv").read_text()
     assert "train/reward_accuracy" in metrics and "heldout/accuracy" in metrics
+    # rerun the folder with more steps: resumes (the reference rebuilt from the init)
+    longer = dataclasses.replace(config, run=dataclasses.replace(config.run, max_steps=14))
+    again = run_stage("dpo", [corpus], longer, tmp_path / "dpo", init=pretrained)
+    assert again.steps == 14
+    resumed = json.loads((tmp_path / "dpo" / "dpo_heldout.json").read_text())
+    assert [h["step"] for h in resumed] == [0, 6, 12, 14] and resumed[:3] == history
+
+
+def test_dpo_under_ddp(corpus: Path, pretrained: Path, tmp_path: Path) -> None:
+    """Two CPU processes (gloo): the reference lives in the module the strategy wraps."""
+    config = tmp_path / "dpo.yaml"
+    data = {**SMALL, "data": {**SMALL["data"], "batch_size": 2},
+            "run": {**SMALL["run"], "max_steps": 3},
+            "stage": {"name": "dpo", "ce_warmup_steps": 1, "heldout_fraction": 0.25,
+                      "eval_every": 3}}
+    config.write_text(yaml.safe_dump(data))
+    import ualm
+
+    source = str(Path(ualm.__file__).parents[1])  # this checkout's package, from any folder
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "ualm.cli", "train", str(corpus), "--config", str(config),
+         "--init", str(pretrained), "--out", str(tmp_path / "run"), "--devices", "2",
+         "--strategy", "ddp", "--quiet"],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out pairs: reward accuracy" in done.stdout
+    saved = _load(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 3 and saved["ualm"]["stage"] == "dpo"
+    assert saved["PairDataModule"]["consumed"] == 3
+    history = json.loads((tmp_path / "run" / "dpo_heldout.json").read_text())
+    assert [h["step"] for h in history] == [0, 3]
 
 
 def test_bad_input_is_refused_before_training(corpus: Path, pretrained: Path,

@@ -101,6 +101,9 @@ class StageConfig:
     heldout_fraction: float = 0.2
     """dpo: share of pairs (by a stable hash of their key) held out to measure the implicit
     reward's accuracy."""
+    heldout_by: str = "pair"
+    """dpo: what the held-out hash is of: `pair` (the pair's key) or `rejected` (its rejected
+    clip's key: no held-out rejected clip is seen rejected in training, a stricter test)."""
     eval_every: int = 50
     """dpo: steps between held-out evaluations (also run before the first and after the last)."""
 
@@ -110,6 +113,8 @@ class StageConfig:
         if not 0.0 <= self.replay < 1.0 or not 0.0 < self.heldout_fraction < 1.0:
             raise UalmError("stage: need 0 <= replay < 1 and 0 < heldout_fraction < 1",
                             fix="correct the stage section of the config")
+        if self.heldout_by not in ("pair", "rejected"):
+            raise UalmError(f"stage.heldout_by must be pair or rejected, got {self.heldout_by!r}")
         if self.beta <= 0 or self.ce_warmup_steps < 0 or self.ce_weight < 0 \
                 or self.eval_every < 1:
             raise UalmError("stage: need beta > 0, ce_warmup_steps >= 0, ce_weight >= 0 and "

@@ -4,8 +4,8 @@ samples: a batch of B pairs is 2B rows, chosen then rejected, each `<|bos|><|use
 <|eot|><|assistant|> audio <|eot|><|eos|>` with the audio and its end as targets, exactly as
 generation samples train (no condition dropout).
 
-Pairs are split into training and held-out ones by a stable hash of their key, so the split does
-not move when pairs are added. Training order is deterministic for a seed: each epoch shuffles
+Pairs are split into training and held-out ones by a stable hash of their key (or of their
+rejected clip's key), so the split does not move when pairs are added. Training order is deterministic for a seed: each epoch shuffles
 the shards, then the pairs within a shard (a reader holds one shard at a time); batch n of rank
 r takes pairs (n * world + r) * B ... + B of that endless order, so resume needs only n.
 """
@@ -41,6 +41,8 @@ MAX_HELDOUT = 512
 class PairRef:
     shard: str
     key: str
+    rejected: str = ""
+    """The rejected clip's corpus key."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,11 @@ def discover_pairs(corpora: Sequence[str | Path], codec_id: str | None = None) -
         root = remote.location(corpus)
         codec = corpus_codec(root, codec_id)
         table = remote.parquet_table(remote.join(root, "manifests/pairs"),
-                                     ["key", "shard", "codec_id"])
+                                     ["key", "shard", "rejected_key", "codec_id"])
         if table is None:
             continue
-        found += [PairRef(remote.join(root, r["shard"]), r["key"]) for r in table.to_pylist()
-                  if r["codec_id"] == codec]
+        found += [PairRef(remote.join(root, r["shard"]), r["key"], r["rejected_key"])
+                  for r in table.to_pylist() if r["codec_id"] == codec]
     return sorted(found, key=lambda r: (r.shard, r.key))
 
 
@@ -73,10 +75,15 @@ def is_heldout(key: str, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def split_pairs(refs: Sequence[PairRef], fraction: float) -> tuple[list[PairRef], list[PairRef]]:
-    train = [r for r in refs if not is_heldout(r.key, fraction)]
-    heldout = [r for r in refs if is_heldout(r.key, fraction)]
-    return train, heldout
+def split_pairs(refs: Sequence[PairRef], fraction: float, by: str = "pair"
+                ) -> tuple[list[PairRef], list[PairRef]]:
+    """(training pairs, held-out pairs). by "pair": a hash of the pair's key; by "rejected": of
+    its rejected clip's key, so that no held-out rejected clip is rejected in training (pairs
+    of one caption pool often share their rejected clip, which the key split lets the model
+    learn by heart)."""
+    held = [is_heldout(r.key if by == "pair" else r.rejected, fraction) for r in refs]
+    return ([r for r, h in zip(refs, held, strict=True) if not h],
+            [r for r, h in zip(refs, held, strict=True) if h])
 
 
 class PairReader:
@@ -172,11 +179,12 @@ class PairDataModule(L.LightningDataModule):
     pairs' batches for measuring the implicit reward."""
 
     def __init__(self, corpora: Sequence[str | Path], config: DataConfig,
-                 tokenizer: TextTokenizer, codebooks: int, heldout_fraction: float) -> None:
+                 tokenizer: TextTokenizer, codebooks: int, heldout_fraction: float,
+                 heldout_by: str = "pair") -> None:
         super().__init__()
         self.corpora = [str(c) for c in corpora]
         self.config, self.tokenizer, self.codebooks = config, tokenizer, codebooks
-        self.heldout_fraction = heldout_fraction
+        self.heldout_fraction, self.heldout_by = heldout_fraction, heldout_by
         self.train_refs: list[PairRef] = []
         self.heldout_refs: list[PairRef] = []
         self._consumed = 0
@@ -188,7 +196,8 @@ class PairDataModule(L.LightningDataModule):
         if not refs:
             raise UalmError("the corpora hold no preference pairs (manifests/pairs)",
                             fix="run `ualm synth` with the `pairs` kind on them")
-        self.train_refs, self.heldout_refs = split_pairs(refs, self.heldout_fraction)
+        self.train_refs, self.heldout_refs = split_pairs(refs, self.heldout_fraction,
+                                                         self.heldout_by)
         if not self.train_refs or not self.heldout_refs:
             raise UalmError(f"{len(refs)} preference pairs are too few to hold out "
                             f"{self.heldout_fraction:.0%} and train on the rest",

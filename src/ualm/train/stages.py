@@ -189,7 +189,8 @@ def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainCon
                             "ce_weight": s.ce_weight, "eval_every": s.eval_every})
         module.start_from(start.state, str(start.path))
         datamodule: Any = PairDataModule(corpora, config.data, module.model.tokenizer,
-                                         config.model.codebooks, s.heldout_fraction)
+                                         config.model.codebooks, s.heldout_fraction,
+                                         s.heldout_by)
     else:
         module = UALMModule(config.model.to_dict(), optim_dict(config), max_steps, hf_config,
                             stage=name)
