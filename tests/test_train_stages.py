@@ -286,3 +286,12 @@ def test_presets_and_cli(corpus: Path, tmp_path: Path,
     assert main(["train", str(corpus), "--config", "tiny", "--stage", "dpo", "--out",
                  str(tmp_path / "dpo")]) == 2
     assert "no reference model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["freeze", "config"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"ualm.train.{module}"))
+    assert result.attempted > 0 and result.failed == 0

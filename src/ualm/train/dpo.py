@@ -10,7 +10,8 @@ is -log sigmoid(r_chosen - r_rejected) (Rafailov et al., 2023).
 The reference is a submodule with requires_grad False, so a Lightning strategy places and shards
 it as it does the policy (DDP leaves it out of the gradient all-reduce; under FSDP it is wrapped
 by the same policy, with `use_orig_params=True` because a unit then mixes frozen and trained
-parameters). It stays in eval mode and out of the checkpoints (it is the init checkpoint).
+parameters). It stays in eval mode (Lightning's note of modules "in eval mode at the start of
+training" is about it) and out of the checkpoints (it is the init checkpoint).
 """
 
 from __future__ import annotations
