@@ -21,6 +21,7 @@ from ualm.train.model import ModelConfig
 
 PRESETS = Path(__file__).parent / "presets"
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+STAGES = ("align", "pretrain", "sft", "dpo")
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,52 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class StageConfig:
+    """Which of UALM's training stages this run is (see `ualm.train.stages`), and the settings
+    only some stages read. Each stage starts from the previous one's checkpoint (`--init`)."""
+
+    name: str = "pretrain"
+    """align (backbone frozen: only the rows UALM adds to the vocabulary train), pretrain
+    (everything, on the blend), sft (reasoning traces plus replay), dpo (preference pairs)."""
+    replay: float = 0.25
+    """sft: share of samples drawn from the pretraining sources (by the blend), against
+    forgetting; the rest are reasoning traces."""
+    beta: float = 0.1
+    """dpo: strength of the implicit KL to the reference model."""
+    ce_warmup_steps: int = 20
+    """dpo: steps of plain cross-entropy on the chosen samples before the DPO loss starts."""
+    ce_weight: float = 0.1
+    """dpo: weight of the cross-entropy regulariser on the chosen samples during DPO."""
+    heldout_fraction: float = 0.2
+    """dpo: share of pairs (by a stable hash of their key) held out to measure the implicit
+    reward's accuracy."""
+    heldout_by: str = "pair"
+    """dpo: what the held-out hash is of: `pair` (the pair's key) or `rejected` (its rejected
+    clip's key: no held-out rejected clip is seen rejected in training, a stricter test)."""
+    eval_every: int = 50
+    """dpo: steps between held-out evaluations (also run before the first and after the last)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in STAGES:
+            raise UalmError(f"unknown stage {self.name!r}", fix=f"one of: {', '.join(STAGES)}")
+        if not 0.0 <= self.replay < 1.0 or not 0.0 < self.heldout_fraction < 1.0:
+            raise UalmError("stage: need 0 <= replay < 1 and 0 < heldout_fraction < 1",
+                            fix="correct the stage section of the config")
+        if self.heldout_by not in ("pair", "rejected"):
+            raise UalmError(f"stage.heldout_by must be pair or rejected, got {self.heldout_by!r}")
+        if self.beta <= 0 or self.ce_warmup_steps < 0 or self.ce_weight < 0 \
+                or self.eval_every < 1:
+            raise UalmError("stage: need beta > 0, ce_warmup_steps >= 0, ce_weight >= 0 and "
+                            "eval_every >= 1", fix="correct the stage section of the config")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
@@ -109,26 +151,44 @@ class TrainConfig:
                 raise UalmError(f"config section {f.name!r}: {exc}") from exc
         if data:
             raise UalmError(f"unknown config section(s): {', '.join(sorted(data))}",
-                            fix="sections are model, data, optim, run")
+                            fix="sections are model, data, optim, run, stage")
         return cls(**parts)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """A YAML file, or the name of a preset (`tiny`, `qwen2.5-1.5b`)."""
-        path = Path(path)
-        if not path.is_file() and (PRESETS / f"{path.name}.yaml").is_file():
-            path = PRESETS / f"{path.name}.yaml"
-        if not path.is_file():
-            raise UalmError(f"config file not found: {path}",
-                            fix=f"pass a YAML file or a preset: {', '.join(presets())}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise UalmError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from exc
-        return cls.from_dict(data)
+        """A YAML file, or the name of a preset (`tiny`, `qwen2.5-1.5b`). A top-level
+        `extends: PRESET_OR_FILE` starts from that config and overrides what the file sets."""
+        return cls.from_dict(_yaml_dict(path, ()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _yaml_dict(path: str | Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    from ualm.recipes import merged
+
+    path = Path(path)
+    if not path.is_file() and (PRESETS / f"{path.name}.yaml").is_file():
+        path = PRESETS / f"{path.name}.yaml"
+    if not path.is_file():
+        raise UalmError(f"config file not found: {path}",
+                        fix=f"pass a YAML file or a preset: {', '.join(presets())}")
+    if path.resolve() in seen:
+        raise UalmError(f"config {path} extends itself", fix="break the `extends` cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UalmError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise UalmError(f"config {path} must be a mapping of sections",
+                        fix="see src/ualm/train/presets/tiny.yaml")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    # a relative base is a preset name or a file beside this one
+    near = path.parent / str(base)
+    base_path = near if near.is_file() else Path(str(base))
+    return merged(_yaml_dict(base_path, (*seen, path.resolve())), data)
 
 
 def presets() -> list[str]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ualm.train.chat import prompt_for_generation, prompt_for_understanding
-from ualm.train.layout import AUDIO, CODE_PAD, EOS, EOT, FRAME, PAD
+from ualm.train.chat import prompt_for_generation, prompt_for_understanding, text_ids
+from ualm.train.layout import ASSISTANT, AUDIO, BOS, CODE_PAD, EOS, EOT, FRAME, N_SPECIAL, PAD, USER
 from ualm.train.model import UALMModel
 
 
@@ -153,3 +153,25 @@ def answer(model: UALMModel, questions: Sequence[str], codes: Sequence[np.ndarra
         step[:, 0] = ids
         batch.step(step)
     return [model.tokenizer.decode(p) for p in produced]
+
+
+@torch.inference_mode()
+def reply_before_audio(model: UALMModel, prompt: str, max_tokens: int = 512
+                       ) -> tuple[str, int | None]:
+    """Greedy stream-0 reply to a user prompt, up to the first special token the model writes:
+    (the text before it, that token, or None when max_tokens ran out). After sft on enrichment
+    traces the model writes a rich caption, then <|audio|>."""
+    ids = [BOS, USER, *text_ids(model.tokenizer, prompt), EOT, ASSISTANT]
+    row = np.full((1 + model.k, len(ids)), CODE_PAD, dtype=np.int64)
+    row[0] = ids
+    batch = _Batch(model, [row])
+    text: list[int] = []
+    for _ in range(max_tokens):
+        tok = int(model.text_logits(batch.last).argmax(-1)[0])
+        if tok < N_SPECIAL:
+            return model.tokenizer.decode(text), tok
+        text.append(tok - N_SPECIAL)
+        step = torch.full((1, 1 + model.k), CODE_PAD, dtype=torch.long)
+        step[0, 0] = tok
+        batch.step(step)
+    return model.tokenizer.decode(text), None

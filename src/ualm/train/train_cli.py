@@ -24,6 +24,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "every source equally often)")
     p.add_argument("--out", default="runs/ualm", metavar="DIR",
                    help="run folder (rerun with the same folder to resume)")
+    p.add_argument("--stage", choices=("align", "pretrain", "sft", "dpo"),
+                   help="training stage (default: the config's stage.name, else pretrain)")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (the "
+                   "previous stage's; for dpo also the reference model)")
     p.add_argument("--max-steps", type=int, help="override run.max_steps")
     p.add_argument("--devices", help="override run.devices (e.g. 2)")
     p.add_argument("--strategy", help="override run.strategy (ddp, fsdp, ...)")
@@ -77,7 +81,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from ualm.train.blend_spec import load_blend
     from ualm.train.config import TrainConfig
-    from ualm.train.trainer import train
+    from ualm.train.stages import run_stage
 
     config = TrainConfig.from_yaml(args.config)
     overrides = {"max_steps": args.max_steps, "strategy": args.strategy,
@@ -90,15 +94,26 @@ def _run_train(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, **overrides))
     blend = load_blend(args.blend) if args.blend else None
-    result = train(args.corpora, config, args.out, blend=blend, resume=not args.no_resume)
+    result = run_stage(args.stage, args.corpora, config, args.out, init=args.init, blend=blend,
+                       resume=not args.no_resume)
     if result.checkpoint is None:  # a non-zero rank of a multi-process run
         return 0
     print(f"trained {result.steps} steps in {result.seconds:.0f} s "
           f"({result.positions_per_second:,.0f} positions/s), final loss "
           f"{result.final_loss if result.final_loss is not None else float('nan'):.4f}")
-    for label, row in result.realised["sources"].items():
+    for label, row in result.realised.get("sources", {}).items():
         print(f"  {label:40s} {row['samples']:>8,} samples {row['sample_share']:6.1%}  "
               f"{row['tokens']:>10,} tokens {row['token_share']:6.1%}")
+    if "pairs" in result.realised:
+        print("  preference pairs: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                 result.realised["pairs"].items()))
+    heldout = result.out / "dpo_heldout.json"
+    if heldout.is_file():
+        history = json.loads(heldout.read_text())
+        first, last = history[0], history[-1]
+        print(f"  held-out pairs: reward accuracy {first['accuracy']:.1%} -> "
+              f"{last['accuracy']:.1%}, reward margin {last['margin']:+.3f}, log-prob margin "
+              f"(chosen - rejected) {first['logp_margin']:+.2f} -> {last['logp_margin']:+.2f}")
     print(f"run folder: {result.out} (checkpoint {result.checkpoint})")
     return 0
 

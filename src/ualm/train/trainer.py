@@ -48,22 +48,37 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
           blend: BlendSpec | None = None, resume: bool = True,
           callbacks: Sequence[Any] = ()) -> TrainResult:
     """Trains (or resumes training) into `out`; returns when max_steps (or max_minutes) is hit."""
+    if not corpora:
+        raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
+    out = prepare(config, out)
+    module = UALMModule(config.model.to_dict(), optim_dict(config), config.run.max_steps)
+    datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
+                                config.model.codebooks, blend)
+    return fit(module, datamodule, config, out, resume, callbacks)
+
+
+def prepare(config: TrainConfig, out: str | Path) -> Path:
+    """The run folder with its config.yaml; threads and seeds set (before weights are made)."""
+    import lightning as L
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    L.seed_everything(config.run.seed, workers=True, verbose=False)
+    return out
+
+
+def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bool = True,
+        callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Runs Lightning's fit on a prepared run folder; `datamodule` records the batches the
+    module consumed and reports what it realised (see `UALMDataModule`)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    if not corpora:
-        raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     run = config.run
-    if run.threads:
-        torch.set_num_threads(run.threads)
-    L.seed_everything(run.seed, workers=True, verbose=False)
-    module = UALMModule(config.model.to_dict(), _optim_dict(config), run.max_steps)
-    datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
-                                config.model.codebooks, blend)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}",
                                   every_n_train_steps=run.checkpoint_every, save_last=True,
                                   save_top_k=-1, auto_insert_metric_name=False)
@@ -94,7 +109,7 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
                        last if last.is_file() else None)
 
 
-def _optim_dict(config: TrainConfig) -> dict[str, Any]:
+def optim_dict(config: TrainConfig) -> dict[str, Any]:
     o = config.optim
     return {"lr": o.lr, "min_lr_ratio": o.min_lr_ratio, "warmup_steps": o.warmup_steps,
             "weight_decay": o.weight_decay, "betas": list(o.betas)}

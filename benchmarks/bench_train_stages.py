@@ -1,0 +1,204 @@
+"""UALM's training chain on the event world with the tiny CPU presets: align -> pretrain -> sft
+-> dpo, each stage started from the previous one's checkpoint, and each shown doing its job.
+
+- align (tiny-align): the backbone and the text rows are bit-identical after the stage; the
+  special-token and codebook rows moved; the loss fell.
+- pretrain (tiny, the blend without traces): asked in the enrichment format ("I need the sound of
+  white noise."), the model goes straight to <|audio|> (it never saw a rich caption).
+- sft (tiny-sft): asked the same, it writes a rich caption ("Keywords: ... Layout: ...
+  Description: ...") and then <|audio|>: the share of prompts answered that way, and of those
+  whose keywords are the requested events.
+- dpo (tiny-dpo): on held-out pairs (by key hash), the implicit reward's accuracy before and
+  after, the reward margin and the policy's own log-prob margin (chosen - rejected). The pairs
+  of this world share a few rejected clips, so a second run holds pairs out by their rejected
+  clip (`stage.heldout_by: rejected`): no held-out rejected clip is rejected in training. Its
+  accuracy is reported (`dpo_strict.generalises`), not a bar: `ualm synth` gives this world's
+  144 pairs only 6 distinct rejected clips, too few to learn a preference that transfers.
+
+    .venv/bin/python benchmarks/bench_train_stages.py [--per-class 8] [--threads 1]
+
+Prints the figures per stage, then one JSON line; saves benchmarks/results/bench_train_stages.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from ualm.audio.events import make_event_world
+from ualm.config import BuildConfig
+from ualm.pipelines.build import build_corpus
+from ualm.synth.config import SynthConfig
+from ualm.synth.rules import REQUESTS
+from ualm.synth.run import synth_corpus
+from ualm.train.config import TrainConfig
+from ualm.train.generate import reply_before_audio
+from ualm.train.layout import AUDIO, N_SPECIAL
+from ualm.train.module import load_trained
+from ualm.train.pairs import discover_pairs, split_pairs
+from ualm.train.sources import discover, equal_blend
+from ualm.train.stages import run_stage
+
+RESULTS = Path(__file__).parent / "results" / "bench_train_stages.json"
+EVENTS = ("a low tone", "white noise", "a click train")
+TABLES = ("model.lm.model.embed_tokens.weight", "model.lm.lm_head.weight")
+
+
+class Snapshot(L.Callback):
+    """The module's weights when training starts."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def config(preset: str, threads: int, steps: int | None) -> TrainConfig:
+    c = TrainConfig.from_yaml(preset)
+    run = dataclasses.replace(c.run, threads=threads, progress_bar=False,
+                              max_steps=steps or c.run.max_steps)
+    return dataclasses.replace(c, run=run)
+
+
+def losses(run: Path, column: str = "train/loss") -> tuple[float, float]:
+    with open(run / "logs" / "metrics.csv") as handle:
+        values = [float(r[column]) for r in csv.DictReader(handle) if r.get(column)]
+    return values[0], values[-1]
+
+
+def frozen_check(before: dict[str, torch.Tensor], checkpoint: Path) -> dict[str, Any]:
+    after = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    text = slice(N_SPECIAL, N_SPECIAL + 256)  # the byte tokenizer's rows
+    backbone = [k for k in before if k not in TABLES]
+    return {"backbone_tensors": len(backbone),
+            "backbone_identical": all(torch.equal(before[k], after[k]) for k in backbone),
+            "text_rows_identical": all(torch.equal(before[k][text], after[k][text])
+                                       for k in TABLES),
+            "new_rows_changed": all(not torch.equal(before[k][text.stop:], after[k][text.stop:])
+                                    and not torch.equal(before[k][:N_SPECIAL],
+                                                        after[k][:N_SPECIAL]) for k in TABLES)}
+
+
+def prompts() -> list[tuple[str, list[str]]]:
+    """Enrichment requests for each class of the world: (prompt, the events it names)."""
+    classes = [[e] for e in EVENTS] + [[a, b] for a in EVENTS for b in EVENTS if a != b]
+    return [(REQUESTS[i % len(REQUESTS)].format(what=" and ".join(c)), c)
+            for i, c in enumerate(classes)]
+
+
+def enrichment_probe(checkpoint: Path) -> dict[str, Any]:
+    """Greedy replies: how many write text and then <|audio|>, in the rich caption's format,
+    naming the requested events as its keywords."""
+    model = load_trained(checkpoint)
+    asked = prompts()
+    formatted = keywords_right = 0
+    examples = []
+    for prompt, events in asked:
+        text, end = reply_before_audio(model, prompt, 600)
+        rich = end == AUDIO and text.startswith("Keywords: ") and "Description: " in text
+        formatted += rich
+        keywords_right += rich and text.startswith(f"Keywords: {', '.join(events)}. ")
+        if len(examples) < 2:
+            examples.append({"prompt": prompt, "reply": text[:160],
+                             "then": "<|audio|>" if end == AUDIO else str(end)})
+    return {"prompts": len(asked), "text_then_audio": formatted / len(asked),
+            "keywords_right": keywords_right / len(asked), "examples": examples}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--per-class", type=int, default=8, help="clips per class and task")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", default="", help="override steps, e.g. align=50,sft=100")
+    p.add_argument("--out", help="work folder (default: a temporary one)")
+    args = p.parse_args()
+    steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
+    work = Path(args.out or tempfile.mkdtemp(prefix="bench-stages-"))
+    started = time.perf_counter()
+    world = make_event_world(work / "world", per_class=args.per_class, heldout_per_class=0,
+                             seconds=1.0, events=EVENTS, text_rows=4, seed=5)
+    corpus = build_corpus([world.manifests["train"]], work / "corpus",
+                          BuildConfig.from_dict({"shards": {"max_samples": 100}}),
+                          engine="local", progress=False).corpus
+    # candidates span a class's clips, so the rejected clip is of a near-miss class
+    funnel = synth_corpus(corpus, SynthConfig(max_samples=100,
+                                              pair_candidates=2 * args.per_class + 4),
+                          progress=False).funnel
+    figures: dict[str, Any] = {
+        "corpus": {"clips": len(world.clips["train"]), "seconds": round(time.perf_counter()
+                                                                        - started, 1),
+                   "traces": {k: v["written"] for k, v in funnel["traces"].items()},
+                   "pairs": funnel["pairs"]["written"]}}
+    chain = time.perf_counter()
+    snapshot = Snapshot()
+    align = run_stage("align", [corpus], config("tiny-align", args.threads, steps.get("align")),
+                      work / "align", callbacks=[snapshot])
+    figures["align"] = {"steps": align.steps, "loss": losses(work / "align"),
+                        "seconds": round(align.seconds, 1),
+                        **frozen_check(snapshot.state, align.checkpoint)}
+    no_traces = equal_blend([s for s in discover([corpus]) if s.task != "reasoning"])
+    pretrain = run_stage("pretrain", [corpus], config("tiny", args.threads,
+                                                      steps.get("pretrain")),
+                         work / "pretrain", init=align.checkpoint, blend=no_traces)
+    figures["pretrain"] = {"steps": pretrain.steps, "loss": losses(work / "pretrain"),
+                           "seconds": round(pretrain.seconds, 1),
+                           "enrichment": enrichment_probe(pretrain.checkpoint)}
+    sft = run_stage("sft", [corpus], config("tiny-sft", args.threads, steps.get("sft")),
+                    work / "sft", init=pretrain.checkpoint)
+    figures["sft"] = {"steps": sft.steps, "loss": losses(work / "sft"),
+                      "seconds": round(sft.seconds, 1),
+                      "task_shares": {t: round(r["sample_share"], 3)
+                                      for t, r in sft.realised["tasks"].items()},
+                      "enrichment": enrichment_probe(sft.checkpoint)}
+    dpo = run_stage("dpo", [corpus], config("tiny-dpo", args.threads, steps.get("dpo")),
+                    work / "dpo", init=sft.checkpoint)
+    history = json.loads((work / "dpo" / "dpo_heldout.json").read_text())
+    figures["dpo"] = {"steps": dpo.steps, "seconds": round(dpo.seconds, 1),
+                      "pairs": dpo.realised["pairs"], "heldout_start": history[0],
+                      "heldout_end": history[-1]}
+    # stricter: held out by the rejected clip, so no held-out rejected clip is seen in training
+    strict_config = config("tiny-dpo", args.threads, steps.get("dpo"))
+    strict_config = dataclasses.replace(strict_config, stage=dataclasses.replace(
+        strict_config.stage, heldout_by="rejected"))
+    strict = run_stage("dpo", [corpus], strict_config, work / "dpo-strict", init=sft.checkpoint)
+    history = json.loads((work / "dpo-strict" / "dpo_heldout.json").read_text())
+    figures["dpo_strict"] = {"steps": strict.steps, "pairs": strict.realised["pairs"],
+                             "heldout_start": history[0], "heldout_end": history[-1]}
+    refs = discover_pairs([corpus])
+    for name, by in (("dpo", "pair"), ("dpo_strict", "rejected")):
+        train, heldout = split_pairs(refs, strict_config.stage.heldout_fraction, by)
+        figures[name]["rejected_clips"] = {
+            "train": len({r.rejected for r in train}), "heldout": len({r.rejected for r in heldout}),
+            "heldout_seen_in_train": len({r.rejected for r in heldout}
+                                         & {r.rejected for r in train})}
+    figures["chain_seconds"] = round(time.perf_counter() - chain - strict.seconds, 1)
+    a, s, d, d2 = (figures["align"], figures["sft"]["enrichment"], figures["dpo"],
+                   figures["dpo_strict"])
+    figures["passed"] = bool(
+        a["backbone_identical"] and a["text_rows_identical"] and a["new_rows_changed"]
+        and a["loss"][1] < a["loss"][0]
+        and figures["pretrain"]["enrichment"]["text_then_audio"] == 0.0
+        and s["text_then_audio"] >= 0.8
+        and d["heldout_end"]["accuracy"] > 0.5
+        and d["heldout_end"]["logp_margin"] > d["heldout_start"]["logp_margin"]
+        and d["heldout_end"]["margin"] > d["heldout_start"]["margin"])
+    d2["generalises"] = bool(d2["heldout_end"]["accuracy"] > 0.5)  # reported, not a bar
+    for stage in ("align", "pretrain", "sft", "dpo", "dpo_strict"):
+        print(stage, json.dumps(figures[stage], sort_keys=True))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(figures, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
