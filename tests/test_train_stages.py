@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -26,7 +27,7 @@ from ualm.errors import UalmError
 from ualm.synth.config import SynthConfig
 from ualm.synth.run import synth_corpus
 from ualm.train.config import TrainConfig, presets
-from ualm.train.layout import ASSISTANT, AUDIO, N_SPECIAL
+from ualm.train.layout import ASSISTANT, AUDIO, IGNORE, N_SPECIAL
 from ualm.train.pairs import discover_pairs, is_heldout, split_pairs
 from ualm.train.sources import discover
 from ualm.train.stages import run_stage, sft_probabilities
@@ -148,11 +149,14 @@ def test_sft_targets_are_the_assistant_turns(corpus: Path) -> None:
     _key, parts = next(iter_samples(shard))
     meta = load_json(parts["json"])
     codes = {e[:-4]: load_npy(v) for e, v in parts.items() if e.endswith(".npy")}
-    laid = build_sample(meta, codes, ByteTokenizer(), 8).laid()
-    first = int(list(laid.stream0).index(ASSISTANT))
-    assert meta["kind"] == "enrichment" and not laid.target[: first + 1].any()
-    assert laid.target[first + 1 :].all()  # rich caption, audio, <|eot|>, <|eos|>
-    assert laid.stream0[first + 1] != AUDIO  # text first
+    arrays = build_sample(meta, codes, ByteTokenizer(), 8).arrays()
+    stream0 = arrays["tokens"][0]
+    target = np.zeros(len(stream0), dtype=bool)  # position p is a target: p - 1 predicts it
+    target[1:] = arrays["text_labels"][:-1] != IGNORE
+    first = int(list(stream0).index(ASSISTANT))
+    assert meta["kind"] == "enrichment" and not target[: first + 1].any()
+    assert target[first + 1 :].all()  # rich caption, audio, <|eot|>, <|eos|>
+    assert stream0[first + 1] != AUDIO  # text first
 
 
 class _Reference(L.Callback):
