@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ualm.synth.config import SynthConfig
 from ualm.synth.requester import Limits, ReplyCache, Requester
 from ualm.synth.teachers import make_teacher
 from ualm.synth.traces import Job
@@ -44,7 +45,7 @@ def jobs(n: int, tag: str) -> list[Job]:
 async def run(base_url: str, work: list[Job], concurrency: int, cache: Path,
               timeout: float) -> tuple[float, Requester, list[str]]:
     teacher = make_teacher(f"openai:bench@{base_url}", timeout=timeout, concurrency=concurrency)
-    requester = Requester(teacher, Limits(concurrency=concurrency),
+    requester = Requester(teacher, Limits.of(SynthConfig(concurrency=concurrency)),
                           {"temperature": 0.0, "max_tokens": 512, "seed": 0}, ReplyCache(cache))
     pending = iter(work)
     statuses: list[str] = []

@@ -17,13 +17,16 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ualm.synth.schema import is_refusal, parse_reply
 from ualm.synth.teachers import Reply, Teacher, TeacherFailure, TeacherRequest
 from ualm.synth.templates import TEMPLATES, repair_message
+
+if TYPE_CHECKING:
+    from ualm.synth.config import SynthConfig
 
 
 class ReplyCache:
@@ -73,14 +76,19 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class Limits:
-    concurrency: int = 8
-    max_retries: int = 4
-    backoff: float = 1.0
-    """First backoff in seconds when the server gives no Retry-After; doubles per retry."""
-    max_backoff: float = 60.0
-    max_repairs: int = 2
-    max_requests: int | None = None
-    max_tokens: int | None = None
+    """The requester's share of a `SynthConfig` (documented there, defaults included)."""
+
+    concurrency: int
+    max_retries: int
+    backoff: float
+    max_backoff: float
+    max_repairs: int
+    max_requests: int | None
+    max_tokens: int | None
+
+    @classmethod
+    def of(cls, config: SynthConfig) -> Limits:
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

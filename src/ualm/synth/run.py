@@ -104,9 +104,7 @@ async def _ask_all(jobs: Sequence[Job], config: SynthConfig, cache: ReplyCache,
                    progress_on: bool) -> tuple[list[Outcome], Requester, str]:
     teacher = make_teacher(config.teacher, config.api_key_env, config.timeout, config.device,
                            config.concurrency)
-    limits = Limits(config.concurrency, config.max_retries, config.backoff, config.max_backoff,
-                    config.max_repairs, config.max_requests, config.max_tokens)
-    requester = Requester(teacher, limits, config.params, cache)
+    requester = Requester(teacher, Limits.of(config), config.params, cache)
     progress = Progress(len(jobs), progress_on)
     results: list[Outcome | None] = [None] * len(jobs)
     pending = iter(range(len(jobs)))
