@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from ualm.audio.synthetic import SyntheticWorld
@@ -82,11 +83,23 @@ def test_demo_until_blend_then_the_rest(demo: Path, capsys: pytest.CaptureFixtur
     assert answer["question"].startswith("Which sound comes") and answer["expected"] in EVENTS
     assert isinstance(answer["answer"], str) and "asked:" in out
     page = report.read_text()
-    for section in ("corpus-funnel", "corpus-listen", "train-blend", "train-loss"):
+    for section in ("corpus-funnel", "corpus-listen", "train-blend", "train-loss",
+                    "train-align-loss", "train-sft-blend", "train-dpo-preference"):
         assert f'<section id="{section}">' in page
     evaluation = json.loads((demo / "train" / "eval.json").read_text())
     assert set(evaluation["tasks"]) == {"generation", "understanding"}  # the held-out corpus
     assert "validation (last)" in page and (demo / "train" / "blend.yaml").is_file()
+    # UALM's recipe: align -> pretrain -> sft -> dpo, each from the one before
+    chain = [demo / f for f in ("train-align", "train", "train-sft", "train-dpo")]
+    metas = [torch.load(f / "checkpoints" / "last.ckpt", map_location="cpu",
+                        weights_only=False)["ualm"] for f in chain]
+    assert [m["stage"] for m in metas] == ["align", "pretrain", "sft", "dpo"]
+    assert [m["init"] for m in metas] == [None] + [str(f / "checkpoints" / "last.ckpt")
+                                                   for f in chain[:-1]]
+    assert evaluation["stage"] == "dpo" and evaluation["checkpoint"] == str(
+        chain[-1] / "checkpoints" / "last.ckpt")
+    history = json.loads((chain[-1] / "dpo_heldout.json").read_text())
+    assert history[0]["pairs"] > 0 and "dpo: held-out pairs' implicit-reward accuracy" in err
 
 
 def test_a_rerun_skips_everything_and_from_redoes_the_rest(
@@ -168,12 +181,16 @@ def test_optional_stages_publish_through_their_entry_point(
     (["--until", "deploy"], "unknown stage 'deploy' for --until"),
     (["--until", "tokenize", "--from", "train"], "--until tokenize comes before --from train"),
     (["--set", "engine.nmae=local"], "unknown key(s) in run config section 'engine': nmae"),
-    (["--set", "traning.config=tiny"], "unknown section(s) in the run config: traning"),
+    (["--set", "traning.config=tiny"], "unknown run config section(s): traning"),
     (["--set", "build.config.tokenize.codec=random"], "codec settings live in the top-level"),
     (["--set", "build.config.shards.max_samples=0"], "shards: max_samples must be >= 1"),
     (["--set", "engine.name=spark"], "engine.name must be local, dask or beam"),
     (["--set", "engine"], "bad override"),
     (["--set", "sources={inputs: []}"], "sources: no inputs and no event world"),
+    (["--set", "train.stages=[align, rlhf]"], "train.stages: unknown stage 'rlhf'"),
+    (["--set", "train.stages=[pretrain, sft, pretrain]"], "names a stage twice"),
+    (["--set", "train.stages=[{name: sft, confg: tiny-sft}]"], "knows only name, config"),
+    (["--set", "train.stages=[]"], "train.stages is empty"),
 ])
 def test_bad_configs_fail_with_a_fix(args: list[str], message: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:

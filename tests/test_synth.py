@@ -101,7 +101,9 @@ def test_pairs_rank_by_the_scorer_above_the_margin(synthed: Path) -> None:
     rows = pq.read_table(synthed / "manifests" / "pairs").to_pylist()
     funnel = json.loads((synthed / "synth" / "funnel.json").read_text())["pairs"]
     assert len(rows) == funnel["written"] > 0
-    assert funnel["written"] + sum(funnel["no_pair"].values()) == funnel["captions"] == 18
+    assert funnel["paired"] + sum(funnel["no_pair"].values()) == funnel["captions"] == 18
+    assert funnel["paired"] <= funnel["written"] <= 2 * funnel["paired"]  # 2 pairs per clip
+    assert funnel["rejected_clips"] == len({r["rejected_key"] for r in rows})
     tokens = _token_bytes(synthed)
     for shard in sorted((synthed / "pairs").glob("pairs-*.tar")):
         for _key, parts in iter_samples(shard):

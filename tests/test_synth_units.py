@@ -117,11 +117,30 @@ def test_near_duplicates_keep_the_first_of_each_phrasing() -> None:
 def test_pair_choice_takes_the_hardest_negative_past_the_margin() -> None:
     keys = ["a", "b", "c", "d", "e"]
     scores = np.array([0.8, 0.79, 0.7, 0.1, 0.95])
-    assert choose(scores, 0, keys, candidates=4, margin=0.05) == (4, 0, None)
-    assert choose(scores, 0, keys, candidates=4, margin=0.2) == (4, 2, None)  # d: not a candidate
-    assert choose(scores, 0, keys, candidates=2, margin=0.5) == (None, None,
+    assert choose(scores, 0, keys, candidates=4, margin=0.05) == (4, [0], None)
+    assert choose(scores, 0, keys, candidates=4, margin=0.05, count=3) == (4, [0, 1, 2], None)
+    assert choose(scores, 0, keys, candidates=4, margin=0.2) == (4, [2], None)  # d: not a candidate
+    assert choose(scores, 0, keys, candidates=2, margin=0.5) == (None, [],
                                                                  "pairs/below_margin")
     assert choose(scores[:1], 0, keys[:1], 4, 0.1)[2] == "pairs/too_few_candidates"
+    # e has the target's content: never a candidate, so the target is chosen over b and c
+    assert choose(scores, 0, keys, candidates=3, margin=0.05, count=2,
+                  same=lambda i: i == 4) == (0, [2], None)
+
+
+def test_ties_are_broken_per_target_so_no_clip_is_everyones_negative() -> None:
+    """Nine clips tie as near-misses of each of 40 targets: a key order would reject the same
+    clip 40 times; the per-target hash spreads them, and the choice is the same on a rerun."""
+    keys = [f"t{i:02d}" for i in range(40)] + [f"n{i}" for i in range(9)]
+    rejected = []
+    for target in range(40):
+        scores = np.array([1.0 if i == target else 0.5 if i >= 40 else 0.0
+                           for i in range(len(keys))])
+        chosen, picked, why = choose(scores, target, keys, candidates=10, margin=0.1)
+        assert why is None and chosen == target and len(picked) == 1 and picked[0] >= 40
+        assert choose(scores, target, keys, candidates=10, margin=0.1)[1] == picked
+        rejected.append(picked[0])
+    assert len(set(rejected)) >= 7 and max(rejected.count(r) for r in rejected) <= 10
 
 
 def test_retry_after_forms() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm.errors import UalmError
+from ualm.sections import from_sections
 
 SCHEMA_VERSION = 1
 BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
@@ -413,16 +414,8 @@ class BuildConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> BuildConfig:
         """Builds a config from nested dicts; unknown keys are an error, not a silent default."""
-        data = dict(data or {})
-        parts: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            section = data.pop(f.name, None) or {}
-            if not isinstance(section, dict):
-                _fail(f"config section '{f.name}' must be a mapping")
-            parts[f.name] = _build_section(f.default_factory, f.name, section)  # type: ignore[arg-type]
-        if data:
-            _fail(f"unknown config section(s): {', '.join(sorted(data))}")
-        return cls(**parts)
+        return from_sections(cls, data, "config", "correct the value in your config file",
+                             _build_section)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> BuildConfig:
@@ -477,10 +470,8 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def _build_section(factory: type, name: str, values: dict[str, Any]) -> Any:
-    known = {f.name: f for f in dataclasses.fields(factory)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        _fail(f"unknown key(s) in config section '{name}': {', '.join(unknown)}")
+    """A section with numbers checked and typed as the field's default (YAML reads 1e3 as a
+    string and 2.0 where an int is meant)."""
     typed: dict[str, Any] = {}
     for key, value in values.items():
         default = getattr(factory(), key)

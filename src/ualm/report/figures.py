@@ -108,3 +108,25 @@ def losses(series: dict[str, dict[str, list[tuple[int, float]]]]) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def preference(history: Sequence[dict[str, float]]) -> bytes:
+    """A DPO run on its held-out pairs: the implicit reward's accuracy (left axis) and the
+    reward margin, chosen minus rejected (right axis), against step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["accuracy"] for h in history], color="#264653", marker="o",
+            label="accuracy")
+    ax.axhline(0.5, color="#7f8c8d", linestyle=":", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("implicit-reward accuracy")
+    margin = ax.twinx()
+    margin.plot(steps, [h["margin"] for h in history], color="#e76f51", marker="s",
+                label="reward margin")
+    margin.set_ylabel("reward margin (chosen - rejected)")
+    ax.grid(alpha=0.3)
+    lines = ax.get_lines()[:1] + margin.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+    return _png(fig)

@@ -62,6 +62,8 @@ class RunFacts:
     evaluation: dict[str, Any] | None
     """eval.json: held-out loss per task, when the run was evaluated (`ualm run` does)."""
     config: dict[str, Any] = field(default_factory=dict)
+    preference: list[dict[str, float]] | None = None
+    """dpo_heldout.json: a DPO run's held-out pairs measured by step."""
 
 
 def is_corpus(path: Path) -> bool:
@@ -119,8 +121,10 @@ def gather_run(path: str | Path, blend: str | Path | None = None) -> RunFacts:
     evaluation = json.loads(eval_file.read_text()) if eval_file.is_file() else None
     config_file = path / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    heldout_file = path / "dpo_heldout.json"
+    preference = json.loads(heldout_file.read_text()) if heldout_file.is_file() else None
     return RunFacts(path, read_metrics(path / "logs" / "metrics.csv"), realised, spec,
-                    evaluation, config or {})
+                    evaluation, config or {}, preference)
 
 
 def read_metrics(metrics: Path) -> list[dict[str, float]]:

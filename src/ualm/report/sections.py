@@ -164,8 +164,24 @@ def _listen(heard: list[Heard]) -> str:
 
 
 def run_sections(r: RunFacts, name: str) -> list[Section]:
+    if r.preference:  # a dpo run trains on pairs, not on the blend
+        return [(f"{name}-preference", f"{name}: held-out preference pairs", _preference(r)),
+                (f"{name}-loss", f"{name}: loss", _loss(r))]
     return [(f"{name}-blend", f"{name}: blend", _blend(r)),
             (f"{name}-loss", f"{name}: loss per task", _loss(r))]
+
+
+def _preference(r: RunFacts) -> str:
+    history = r.preference or []
+    body = h.png(figures.preference(history), "held-out implicit-reward accuracy and margin")
+    body += h.table(["step", "pairs", "accuracy", "reward margin", "chosen reward",
+                     "rejected reward", "log-prob margin"],
+                    [(x["step"], x["pairs"], x["accuracy"], x["margin"], x["chosen_reward"],
+                      x["rejected_reward"], x["logp_margin"]) for x in history], digits=3)
+    body += h.note("DPO against a frozen reference (the stage's init): a pair counts as right "
+                   "when the policy raised its chosen clip's log-prob more than its rejected "
+                   "one's, relative to the reference. Step 0 is the reference itself.")
+    return body
 
 
 def _blend(r: RunFacts) -> str:
@@ -210,8 +226,11 @@ def _loss(r: RunFacts) -> str:
         body += h.note(f"validation loss: {NOT_MEASURED} (run `ualm eval`, or give `ualm run` "
                        "a held-out split)")
     elif r.evaluation:
+        after = r.evaluation.get("stage")
         body += h.note(f"validation: {r.evaluation.get('samples', 0):,} held-out samples, "
-                       "one pass at the last checkpoint (eval.json)")
+                       "one pass at the last checkpoint (eval.json)" if not after else
+                       f"validation: {r.evaluation.get('samples', 0):,} held-out samples, one "
+                       f"pass with the final model, after the {after} stage (eval.json)")
     return body
 
 

@@ -19,6 +19,8 @@ import yaml
 
 from ualm.config import BuildConfig, TokenizeConfig, read_yaml_mapping
 from ualm.errors import UalmError
+from ualm.sections import build_section, from_sections
+from ualm.train import STAGES
 
 FIX = "see examples/demo.yaml for every section and key"
 
@@ -71,8 +73,8 @@ class SourcesSection:
                 raise UalmError(f"sources.{name} must be a list of paths", fix=FIX)
             object.__setattr__(self, name, tuple(value))
         if isinstance(self.events, dict):
-            object.__setattr__(self, "events", _section(EventsSection, "sources.events",
-                                                        self.events))
+            object.__setattr__(self, "events", build_section(
+                EventsSection, "sources.events", self.events, "run config", FIX))
         if self.events is None and not self.inputs:
             raise UalmError("sources: no inputs and no event world",
                             fix="list sources.inputs, or add `sources.events: {}`")
@@ -162,14 +164,48 @@ class BlendSection:
     tokenizer: str = "bytes"
 
 
+STAGE_KEYS = ("name", "config", "overrides")
+
+
 @dataclass(frozen=True)
 class TrainSection:
     config: str = "tiny"
-    """A preset (tiny, qwen2.5-1.5b) or a training YAML file."""
+    """The pretrain stage's preset (tiny, qwen2.5-1.5b) or training YAML file."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    """TrainConfig sections merged over it: `{run: {max_steps: 200}}`."""
+    """TrainConfig sections merged over every stage's config, last (so `--set
+    train.overrides.run.max_steps=5` reaches every stage): `{run: {threads: 4}}`."""
     eval_batches: int | None = None
     """Cap on held-out batches evaluated after training; null: one whole pass."""
+    stages: list[Any] = field(default_factory=lambda: ["pretrain"])
+    """The training stages in order, each started from the previous one's checkpoint (UALM's
+    recipe: align, pretrain, sft, dpo). An item is a stage name, or `{name, config,
+    overrides}` (the stage's own overrides, under `overrides`); a stage other than pretrain
+    without a config takes the preset named after the pretrain one (`tiny` -> `tiny-sft`)."""
+    init: str | None = None
+    """A checkpoint the first stage starts from (its weights only)."""
+
+    def __post_init__(self) -> None:
+        names = [self.stage_name(item) for item in self.stages]
+        if not names:
+            raise UalmError("train.stages is empty", fix="list at least one stage, e.g. "
+                            "[pretrain]")
+        if len(set(names)) < len(names):
+            raise UalmError(f"train.stages names a stage twice: {names}",
+                            fix="each stage once, in the order they train")
+
+    @staticmethod
+    def stage_name(item: Any) -> str:
+        """The stage an item of `stages` names (checking the item's shape)."""
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - set(STAGE_KEYS))
+            if unknown or "name" not in item:
+                raise UalmError(f"train.stages item {item!r}: needs a name, and knows only "
+                                f"{', '.join(STAGE_KEYS)}", fix=FIX)
+            item = item["name"]
+        if item not in STAGES:
+            raise UalmError(f"train.stages: unknown stage {item!r}",
+                            fix=f"stages are: {', '.join(STAGES)}")
+        return str(item)
 
 
 @dataclass(frozen=True)
@@ -212,20 +248,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
         """Unknown sections and keys are errors that name the known ones."""
-        data = dict(data or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise UalmError(f"unknown section(s) in the run config: {', '.join(unknown)}",
-                            fix=f"sections are: {', '.join(known)}")
-        parts = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                value = data[f.name]
-                if f.name == "sources" and value is None:
-                    value = {}
-                parts[f.name] = _section(_factory(f), f.name, value or {})
-        config = cls(**parts)
+        config = from_sections(cls, data, "run config", FIX)
         config.build.build_config()  # a bad build section fails now, not after the world
         return config
 
@@ -239,24 +262,6 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _factory(f: dataclasses.Field) -> type:
-    return type(f.default_factory())  # type: ignore[misc]
-
-
-def _section(factory: type, name: str, values: Any) -> Any:
-    if not isinstance(values, dict):
-        raise UalmError(f"run config section {name!r} must be a mapping", fix=FIX)
-    known = {f.name for f in dataclasses.fields(factory)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UalmError(f"unknown key(s) in run config section {name!r}: {', '.join(unknown)}",
-                        fix=f"known keys: {', '.join(sorted(known))}")
-    try:
-        return factory(**values)
-    except TypeError as exc:
-        raise UalmError(f"run config section {name!r}: {exc}", fix=FIX) from exc
 
 
 def apply_override(data: dict[str, Any], item: str) -> dict[str, Any]:

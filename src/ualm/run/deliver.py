@@ -10,7 +10,9 @@ from ualm.run.registry import Context, Stage, StageResult, register
 def _report(ctx: Context) -> StageResult:
     from ualm.report import write_report
 
-    folders = [ctx.output("build", "corpus"), ctx.output("train", "run")]
+    runs = [ctx.output("train", f"{name}_run") for name in ("align", "pretrain", "sft", "dpo")]
+    runs = [r for r in runs if r is not None] or [ctx.output("train", "run")]
+    folders = [ctx.output("build", "corpus"), *runs]
     out = write_report([f for f in folders if f is not None], ctx.run / "report.html",
                        samples=ctx.config.report.samples)
     ctx.say(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")

@@ -53,62 +53,127 @@ register(Stage("blend", _blend, lambda c: dataclasses.asdict(c.blend),
 
 
 def train_config(config: PipelineConfig, codec_id: str | None = None) -> Any:
-    """The training config: the preset or file, with the run config's overrides on top."""
+    """The pretrain stage's training config: the preset or file, with the run config's
+    overrides on top."""
+    return _stage_config(config.train.config, config.train.overrides, {}, codec_id)
+
+
+def _stage_config(preset: str, overrides: dict[str, Any], own: dict[str, Any],
+                  codec_id: str | None) -> Any:
     from ualm.recipes import merged
     from ualm.train.config import TrainConfig
 
-    base = TrainConfig.from_yaml(config.train.config).to_dict()
-    data = merged(base, config.train.overrides)
+    data = merged(merged(TrainConfig.from_yaml(preset).to_dict(), own), overrides)
     if codec_id and not data["data"].get("codec_id"):
         data["data"]["codec_id"] = codec_id  # a corpus may hold several token sets
     return TrainConfig.from_dict(data)
+
+
+def stage_plan(config: PipelineConfig, codec_id: str | None = None) -> list[tuple[str, Any]]:
+    """(stage, its training config) in training order (`train.stages`)."""
+    from ualm.train.config import presets
+
+    plan = []
+    for item in config.train.stages:
+        name = config.train.stage_name(item)
+        spec = item if isinstance(item, dict) else {"name": name}
+        if name == "pretrain":
+            preset = spec.get("config") or config.train.config
+        else:
+            preset = spec.get("config") or f"{config.train.config}-{name}"
+            if "config" not in spec and preset not in presets():
+                raise UalmError(f"train.stages: no preset {preset!r} for the {name} stage",
+                                fix=f"give the stage a config: {{name: {name}, config: "
+                                    "PRESET_OR_FILE}")
+        stage = _stage_config(preset, config.train.overrides, spec.get("overrides") or {},
+                              codec_id)
+        plan.append((name, dataclasses.replace(stage, stage=dataclasses.replace(
+            stage.stage, name=name))))
+    return plan
+
+
+def stage_folder(run: Path, name: str, plan: list[tuple[str, Any]]) -> Path:
+    """`train/` for pretrain (or a lone stage), `train-<stage>/` for the others."""
+    return run / ("train" if name == "pretrain" or len(plan) == 1 else f"train-{name}")
 
 
 def _train(ctx: Context) -> StageResult:
     from ualm.train.blend_spec import load_blend
     from ualm.train.evaluate import evaluate
     from ualm.train.module import load_trained
-    from ualm.train.trainer import train
+    from ualm.train.stages import run_stage
 
-    out = ctx.run / "train"
-    if ctx.previous is not None and out.exists():
-        ctx.say(f"starting {out} over (the training settings or data changed)")
-        shutil.rmtree(out)  # a checkpoint of other settings must not be resumed
-    config = train_config(ctx.config, _codec_id(ctx))
-    if not ctx.progress:  # --quiet: no progress bar either
-        config = dataclasses.replace(config, run=dataclasses.replace(config.run,
-                                                                     progress_bar=False))
+    plan = stage_plan(ctx.config, _codec_id(ctx))
+    folders = [stage_folder(ctx.run, name, plan) for name, _ in plan]
+    if ctx.previous is not None and any(f.exists() for f in folders):
+        ctx.say("starting training over (the training settings or data changed)")
+        for folder in folders:  # a checkpoint of other settings must not be resumed
+            shutil.rmtree(folder, ignore_errors=True)
     spec_path = ctx.output("blend", "spec")
     spec = load_blend(spec_path) if spec_path else None
-    out.mkdir(parents=True, exist_ok=True)
-    if spec_path:
-        shutil.copyfile(spec_path, out / "blend.yaml")  # the report compares it with the realised
-    result = train(_corpora(ctx), config, out, blend=spec)
-    ctx.say(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss "
-            f"{result.final_loss if result.final_loss is not None else float('nan'):.4f}")
-    summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.final_loss}
+    init = ctx.config.train.init
+    summary: dict[str, Any] = {"stages": {}}
+    outputs: dict[str, Path] = {}
+    result = None
+    for (name, config), out in zip(plan, folders, strict=True):
+        if not ctx.progress:  # --quiet: no progress bar either
+            config = dataclasses.replace(config, run=dataclasses.replace(config.run,
+                                                                         progress_bar=False))
+        out.mkdir(parents=True, exist_ok=True)
+        if spec_path and name != "dpo":  # the report compares it with the realised blend
+            shutil.copyfile(spec_path, out / "blend.yaml")
+        if len(plan) > 1:
+            ctx.say(f"stage {name}" + (f", from {init}" if init else ""))
+        result = run_stage(name, _corpora(ctx), config, out, init=init, blend=spec)
+        if result.checkpoint is None:
+            raise UalmError(f"the {name} stage wrote no checkpoint",
+                            fix="see the training log above")
+        ctx.say(f"{name}: {result.steps} steps in {result.seconds:.0f} s, final loss "
+                f"{result.final_loss if result.final_loss is not None else float('nan'):.4f}")
+        stage_summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.final_loss}
+        if name == "dpo":
+            history = json.loads((out / "dpo_heldout.json").read_text())
+            first, last = history[0], history[-1]
+            stage_summary["heldout_pairs"] = {"accuracy": [first["accuracy"], last["accuracy"]],
+                                              "margin": [first["margin"], last["margin"]]}
+            ctx.say(f"dpo: held-out pairs' implicit-reward accuracy {first['accuracy']:.2f} -> "
+                    f"{last['accuracy']:.2f}, margin {first['margin']:.2f} -> "
+                    f"{last['margin']:.2f}")
+        summary["stages"][name] = stage_summary
+        outputs[f"{name}_run"] = out
+        init = str(result.checkpoint)
+    assert result is not None and result.checkpoint is not None
+    summary.update(summary["stages"][plan[-1][0]])
+    checkpoint = result.checkpoint
+    names = [n for n, _ in plan]
+    main = folders[names.index("pretrain") if "pretrain" in names else 0]
     heldout = ctx.output("build", "heldout")
-    if heldout is not None and result.checkpoint is not None:
-        model = load_trained(result.checkpoint)
+    if heldout is not None:  # the final model, in the main run folder, where the report looks
+        config = plan[-1][1]
+        model = load_trained(checkpoint)
         evaluation = evaluate(model, [heldout], config.data.seq_len, config.data.batch_size,
                               codec_id=_codec_id(ctx), max_batches=ctx.config.train.eval_batches)
-        (out / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
+        evaluation.update(stage=names[-1], checkpoint=str(checkpoint))
+        (main / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
         summary["heldout_loss"] = evaluation["loss"]
-        ctx.say("held-out loss " + ", ".join(f"{t} {r['loss']:.4f}"
-                                             for t, r in evaluation["tasks"].items()))
-    if result.checkpoint is None:
-        raise UalmError("training wrote no checkpoint", fix="see the training log above")
-    return StageResult({"run": out, "checkpoint": result.checkpoint}, summary)
+        ctx.say(f"held-out loss after {names[-1]}: " + ", ".join(
+            f"{t} {r['loss']:.4f}" for t, r in evaluation["tasks"].items()))
+    return StageResult({"run": main, "checkpoint": checkpoint, **outputs}, summary)
 
 
 def _train_settings(config: PipelineConfig) -> Any:
-    settings = train_config(config).to_dict()
-    settings["run"].pop("progress_bar")  # how training is shown does not change its result
-    return {"config": settings, "eval_batches": config.train.eval_batches}
+    settings = []
+    for name, stage in stage_plan(config):
+        values = stage.to_dict()
+        values["run"].pop("progress_bar")  # how training is shown does not change its result
+        settings.append({"stage": name, "config": values})
+    return {"stages": settings, "init": config.train.init,
+            "eval_batches": config.train.eval_batches}
 
 
 register(Stage("train", _train, _train_settings,
-               description="a UALM trained on the blend, evaluated on the held-out corpus"))
+               description="UALM's training stages on the blend (align, pretrain, sft, dpo), "
+                           "the last evaluated on the held-out corpus"))
 
 
 def _question(ctx: Context) -> tuple[Path, str, str | None]:

@@ -35,6 +35,7 @@ def add_synth_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dedup-threshold", type=float, default=d.dedup_threshold)
     p.add_argument("--pair-margin", type=float, default=d.pair_margin)
     p.add_argument("--pair-candidates", type=int, default=d.pair_candidates)
+    p.add_argument("--pairs-per-clip", type=int, default=d.pairs_per_clip)
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.add_argument("--cache", default=None, metavar="DIR", help="reply cache folder")
     p.add_argument("--json", action="store_true", help="print the funnel as one JSON line")
@@ -53,7 +54,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         temperature=args.temperature, reply_tokens=args.reply_tokens, seed=args.seed,
         clap_model=args.clap_model, device=args.device, codec_id=args.codec_id,
         dedup_threshold=args.dedup_threshold, pair_margin=args.pair_margin,
-        pair_candidates=args.pair_candidates, limit=args.limit, cache_dir=args.cache)
+        pair_candidates=args.pair_candidates, pairs_per_clip=args.pairs_per_clip, limit=args.limit, cache_dir=args.cache)
     result = synth_corpus(args.corpus, config, progress=not args.quiet)
     if args.json:
         print(json.dumps({"funnel": result.funnel, "run": result.stats}, sort_keys=True))
@@ -76,6 +77,7 @@ def format_funnel(funnel: dict) -> str:
     pairs = funnel.get("pairs")
     if pairs:
         missing = ", ".join(f"{r} {n}" for r, n in pairs["no_pair"].items()) or "none"
-        lines.append(f"{'pairs':<11} captions {pairs['captions']}, written {pairs['written']}; "
-                     f"no pair: {missing}")
+        lines.append(f"{'pairs':<11} captions {pairs['captions']}, paired {pairs['paired']}, "
+                     f"written {pairs['written']} ({pairs['rejected_clips']} distinct rejected "
+                     f"clips); no pair: {missing}")
     return "\n".join(lines)

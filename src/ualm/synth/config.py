@@ -47,7 +47,11 @@ class SynthConfig:
     dedup_threshold: float = 0.9
     """Traces whose rich captions' MinHash similarity reaches this are duplicates."""
     pair_candidates: int = 4
+    """Clips ranked for a caption's pair: the caption's own clip and its nearest neighbours."""
     pair_margin: float = 0.05
+    """How far below the chosen clip's score a rejected clip must be."""
+    pairs_per_clip: int = 2
+    """Pairs per caption: the chosen clip against each of its best rejected candidates."""
     max_samples: int = 1000
     """Traces (or pairs) per shard."""
     limit: int | None = None
@@ -60,7 +64,7 @@ class SynthConfig:
         if unknown or not self.kinds:
             raise UalmError(f"unknown trace kinds: {', '.join(unknown) or '(none given)'}",
                             fix=f"choose from {', '.join(ALL_KINDS)}")
-        for name in ("concurrency", "max_samples", "pair_candidates"):
+        for name in ("concurrency", "max_samples", "pair_candidates", "pairs_per_clip"):
             if getattr(self, name) < 1:
                 raise UalmError(f"{name} must be at least 1")
         for name in ("max_retries", "max_repairs"):

@@ -16,6 +16,7 @@ Every pair and trace records the scorer's name.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,17 +135,21 @@ def make_scorer(root: str | Path, clips: Sequence[Clip], clap_model: str | Path 
     return OverlapSimilarity()
 
 
-def ranked(scores: np.ndarray, keys: Sequence[str]) -> list[int]:
-    """Indices best first; ties in key order, so the choice never depends on float noise
-    beyond the score itself."""
-    return sorted(range(len(keys)), key=lambda i: (-round(float(scores[i]), 9), keys[i]))
+def ranked(scores: np.ndarray, keys: Sequence[str], salt: str = "") -> list[int]:
+    """Indices best first (scores rounded, so float noise never decides). Ties are ordered by
+    sha256(salt, key): stable, but different per salt (the target's key), so that clips tied
+    with many others are not picked for every target alike."""
+    def tie(i: int) -> bytes:
+        return hashlib.sha256(f"{salt}\0{keys[i]}".encode()).digest()[:8]
+
+    return sorted(range(len(keys)), key=lambda i: (-round(float(scores[i]), 9), tie(i)))
 
 
 def best_other(scorer: Scorer, scores: np.ndarray, target: Clip,
                clips: Sequence[Clip]) -> Clip | None:
     """The clip that fits the text best (its row of scores) but is not the target's content:
     the near-miss audio v1 of self-reflection."""
-    for i in ranked(scores, [c.key for c in clips]):
+    for i in ranked(scores, [c.key for c in clips], salt=target.key):
         if clips[i].key != target.key and not scorer.same(clips[i], target):
             return clips[i]
     return None

@@ -93,10 +93,12 @@ def _neighbours(scorer: Scorer | None, captioned: Sequence[Clip], clips: Sequenc
         scores = scorer.similarity([c.captions[0] for c in part], clips)
         for clip, row in zip(part, scores, strict=True):
             near[clip.key] = best_other(scorer, row, clip, clips)
-            chosen, rejected, why = choose(row, index[clip.key], keys, config.pair_candidates,
-                                           config.pair_margin)
-            pairs[clip.key] = ((clips[chosen], clips[rejected], float(row[chosen]),
-                                float(row[rejected])) if why is None else (why,))
+            chosen, rejected, why = choose(
+                row, index[clip.key], keys, config.pair_candidates, config.pair_margin,
+                config.pairs_per_clip, lambda i, clip=clip: scorer.same(clips[i], clip))
+            pairs[clip.key] = ((clips[chosen], float(row[chosen]),
+                                [(clips[i], float(row[i])) for i in rejected])
+                               if why is None else (why,))
     return near, pairs
 
 
@@ -208,7 +210,8 @@ def _write(root: Path, config: SynthConfig, codec: str, clips: Sequence[Clip],
     for kind, c in counts.items():  # every input accounted for
         assert c["requested"] == c["valid"] + c["repaired"] + sum(c["rejected"].values()), kind
     wanted = {k for _, _, refs in kept for k in refs.values()}
-    wanted |= {p[i].key for p in pair_choices.values() if len(p) == 4 for i in (0, 1)}
+    wanted |= {c.key for p in pair_choices.values() if len(p) == 3
+               for c in (p[0], *(r for r, _ in p[2]))}
     codes = read_codes(root, [c for c in clips if c.key in wanted])
     samples = [{"__key__": job.key, "json": output.json_bytes(meta),
                 **{f"{ref}.npy": codes[key] for ref, key in sorted(refs.items())}}
@@ -235,26 +238,32 @@ def _write_pairs(root: Path, config: SynthConfig, codec: str, clips: Sequence[Cl
                  scorer: str | None) -> dict[str, Any] | None:
     if "pairs" not in config.kinds:
         return None
-    samples, rows, missing = [], [], Counter()
+    samples, rows, missing, paired = [], [], Counter(), 0
     for clip in clips:
         choice = choices.get(clip.key, ("pairs/no_caption",))
         if len(choice) == 1:
             missing[choice[0]] += 1
             continue
-        chosen, rejected, chosen_score, rejected_score = choice
-        meta = {"task": "preference", "caption": clip.captions[0], "chosen_key": chosen.key,
-                "rejected_key": rejected.key, "chosen_score": round(chosen_score, 6),
-                "rejected_score": round(rejected_score, 6),
-                "margin": round(chosen_score - rejected_score, 6), "scorer": scorer,
-                "source_keys": [clip.key], "codec_id": codec}
-        key = f"pair-{clip.key}"
-        samples.append({"__key__": key, "json": output.json_bytes(meta),
-                        "chosen.npy": codes[chosen.key], "rejected.npy": codes[rejected.key]})
-        rows.append({"key": key, "source": "synth-pairs", **{
-            k: meta[k] for k in ("task", "caption", "chosen_key", "rejected_key", "chosen_score",
-                                 "rejected_score", "margin", "scorer", "codec_id")}})
+        chosen, chosen_score, rejected_ones = choice
+        paired += 1
+        for n, (rejected, rejected_score) in enumerate(rejected_ones):
+            meta = {"task": "preference", "caption": clip.captions[0], "chosen_key": chosen.key,
+                    "rejected_key": rejected.key, "chosen_score": round(chosen_score, 6),
+                    "rejected_score": round(rejected_score, 6),
+                    "margin": round(chosen_score - rejected_score, 6), "scorer": scorer,
+                    "source_keys": [clip.key], "codec_id": codec}
+            key = f"pair-{clip.key}" + (f"-{n}" if n else "")  # a clip's first pair: plain key
+            samples.append({"__key__": key, "json": output.json_bytes(meta),
+                            "chosen.npy": codes[chosen.key],
+                            "rejected.npy": codes[rejected.key]})
+            rows.append({"key": key, "source": "synth-pairs", **{
+                k: meta[k] for k in ("task", "caption", "chosen_key", "rejected_key",
+                                     "chosen_score", "rejected_score", "margin", "scorer",
+                                     "codec_id")}})
     output.write_set(root, "pairs", samples, rows, output.PAIRS, config.max_samples)
-    return {"captions": len(clips), "written": len(samples),
+    return {"captions": len(clips), "paired": paired, "written": len(samples),
+            "rejected_clips": len({r["rejected_key"] for r in rows}),
+            "per_clip": config.pairs_per_clip,
             "no_pair": dict(sorted(missing.items())), "margin": config.pair_margin,
             "candidates": config.pair_candidates}
 

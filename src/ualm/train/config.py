@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ from typing import Any
 import yaml
 
 from ualm.errors import UalmError
+from ualm.sections import from_sections
+from ualm.train import STAGES
 from ualm.train.data import DataConfig
 from ualm.train.model import ModelConfig
 
 PRESETS = Path(__file__).parent / "presets"
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
-STAGES = ("align", "pretrain", "sft", "dpo")
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,11 @@ class StageConfig:
     heldout_fraction: float = 0.2
     """dpo: share of pairs (by a stable hash of their key) held out to measure the implicit
     reward's accuracy."""
-    heldout_by: str = "pair"
-    """dpo: what the held-out hash is of: `pair` (the pair's key) or `rejected` (its rejected
-    clip's key: no held-out rejected clip is seen rejected in training, a stricter test)."""
+    heldout_by: str = "clip"
+    """dpo: what the held-out hash is of: `clip` (a share of the clips; every pair with one of
+    them is held out, so each held-out pair has a clip training never saw), `rejected` (the
+    rejected clip's key: no held-out rejected clip is rejected in training) or `pair` (the
+    pair's key: the loosest, its clips are seen in other pairs)."""
     eval_every: int = 50
     """dpo: steps between held-out evaluations (also run before the first and after the last)."""
 
@@ -113,8 +115,9 @@ class StageConfig:
         if not 0.0 <= self.replay < 1.0 or not 0.0 < self.heldout_fraction < 1.0:
             raise UalmError("stage: need 0 <= replay < 1 and 0 < heldout_fraction < 1",
                             fix="correct the stage section of the config")
-        if self.heldout_by not in ("pair", "rejected"):
-            raise UalmError(f"stage.heldout_by must be pair or rejected, got {self.heldout_by!r}")
+        if self.heldout_by not in ("clip", "rejected", "pair"):
+            raise UalmError(f"stage.heldout_by must be clip, rejected or pair, got "
+                            f"{self.heldout_by!r}")
         if self.beta <= 0 or self.ce_warmup_steps < 0 or self.ce_weight < 0 \
                 or self.eval_every < 1:
             raise UalmError("stage: need beta > 0, ce_warmup_steps >= 0, ce_weight >= 0 and "
@@ -132,27 +135,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         """Unknown sections or keys are errors, never silently ignored."""
-        data = dict(data or {})
-        parts = {}
-        for f in dataclasses.fields(cls):
-            section = data.pop(f.name, None) or {}
-            if not isinstance(section, dict):
-                raise UalmError(f"config section {f.name!r} must be a mapping",
-                                fix="see src/ualm/train/presets/tiny.yaml")
-            factory = f.default_factory  # type: ignore[misc]
-            known = {g.name for g in dataclasses.fields(factory)}
-            unknown = sorted(set(section) - known)
-            if unknown:
-                raise UalmError(f"unknown key(s) in config section {f.name!r}: "
-                                f"{', '.join(unknown)}", fix=f"known: {', '.join(sorted(known))}")
-            try:
-                parts[f.name] = factory(**section)
-            except TypeError as exc:
-                raise UalmError(f"config section {f.name!r}: {exc}") from exc
-        if data:
-            raise UalmError(f"unknown config section(s): {', '.join(sorted(data))}",
-                            fix="sections are model, data, optim, run, stage")
-        return cls(**parts)
+        return from_sections(cls, data, "config", "see src/ualm/train/presets/tiny.yaml")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

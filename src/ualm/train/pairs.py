@@ -4,8 +4,9 @@ samples: a batch of B pairs is 2B rows, chosen then rejected, each `<|bos|><|use
 <|eot|><|assistant|> audio <|eot|><|eos|>` with the audio and its end as targets, exactly as
 generation samples train (no condition dropout).
 
-Pairs are split into training and held-out ones by a stable hash of their key (or of their
-rejected clip's key), so the split does not move when pairs are added. Training order is deterministic for a seed: each epoch shuffles
+Pairs are split into training and held-out ones by a stable hash (of the pair's key, of its
+rejected clip's key, or of each of its clips' keys), so the split does not move when pairs
+are added. Training order is deterministic for a seed: each epoch shuffles
 the shards, then the pairs within a shard (a reader holds one shard at a time); batch n of rank
 r takes pairs (n * world + r) * B ... + B of that endless order, so resume needs only n.
 """
@@ -43,6 +44,8 @@ class PairRef:
     key: str
     rejected: str = ""
     """The rejected clip's corpus key."""
+    chosen: str = ""
+    """The chosen clip's corpus key."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,11 @@ def discover_pairs(corpora: Sequence[str | Path], codec_id: str | None = None) -
         root = remote.location(corpus)
         codec = corpus_codec(root, codec_id)
         table = remote.parquet_table(remote.join(root, "manifests/pairs"),
-                                     ["key", "shard", "rejected_key", "codec_id"])
+                                     ["key", "shard", "chosen_key", "rejected_key", "codec_id"])
         if table is None:
             continue
-        found += [PairRef(remote.join(root, r["shard"]), r["key"], r["rejected_key"])
+        found += [PairRef(remote.join(root, r["shard"]), r["key"], r["rejected_key"],
+                          r["chosen_key"])
                   for r in table.to_pylist() if r["codec_id"] == codec]
     return sorted(found, key=lambda r: (r.shard, r.key))
 
@@ -78,10 +82,15 @@ def is_heldout(key: str, fraction: float) -> bool:
 def split_pairs(refs: Sequence[PairRef], fraction: float, by: str = "pair"
                 ) -> tuple[list[PairRef], list[PairRef]]:
     """(training pairs, held-out pairs). by "pair": a hash of the pair's key; by "rejected": of
-    its rejected clip's key, so that no held-out rejected clip is rejected in training (pairs
-    of one caption pool often share their rejected clip, which the key split lets the model
-    learn by heart)."""
-    held = [is_heldout(r.key if by == "pair" else r.rejected, fraction) for r in refs]
+    its rejected clip's key, so that no held-out rejected clip is rejected in training; by
+    "clip": `fraction` of the clips are held out, and with them every pair that has one of
+    them, chosen or rejected, so training never sees a held-out pair's new clip at all (the
+    model must prefer audio that fits an unseen caption, not recall clips it was shown)."""
+    if by == "clip":
+        held = [is_heldout(r.chosen, fraction) or is_heldout(r.rejected, fraction)
+                for r in refs]
+    else:
+        held = [is_heldout(r.key if by == "pair" else r.rejected, fraction) for r in refs]
     return ([r for r, h in zip(refs, held, strict=True) if not h],
             [r for r, h in zip(refs, held, strict=True) if h])
 
@@ -180,7 +189,7 @@ class PairDataModule(L.LightningDataModule):
 
     def __init__(self, corpora: Sequence[str | Path], config: DataConfig,
                  tokenizer: TextTokenizer, codebooks: int, heldout_fraction: float,
-                 heldout_by: str = "pair") -> None:
+                 heldout_by: str = "clip") -> None:
         super().__init__()
         self.corpora = [str(c) for c in corpora]
         self.config, self.tokenizer, self.codebooks = config, tokenizer, codebooks
