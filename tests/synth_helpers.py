@@ -18,10 +18,10 @@ EVENTS = ("a low tone", "white noise", "a click train")
 CONFIG = BuildConfig.from_dict({"shards": {"max_samples": 8}})
 
 
-def event_corpus(root: Path, per_class: int = 1) -> Path:
-    """18 clips per `per_class` (9 classes of the event world, a generation and an
-    understanding clip each) and 2 text rows, tokenized."""
-    world = make_event_world(root / "world", per_class=per_class, heldout_per_class=0, seconds=1.0,
+def event_corpus(root: Path) -> Path:
+    """18 clips (9 classes of the event world, a generation and an understanding clip each)
+    and 2 text rows, tokenized."""
+    world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=EVENTS, text_rows=2, seed=5)
     return build_corpus([world.manifests["train"]], root / "corpus", CONFIG, engine="local",
                         progress=False).corpus
