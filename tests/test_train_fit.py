@@ -4,6 +4,7 @@ stopped at step N and resumed matches an uninterrupted one exactly; DDP with 2 C
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -126,3 +127,25 @@ def test_cli_train_eval_generate_understand(corpus: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["train", str(corpus), "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_heldout_loss_is_logged_while_training(corpus: Path, tmp_path: Path) -> None:
+    """val/loss every run.val_every steps; the last one is the final checkpoint's loss on the
+    held-out corpus, measured the way `ualm eval` measures it. The corpus stands in as its own
+    held-out set here: what is checked is when and what is measured, not generalisation."""
+    from ualm.train.evaluate import evaluate
+    from ualm.train.module import load_trained
+
+    config = TrainConfig.from_dict({**SMALL, "run": {**SMALL["run"], "val_every": 2,
+                                                     "val_batches": None}})
+    result = train([corpus], config, tmp_path / "run", heldout=[corpus])
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("val/loss")]
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert {"val/loss_generation", "val/loss_understanding", "val/loss_text"} <= set(rows[0])
+    final = evaluate(load_trained(result.checkpoint), [corpus], config.data.seq_len,
+                     config.data.batch_size)
+    assert float(rows[-1]["val/loss"]) == pytest.approx(final["loss"], rel=1e-5)
+    assert float(rows[-1]["val/loss_text"]) == pytest.approx(final["tasks"]["text"]["loss"],
+                                                             rel=1e-5)
+    assert float(rows[0]["val/loss"]) > float(rows[-1]["val/loss"])  # it learns

@@ -112,6 +112,7 @@ def _train(ctx: Context) -> StageResult:
     spec_path = ctx.output("blend", "spec")
     spec = load_blend(spec_path) if spec_path else None
     init = ctx.config.train.init
+    heldout = ctx.output("build", "heldout")
     summary: dict[str, Any] = {"stages": {}}
     outputs: dict[str, Path] = {}
     result = None
@@ -124,7 +125,8 @@ def _train(ctx: Context) -> StageResult:
             shutil.copyfile(spec_path, out / "blend.yaml")
         if len(plan) > 1:
             ctx.say(f"stage {name}" + (f", from {init}" if init else ""))
-        result = run_stage(name, _corpora(ctx), config, out, init=init, blend=spec)
+        result = run_stage(name, _corpora(ctx), config, out, init=init, blend=spec,
+                           heldout=[heldout] if heldout else ())
         if result.checkpoint is None:
             raise UalmError(f"the {name} stage wrote no checkpoint",
                             fix="see the training log above")
@@ -147,7 +149,6 @@ def _train(ctx: Context) -> StageResult:
     checkpoint = result.checkpoint
     names = [n for n, _ in plan]
     main = folders[names.index("pretrain") if "pretrain" in names else 0]
-    heldout = ctx.output("build", "heldout")
     if heldout is not None:  # the final model, in the main run folder, where the report looks
         config = plan[-1][1]
         model = load_trained(checkpoint)

@@ -66,6 +66,10 @@ class RunConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     """Steps between checkpoints (the last one is always kept)."""
+    val_every: int | None = None
+    """Steps between held-out loss measurements (`--heldout` corpora; null: none)."""
+    val_batches: int | None = 20
+    """Batches per held-out measurement (null: a whole pass)."""
     seed: int = 0
     """Seeds the weights and the condition dropout."""
     threads: int | None = None
@@ -73,9 +77,10 @@ class RunConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.accumulate < 1 or self.log_every < 1:
-            raise UalmError("run: need max_steps, accumulate and log_every >= 1",
-                            fix="correct the run section of the config")
+        if self.max_steps < 1 or self.accumulate < 1 or self.log_every < 1 or (
+                self.val_every is not None and self.val_every < 1):
+            raise UalmError("run: need max_steps, accumulate, log_every (and val_every, if "
+                            "set) >= 1", fix="correct the run section of the config")
         if self.precision not in PRECISIONS:
             raise UalmError(f"run.precision {self.precision!r} is not supported",
                             fix=f"one of: {', '.join(PRECISIONS)}")

@@ -40,7 +40,7 @@ from ualm.train.module import UALMModule, read_checkpoint
 from ualm.train.pairs import PairDataModule, discover_pairs
 from ualm.train.sources import Source, discover, probabilities
 from ualm.train.text_tokenizer import load_text_tokenizer
-from ualm.train.trainer import TrainResult, fit, optim_dict, prepare
+from ualm.train.trainer import TrainResult, fit, heldout_loss, optim_dict, prepare
 
 REASONING = "reasoning"
 
@@ -170,9 +170,11 @@ class StageDataModule(UALMDataModule):
 
 def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainConfig,
               out: str | Path, init: str | Path | None = None, blend: BlendSpec | None = None,
-              resume: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
+              resume: bool = True, callbacks: Sequence[Any] = (),
+              heldout: Sequence[str | Path] = ()) -> TrainResult:
     """Trains one stage into `out` (rerun the same folder to resume it). `stage` None: the
-    config's stage.name. For dpo, `out/dpo_heldout.json` holds the held-out measures by step."""
+    config's stage.name. For dpo, `out/dpo_heldout.json` holds the held-out measures by step;
+    the other stages measure the loss on `heldout` corpora every `run.val_every` steps."""
     name = stage or config.stage.name
     config = dataclasses.replace(config, stage=dataclasses.replace(config.stage, name=name))
     check_inputs(name, corpora, config, init)
@@ -200,6 +202,8 @@ def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainCon
         args = (corpora, config.data, module.model.tokenizer, config.model.codebooks, blend)
         datamodule = (UALMDataModule(*args) if name == "pretrain" else
                       StageDataModule(*args, stage=name, replay=config.stage.replay))
+    if heldout and config.run.val_every and name != "dpo":
+        callbacks = [*callbacks, heldout_loss(heldout, config)]
     result = fit(module, datamodule, config, out, resume, callbacks)
     if name == "dpo" and module.trainer.is_global_zero:
         (out / "dpo_heldout.json").write_text(json.dumps(module.heldout, indent=2) + "\n")

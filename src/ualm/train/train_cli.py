@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 import json
 
+from ualm.errors import UalmError
+
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     _add_train(sub)
@@ -28,6 +30,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="training stage (default: the config's stage.name, else pretrain)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (the "
                    "previous stage's; for dpo also the reference model)")
+    p.add_argument("--heldout", nargs="+", default=[], metavar="CORPUS",
+                   help="held-out corpora: their loss is logged every run.val_every steps")
+    p.add_argument("--val-every", type=int, help="override run.val_every")
     p.add_argument("--max-steps", type=int, help="override run.max_steps")
     p.add_argument("--devices", help="override run.devices (e.g. 2)")
     p.add_argument("--strategy", help="override run.strategy (ddp, fsdp, ...)")
@@ -85,6 +90,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_yaml(args.config)
     overrides = {"max_steps": args.max_steps, "strategy": args.strategy,
+                 "val_every": args.val_every,
                  "accelerator": args.accelerator,
                  "devices": int(args.devices) if args.devices and args.devices.isdigit()
                  else args.devices}
@@ -94,8 +100,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, **overrides))
     blend = load_blend(args.blend) if args.blend else None
+    if args.heldout and not config.run.val_every:
+        raise UalmError("--heldout needs run.val_every (how often to measure)",
+                        fix="add --val-every N, or set run.val_every in the config")
     result = run_stage(args.stage, args.corpora, config, args.out, init=args.init, blend=blend,
-                       resume=not args.no_resume)
+                       resume=not args.no_resume, heldout=args.heldout)
     if result.checkpoint is None:  # a non-zero rank of a multi-process run
         return 0
     print(f"trained {result.steps} steps in {result.seconds:.0f} s "

@@ -46,11 +46,14 @@ class TrainResult:
 
 def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
           blend: BlendSpec | None = None, resume: bool = True,
-          callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Trains (or resumes training) into `out`; returns when max_steps (or max_minutes) is hit."""
+          callbacks: Sequence[Any] = (), heldout: Sequence[str | Path] = ()) -> TrainResult:
+    """Trains (or resumes training) into `out`; returns when max_steps (or max_minutes) is hit.
+    With `heldout` corpora and `run.val_every`, the held-out loss is logged as it trains."""
     if not corpora:
         raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
     out = prepare(config, out)
+    if heldout and config.run.val_every:
+        callbacks = [*callbacks, heldout_loss(heldout, config)]
     module = UALMModule(config.model.to_dict(), optim_dict(config), config.run.max_steps)
     datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
                                 config.model.codebooks, blend)
@@ -109,6 +112,14 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
                        last if last.is_file() else None)
 
 
+def heldout_loss(corpora: Sequence[str | Path], config: TrainConfig) -> Any:
+    """The callback that logs `val/loss*` every `run.val_every` steps."""
+    from ualm.train.validate import HeldoutLoss
+
+    return HeldoutLoss(corpora, config.run.val_every or 1, config.data.seq_len,
+                       config.data.batch_size, config.data.codec_id, config.run.val_batches)
+
+
 def optim_dict(config: TrainConfig) -> dict[str, Any]:
     o = config.optim
     return {"lr": o.lr, "min_lr_ratio": o.min_lr_ratio, "warmup_steps": o.warmup_steps,
@@ -130,7 +141,8 @@ def _final_loss(metrics: Path) -> float | None:
 
 
 def plot_loss(metrics: Path, png: Path) -> Path | None:
-    """The training loss (and per-task losses) against the step."""
+    """The training loss (and per-task losses) against the step; held-out ones (`val/loss*`)
+    dashed, in the colour of their training curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,15 +152,21 @@ def plot_loss(metrics: Path, png: Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for column in [c for c in rows[0] if c.startswith("train/loss")]:
-        points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
-        if points:
-            ax.plot(*zip(*points, strict=True), label=column.removeprefix("train/"),
-                    linewidth=2 if column == "train/loss" else 1)
+    colours: dict[str, str] = {}
+    for split, style in (("train", "-"), ("val", "--")):
+        for column in [c for c in rows[0] if c.startswith(f"{split}/loss")]:
+            points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
+            name = column.split("/", 1)[1]
+            if points:
+                colour = colours.setdefault(name, f"C{len(colours)}")
+                ax.plot(*zip(*points, strict=True), style, color=colour,
+                        label=f"{name} (held-out)" if split == "val" else name,
+                        linewidth=2 if name == "loss" else 1,
+                        marker="o" if len(points) == 1 else None)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
