@@ -241,6 +241,30 @@ def test_dpo_learns_its_pairs_and_measures_pairs_of_unseen_clips(corpus: Path, p
     assert [h["step"] for h in resumed] == [0, 40, 80, 82] and resumed[:3] == history
 
 
+def test_dpo_replays_the_pretraining_sources_and_resumes_exactly(corpus: Path, pretrained: Path,
+                                                                 tmp_path: Path) -> None:
+    """stage.replay_weight: each step also trains on a packed batch of the pretraining sources
+    (traces left out); its stream is saved with the pairs', so a resumed run matches a straight
+    one weight for weight."""
+    config = _config(data={"batch_size": 2}, run={"max_steps": 6, "checkpoint_every": 3},
+                     stage={"name": "dpo", "ce_warmup_steps": 1, "replay_weight": 1.0,
+                            "heldout_fraction": 0.15, "eval_every": 100})
+    straight = run_stage("dpo", [corpus], config, tmp_path / "straight", init=pretrained)
+    replayed = straight.realised["replay"]
+    drawn = {task: row["samples"] for task, row in replayed["tasks"].items() if row["samples"]}
+    assert drawn.keys() == {"understanding", "generation", "text"} and sum(drawn.values()) > 6
+    assert "train/replay_loss" in (tmp_path / "straight" / "logs" / "metrics.csv").read_text()
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "straight" / "checkpoints" / "step-3.ckpt",
+                resumed / "checkpoints" / "last.ckpt")
+    again = run_stage("dpo", [corpus], config, resumed, init=pretrained)
+    a = _load(straight.checkpoint)["state_dict"]
+    b = _load(again.checkpoint)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.realised == straight.realised
+
+
 def test_dpo_under_ddp(corpus: Path, pretrained: Path, tmp_path: Path) -> None:
     """Two CPU processes (gloo): the reference lives in the module the strategy wraps."""
     config = tmp_path / "dpo.yaml"

@@ -103,6 +103,10 @@ class StageConfig:
     """dpo: steps of plain cross-entropy on the chosen samples before the DPO loss starts."""
     ce_weight: float = 0.1
     """dpo: weight of the cross-entropy regulariser on the chosen samples during DPO."""
+    replay_weight: float = 0.0
+    """dpo: weight of the pretraining loss on a batch of the blend's sources (without traces)
+    added every step, so that what the pairs do not train (understanding, text) is not
+    forgotten; 0: pairs only."""
     heldout_fraction: float = 0.2
     """dpo: share of pairs (by a stable hash of their key) held out to measure the implicit
     reward's accuracy."""
@@ -124,9 +128,10 @@ class StageConfig:
             raise UalmError(f"stage.heldout_by must be clip, rejected or pair, got "
                             f"{self.heldout_by!r}")
         if self.beta <= 0 or self.ce_warmup_steps < 0 or self.ce_weight < 0 \
-                or self.eval_every < 1:
-            raise UalmError("stage: need beta > 0, ce_warmup_steps >= 0, ce_weight >= 0 and "
-                            "eval_every >= 1", fix="correct the stage section of the config")
+                or self.replay_weight < 0 or self.eval_every < 1:
+            raise UalmError("stage: need beta > 0, ce_warmup_steps, ce_weight and "
+                            "replay_weight >= 0, eval_every >= 1",
+                            fix="correct the stage section of the config")
 
 
 @dataclass(frozen=True)

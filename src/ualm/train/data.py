@@ -121,13 +121,17 @@ class UALMDataModule(L.LightningDataModule):
         return StreamConfig(c.seq_len, c.batch_size, c.shuffle_buffer, c.seed, self.codebooks,
                             c.cfg_dropout)
 
-    def train_dataloader(self) -> DataLoader:
+    def dataset(self, workers: int) -> StreamDataset:
+        """This rank's stream of batches, from where the last checkpoint left it."""
         self.setup()
         rank, world = self._rank_world()
+        return StreamDataset(self.sources, self.probs, self.stream_config(), self.tokenizer,
+                             rank, world, workers, self._resume,
+                             rotation=self._consumed % max(workers, 1))
+
+    def train_dataloader(self) -> DataLoader:
         workers = self.config.num_workers
-        dataset = StreamDataset(self.sources, self.probs, self.stream_config(), self.tokenizer,
-                                rank, world, workers, self._resume,
-                                rotation=self._consumed % max(workers, 1))
+        dataset = self.dataset(workers)
         return DataLoader(dataset, batch_size=None, num_workers=workers,
                           persistent_workers=workers > 0, collate_fn=_as_is)
 

@@ -26,6 +26,7 @@ from ualm.train.data import STATE_KEY
 from ualm.train.layout import IGNORE
 from ualm.train.model import ModelConfig, UALMModel
 from ualm.train.module import CHECKPOINT_KEY, adamw_warmup_cosine, checkpoint_meta
+from ualm.train.pairs import REPLAY_KEY
 
 REFERENCE = "reference."
 
@@ -69,7 +70,8 @@ def dpo_terms(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> dic
 class DPOModule(L.LightningModule):
     def __init__(self, model: dict[str, Any], optim: dict[str, Any], max_steps: int,
                  hf_config: dict[str, Any], dpo: dict[str, Any]) -> None:
-        """dpo: beta, ce_warmup_steps, ce_weight, eval_every (see `StageConfig`)."""
+        """dpo: beta, ce_warmup_steps, ce_weight, replay_weight, eval_every (see
+        `StageConfig`)."""
         super().__init__()
         self.save_hyperparameters()
         self.model = UALMModel(ModelConfig(**model), hf_config=hf_config)
@@ -98,6 +100,7 @@ class DPOModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         state = batch.pop(STATE_KEY, None)
+        replay = batch.pop(REPLAY_KEY, None)
         datamodule = getattr(self.trainer, "datamodule", None)
         if state is not None and hasattr(datamodule, "record"):
             datamodule.record(state)
@@ -109,6 +112,14 @@ class DPOModule(L.LightningModule):
         warming = self.global_step < self.dpo["ce_warmup_steps"]
         loss = ce if warming else terms["loss"].mean() + self.dpo["ce_weight"] * ce
         size = batch["tokens"].shape[0] // 2
+        if replay is not None:  # the pretraining loss, against forgetting what DPO ignores
+            replay_state = replay.pop(STATE_KEY, None)
+            if replay_state is not None and hasattr(datamodule, "record_replay"):
+                datamodule.record_replay(replay_state)
+            replay_loss = self.model(replay)["loss"]
+            loss = loss + self.dpo.get("replay_weight", 0.0) * replay_loss
+            self.log("train/replay_loss", replay_loss, batch_size=replay["tokens"].shape[0])
+            self.positions_seen += int((replay["task_ids"] >= 0).sum())
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/ce_chosen", ce, batch_size=size)
         self.log("train/dpo_loss", terms["loss"].mean(), batch_size=size)

@@ -36,6 +36,8 @@ from ualm.train.text_tokenizer import TextTokenizer
 
 MAX_HELDOUT = 512
 """Held-out pairs evaluated at most (the first ones in key order)."""
+REPLAY_KEY = "__replay__"
+"""A pair batch's replay batch (packed pretraining sequences), when the stage replays."""
 
 
 @dataclass(frozen=True)
@@ -183,17 +185,32 @@ class PairStream(IterableDataset):
             yield batch
 
 
+class WithReplay(IterableDataset):
+    """Pair batches, each carrying the next batch of a replay stream under REPLAY_KEY."""
+
+    def __init__(self, pairs: PairStream, replay: IterableDataset) -> None:
+        self.pairs, self.replay = pairs, replay
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch, replay in zip(self.pairs, self.replay, strict=False):
+            batch[REPLAY_KEY] = replay
+            yield batch
+
+
 class PairDataModule(L.LightningDataModule):
     """Training batches of preference pairs (data.batch_size pairs each), and the held-out
-    pairs' batches for measuring the implicit reward."""
+    pairs' batches for measuring the implicit reward. With a `replay` data module, each batch
+    also carries a batch of it (its stream state saved and restored with the pairs')."""
 
     def __init__(self, corpora: Sequence[str | Path], config: DataConfig,
                  tokenizer: TextTokenizer, codebooks: int, heldout_fraction: float,
-                 heldout_by: str = "clip") -> None:
+                 heldout_by: str = "clip", replay: Any = None) -> None:
         super().__init__()
         self.corpora = [str(c) for c in corpora]
         self.config, self.tokenizer, self.codebooks = config, tokenizer, codebooks
         self.heldout_fraction, self.heldout_by = heldout_fraction, heldout_by
+        self.replay = replay
+        """A `UALMDataModule` with num_workers 0 (it streams inside this loader)."""
         self.train_refs: list[PairRef] = []
         self.heldout_refs: list[PairRef] = []
         self._consumed = 0
@@ -220,8 +237,12 @@ class PairDataModule(L.LightningDataModule):
         self.setup()
         rank, world = self._rank_world()
         c = self.config
-        stream = PairStream(self.train_refs, c.batch_size, c.seed, self.tokenizer,
-                            self.codebooks, rank, world, self._consumed)
+        stream: IterableDataset = PairStream(self.train_refs, c.batch_size, c.seed,
+                                             self.tokenizer, self.codebooks, rank, world,
+                                             self._consumed)
+        if self.replay is not None:
+            self.replay.trainer = getattr(self, "trainer", None)  # its rank and world
+            stream = WithReplay(stream, self.replay.dataset(0))  # type: ignore[arg-type]
         return DataLoader(stream, batch_size=None, num_workers=0, collate_fn=lambda b: b)
 
     def heldout_batches(self) -> list[dict[str, Any]]:
@@ -236,13 +257,27 @@ class PairDataModule(L.LightningDataModule):
     def record(self, state: dict[str, Any]) -> None:
         self._consumed = int(state["consumed"])
 
+    def record_replay(self, state: dict[str, Any]) -> None:
+        self.replay.record(state)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"consumed": self._consumed}
+        state: dict[str, Any] = {"consumed": self._consumed}
+        if self.replay is not None:
+            state["replay"] = self.replay.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._consumed = int(state_dict["consumed"])
+        if self.replay is not None and "replay" in state_dict:
+            self.replay.trainer = getattr(self, "trainer", None)
+            self.replay.load_state_dict(state_dict["replay"])
 
     def realised(self) -> dict[str, Any]:
         _, world = self._rank_world()
-        return {"pairs": {"train": len(self.train_refs), "heldout": len(self.heldout_refs),
-                          "trained_on": self._consumed * self.config.batch_size * world}}
+        out: dict[str, Any] = {"pairs": {"train": len(self.train_refs),
+                                         "heldout": len(self.heldout_refs),
+                                         "trained_on": self._consumed * self.config.batch_size
+                                         * world}}
+        if self.replay is not None:
+            out["replay"] = self.replay.realised()
+        return out

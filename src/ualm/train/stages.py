@@ -153,8 +153,8 @@ def align_probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> l
 
 
 class StageDataModule(UALMDataModule):
-    """The data module with a stage's mixture: align leaves the traces out; sft draws traces
-    plus a replay share of the rest."""
+    """The data module with a stage's mixture: align (and dpo's replay) leave the traces out;
+    sft draws traces plus a replay share of the rest."""
 
     def __init__(self, *args: Any, stage: str, replay: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -188,11 +188,15 @@ def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainCon
         s = config.stage
         module = DPOModule(config.model.to_dict(), optim_dict(config), max_steps, hf_config,
                            {"beta": s.beta, "ce_warmup_steps": s.ce_warmup_steps,
-                            "ce_weight": s.ce_weight, "eval_every": s.eval_every})
+                            "ce_weight": s.ce_weight, "replay_weight": s.replay_weight,
+                            "eval_every": s.eval_every})
         module.start_from(start.state, str(start.path))
+        replay = (StageDataModule(corpora, dataclasses.replace(config.data, num_workers=0),
+                                  module.model.tokenizer, config.model.codebooks, blend,
+                                  stage="dpo", replay=0.0) if s.replay_weight > 0 else None)
         datamodule: Any = PairDataModule(corpora, config.data, module.model.tokenizer,
                                          config.model.codebooks, s.heldout_fraction,
-                                         s.heldout_by)
+                                         s.heldout_by, replay)
     else:
         module = UALMModule(config.model.to_dict(), optim_dict(config), max_steps, hf_config,
                             stage=name)
