@@ -99,8 +99,6 @@ def stage_folder(run: Path, name: str, plan: list[tuple[str, Any]]) -> Path:
 
 def _train(ctx: Context) -> StageResult:
     from ualm.train.blend_spec import load_blend
-    from ualm.train.evaluate import evaluate
-    from ualm.train.module import load_trained
     from ualm.train.stages import run_stage
 
     plan = stage_plan(ctx.config, _codec_id(ctx))
@@ -132,16 +130,8 @@ def _train(ctx: Context) -> StageResult:
                             fix="see the training log above")
         ctx.say(f"{name}: {result.steps} steps in {result.seconds:.0f} s, final loss "
                 f"{result.final_loss if result.final_loss is not None else float('nan'):.4f}")
-        stage_summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.final_loss}
-        if name == "dpo":
-            history = json.loads((out / "dpo_heldout.json").read_text())
-            first, last = history[0], history[-1]
-            stage_summary["heldout_pairs"] = {"accuracy": [first["accuracy"], last["accuracy"]],
-                                              "margin": [first["margin"], last["margin"]]}
-            ctx.say(f"dpo: held-out pairs' implicit-reward accuracy {first['accuracy']:.2f} -> "
-                    f"{last['accuracy']:.2f}, margin {first['margin']:.2f} -> "
-                    f"{last['margin']:.2f}")
-        summary["stages"][name] = stage_summary
+        summary["stages"][name] = {"steps": result.steps, "final_loss": result.final_loss,
+                                   **(_preference_summary(ctx, out) if name == "dpo" else {})}
         outputs[f"{name}_run"] = out
         init = str(result.checkpoint)
     assert result is not None and result.checkpoint is not None
@@ -150,16 +140,35 @@ def _train(ctx: Context) -> StageResult:
     names = [n for n, _ in plan]
     main = folders[names.index("pretrain") if "pretrain" in names else 0]
     if heldout is not None:  # the final model, in the main run folder, where the report looks
-        config = plan[-1][1]
-        model = load_trained(checkpoint)
-        evaluation = evaluate(model, [heldout], config.data.seq_len, config.data.batch_size,
-                              codec_id=_codec_id(ctx), max_batches=ctx.config.train.eval_batches)
-        evaluation.update(stage=names[-1], checkpoint=str(checkpoint))
-        (main / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
-        summary["heldout_loss"] = evaluation["loss"]
-        ctx.say(f"held-out loss after {names[-1]}: " + ", ".join(
-            f"{t} {r['loss']:.4f}" for t, r in evaluation["tasks"].items()))
+        summary["heldout_loss"] = _evaluate_final(ctx, plan[-1], checkpoint, heldout, main)
     return StageResult({"run": main, "checkpoint": checkpoint, **outputs}, summary)
+
+
+def _preference_summary(ctx: Context, out: Path) -> dict[str, Any]:
+    """A dpo stage's held-out pairs, first and last measurement."""
+    history = json.loads((out / "dpo_heldout.json").read_text())
+    first, last = history[0], history[-1]
+    ctx.say(f"dpo: held-out pairs' implicit-reward accuracy {first['accuracy']:.2f} -> "
+            f"{last['accuracy']:.2f}, margin {first['margin']:.2f} -> {last['margin']:.2f}")
+    return {"heldout_pairs": {"accuracy": [first["accuracy"], last["accuracy"]],
+                              "margin": [first["margin"], last["margin"]]}}
+
+
+def _evaluate_final(ctx: Context, stage: tuple[str, Any], checkpoint: Path, heldout: Path,
+                    folder: Path) -> float | None:
+    """The final model's held-out loss per task, written to `folder/eval.json`."""
+    from ualm.train.evaluate import evaluate
+    from ualm.train.module import load_trained
+
+    name, config = stage
+    evaluation = evaluate(load_trained(checkpoint), [heldout], config.data.seq_len,
+                          config.data.batch_size, codec_id=_codec_id(ctx),
+                          max_batches=ctx.config.train.eval_batches)
+    evaluation.update(stage=name, checkpoint=str(checkpoint))
+    (folder / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
+    ctx.say(f"held-out loss after {name}: " + ", ".join(
+        f"{t} {r['loss']:.4f}" for t, r in evaluation["tasks"].items()))
+    return evaluation["loss"]
 
 
 def _train_settings(config: PipelineConfig) -> Any:
