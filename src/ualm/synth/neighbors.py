@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -135,14 +135,19 @@ def make_scorer(root: str | Path, clips: Sequence[Clip], clap_model: str | Path 
     return OverlapSimilarity()
 
 
-def ranked(scores: np.ndarray, keys: Sequence[str], salt: str = "") -> list[int]:
+def ranked(scores: np.ndarray, keys: Sequence[str], salt: str = "") -> Iterator[int]:
     """Indices best first (scores rounded, so float noise never decides). Ties are ordered by
     sha256(salt, key): stable, but different per salt (the target's key), so that clips tied
-    with many others are not picked for every target alike."""
+    with many others are not picked for every target alike. Lazy, one score group at a time:
+    callers want the first few, and hashing every clip for every target is quadratic."""
     def tie(i: int) -> bytes:
         return hashlib.sha256(f"{salt}\0{keys[i]}".encode()).digest()[:8]
 
-    return sorted(range(len(keys)), key=lambda i: (-round(float(scores[i]), 9), tie(i)))
+    rounded = np.array([round(float(s), 9) for s in scores], dtype=np.float64)
+    order = np.argsort(-rounded, kind="stable")
+    breaks = np.flatnonzero(np.diff(rounded[order])) + 1
+    for group in np.split(order, breaks):
+        yield from sorted(group.tolist(), key=tie)
 
 
 def best_other(scorer: Scorer, scores: np.ndarray, target: Clip,
