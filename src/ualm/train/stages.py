@@ -40,7 +40,7 @@ from ualm.train.module import UALMModule, read_checkpoint
 from ualm.train.pairs import PairDataModule, discover_pairs
 from ualm.train.sources import Source, discover, probabilities
 from ualm.train.text_tokenizer import load_text_tokenizer
-from ualm.train.trainer import TrainResult, fit, heldout_loss, optim_dict, prepare
+from ualm.train.trainer import TrainResult, fit, optim_dict, prepare
 
 REASONING = "reasoning"
 
@@ -206,9 +206,8 @@ def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainCon
         args = (corpora, config.data, module.model.tokenizer, config.model.codebooks, blend)
         datamodule = (UALMDataModule(*args) if name == "pretrain" else
                       StageDataModule(*args, stage=name, replay=config.stage.replay))
-    if heldout and config.run.val_every and name != "dpo":
-        callbacks = [*callbacks, heldout_loss(heldout, config)]
-    result = fit(module, datamodule, config, out, resume, callbacks)
+    result = fit(module, datamodule, config, out, resume, callbacks,
+                 heldout if name != "dpo" else ())  # dpo measures its held-out pairs
     if name == "dpo" and module.trainer.is_global_zero:
         (out / "dpo_heldout.json").write_text(json.dumps(module.heldout, indent=2) + "\n")
     return result

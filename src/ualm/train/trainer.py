@@ -52,12 +52,10 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
     if not corpora:
         raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
     out = prepare(config, out)
-    if heldout and config.run.val_every:
-        callbacks = [*callbacks, heldout_loss(heldout, config)]
     module = UALMModule(config.model.to_dict(), optim_dict(config), config.run.max_steps)
     datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
                                 config.model.codebooks, blend)
-    return fit(module, datamodule, config, out, resume, callbacks)
+    return fit(module, datamodule, config, out, resume, callbacks, heldout)
 
 
 def prepare(config: TrainConfig, out: str | Path) -> Path:
@@ -74,14 +72,17 @@ def prepare(config: TrainConfig, out: str | Path) -> Path:
 
 
 def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bool = True,
-        callbacks: Sequence[Any] = ()) -> TrainResult:
+        callbacks: Sequence[Any] = (), heldout: Sequence[str | Path] = ()) -> TrainResult:
     """Runs Lightning's fit on a prepared run folder; `datamodule` records the batches the
-    module consumed and reports what it realised (see `UALMDataModule`)."""
+    module consumed and reports what it realised (see `UALMDataModule`). With `heldout`
+    corpora and `run.val_every`, the held-out loss is logged every val_every steps."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     run = config.run
+    if heldout and run.val_every:
+        callbacks = [*callbacks, _heldout_loss(heldout, config)]
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}",
                                   every_n_train_steps=run.checkpoint_every, save_last=True,
                                   save_top_k=-1, auto_insert_metric_name=False)
@@ -112,8 +113,7 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
                        last if last.is_file() else None)
 
 
-def heldout_loss(corpora: Sequence[str | Path], config: TrainConfig) -> Any:
-    """The callback that logs `val/loss*` every `run.val_every` steps."""
+def _heldout_loss(corpora: Sequence[str | Path], config: TrainConfig) -> Any:
     from ualm.train.validate import HeldoutLoss
 
     return HeldoutLoss(corpora, config.run.val_every or 1, config.data.seq_len,
@@ -142,33 +142,12 @@ def _final_loss(metrics: Path) -> float | None:
 
 def plot_loss(metrics: Path, png: Path) -> Path | None:
     """The training loss (and per-task losses) against the step; held-out ones (`val/loss*`)
-    dashed, in the colour of their training curve."""
-    import matplotlib
+    dashed, in the colour of their training curve: the report's loss figure."""
+    from ualm.report.figures import losses
+    from ualm.report.gather import loss_series, read_metrics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = _rows(metrics)
+    rows = read_metrics(metrics)
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colours: dict[str, str] = {}
-    for split, style in (("train", "-"), ("val", "--")):
-        for column in [c for c in rows[0] if c.startswith(f"{split}/loss")]:
-            points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
-            name = column.split("/", 1)[1]
-            if points:
-                colour = colours.setdefault(name, f"C{len(colours)}")
-                ax.plot(*zip(*points, strict=True), style, color=colour,
-                        label=f"{name} (held-out)" if split == "val" else name,
-                        linewidth=2 if name == "loss" else 1,
-                        marker="o" if len(points) == 1 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    png.write_bytes(losses({split: loss_series(rows, split) for split in ("train", "val")}))
     return png
