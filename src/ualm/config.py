@@ -412,14 +412,15 @@ class BuildConfig:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> BuildConfig:
-        """Builds a config from nested dicts; unknown keys are an error, not a silent default."""
+    def from_dict(cls, data: dict[str, Any] | None, source: str | None = None) -> BuildConfig:
+        """Builds a config from nested dicts; unknown keys and values of the wrong type are
+        errors (naming `source`, the file), not silent defaults."""
         return from_sections(cls, data, "config", "correct the value in your config file",
-                             _build_section)
+                             source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> BuildConfig:
-        return cls.from_dict(read_yaml_mapping(path))
+        return cls.from_dict(read_yaml_mapping(path), source=str(path))
 
     @classmethod
     def from_sources(cls, preset: str | None = None, path: str | Path | None = None
@@ -430,7 +431,7 @@ class BuildConfig:
         data = load_preset(preset) if preset else {}
         if path is not None:
             data = merged(data, read_yaml_mapping(path))
-        return cls.from_dict(data)
+        return cls.from_dict(data, source=str(path) if path is not None else preset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -467,17 +468,3 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if data is not None and not isinstance(data, dict):
         raise UalmError(f"config file {path} must hold a mapping at the top level")
     return data or {}
-
-
-def _build_section(factory: type, name: str, values: dict[str, Any]) -> Any:
-    """A section with numbers checked and typed as the field's default (YAML reads 1e3 as a
-    string and 2.0 where an int is meant)."""
-    typed: dict[str, Any] = {}
-    for key, value in values.items():
-        default = getattr(factory(), key)
-        if value is not None and isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                _fail(f"config {name}.{key} must be a number, got {value!r}")
-            value = type(default)(value) if isinstance(default, float) or value == int(value) else value
-        typed[key] = value
-    return factory(**typed)

@@ -1,5 +1,6 @@
 """Config files as dataclasses of sections: one walker for every config (build, train, run), so
-each rejects unknown sections and keys the same way, naming what it knows.
+each rejects unknown sections and keys the same way, naming what it knows, and checks every value
+against its field's annotation (YAML's `"false"` is a string, never a boolean).
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass(frozen=True)
@@ -14,6 +15,10 @@ Config(run=Run(steps=5))
 Traceback (most recent call last):
 ...
 ualm.errors.UalmError: unknown key(s) in demo config section 'run': stpes (fix: known keys: steps)
+>>> from_sections(Config, {"run": {"steps": "5"}}, "demo config", "see demo.yaml")
+Traceback (most recent call last):
+...
+ualm.errors.UalmError: demo config: run.steps must be an integer, got '5' (a string) (fix: see demo.yaml)
 """
 
 from __future__ import annotations
@@ -23,12 +28,29 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ualm.errors import UalmError
+from ualm.typed import TypeMismatch, coerce, field_types
 
 T = TypeVar("T")
 
 
 def _plain(factory: type, name: str, values: dict[str, Any]) -> Any:
     return factory(**values)
+
+
+def typed_values(factory: type, name: str, values: Mapping[str, Any], what: str, fix: str
+                 ) -> dict[str, Any]:
+    """`values` checked against `factory`'s field annotations and converted where the meaning
+    is plain (an int where a float is meant, a list where a tuple is); `what` names the config
+    (and its file) in the error, `name` the section."""
+    types = field_types(factory)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            out[key] = coerce(value, types[key]) if key in types else value
+        except TypeMismatch as exc:
+            raise UalmError(f"{what}: {name}.{key} must be {exc.expected}, got "
+                            f"{value!r} ({exc.got})", fix=fix) from None
+    return out
 
 
 def section_type(f: dataclasses.Field) -> type:
@@ -38,23 +60,26 @@ def section_type(f: dataclasses.Field) -> type:
 
 
 def from_sections(cls: type[T], data: Mapping[str, Any] | None, what: str, fix: str,
-                  make: Callable[[type, str, dict[str, Any]], Any] = _plain) -> T:
+                  make: Callable[[type, str, dict[str, Any]], Any] = _plain,
+                  source: str | None = None) -> T:
     """`cls` from a mapping of sections (each a mapping of its dataclass's fields; a missing or
     null section keeps its default). `what` names the config in messages ("config", "run
-    config"); `make(section class, name, values)` builds a section (after the key check)."""
+    config"), `source` the file it came from; `make(section class, name, values)` builds a
+    section (after the key and type checks)."""
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise UalmError(f"unknown {what} section(s): {', '.join(unknown)}",
                         fix=f"sections are: {', '.join(fields)}")
-    parts = {name: build_section(section_type(f), name, data[name], what, fix, make)
+    parts = {name: build_section(section_type(f), name, data[name], what, fix, make, source)
              for name, f in fields.items() if name in data}
     return cls(**parts)
 
 
 def build_section(factory: type, name: str, values: Any, what: str, fix: str,
-                  make: Callable[[type, str, dict[str, Any]], Any] = _plain) -> Any:
+                  make: Callable[[type, str, dict[str, Any]], Any] = _plain,
+                  source: str | None = None) -> Any:
     """One section: null is its defaults; anything but a mapping of known keys is an error."""
     values = {} if values is None else values
     if not isinstance(values, Mapping):
@@ -65,6 +90,7 @@ def build_section(factory: type, name: str, values: Any, what: str, fix: str,
         raise UalmError(f"unknown key(s) in {what} section {name!r}: {', '.join(unknown)}",
                         fix=f"known keys: {', '.join(sorted(known))}")
     try:
-        return make(factory, name, dict(values))
+        where = f"{what} {source}" if source else what
+        return make(factory, name, typed_values(factory, name, values, where, fix))
     except TypeError as exc:
         raise UalmError(f"{what} section {name!r}: {exc}", fix=fix) from exc

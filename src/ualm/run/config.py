@@ -115,7 +115,8 @@ class BuildSection:
             raise UalmError("build.config.tokenize: codec settings live in the top-level "
                             "`tokenize` section of a run config", fix="move them there")
         data = merged(load_preset(self.preset) if self.preset else {}, self.config)
-        return BuildConfig.from_dict({**data, "tokenize": {"enabled": False}})
+        return BuildConfig.from_dict({**data, "tokenize": {"enabled": False}},
+                                     source="(the run config's build.config)")
 
 
 @dataclass(frozen=True)
@@ -246,9 +247,11 @@ class PipelineConfig:
     publish: PublishSection = field(default_factory=PublishSection)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
-        """Unknown sections and keys are errors that name the known ones."""
-        config = from_sections(cls, data, "run config", FIX)
+    def from_dict(cls, data: dict[str, Any] | None, source: str | None = None
+                  ) -> PipelineConfig:
+        """Unknown sections and keys are errors that name the known ones; a value of the wrong
+        type names its key, `source` (the file) and the type it needs."""
+        config = from_sections(cls, data, "run config", FIX, source=source)
         config.build.build_config()  # a bad build section fails now, not after the world
         return config
 
@@ -258,7 +261,7 @@ class PipelineConfig:
         data = read_yaml_mapping(path)
         for item in overrides:
             data = apply_override(data, item)
-        return cls.from_dict(data)
+        return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

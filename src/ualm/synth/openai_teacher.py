@@ -13,7 +13,8 @@ import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ualm.synth.teachers import Reply, TeacherFailure, TeacherRequest, retry_after_seconds
+from ualm.retry_after import retry_after
+from ualm.synth.teachers import Reply, TeacherFailure, TeacherRequest
 
 
 def public_url(url: str | None) -> str:
@@ -64,7 +65,7 @@ class OpenAITeacher:
             retryable = status == 429 or status >= 500
             raise TeacherFailure("synth/unavailable" if retryable else "synth/teacher_error",
                                  f"HTTP {status}", retryable,
-                                 retry_after_seconds(exc.response.headers)) from exc
+                                 retry_after(exc.response.headers)) from exc
         except openai.APIConnectionError as exc:
             raise TeacherFailure("synth/unavailable", "connection failed", True) from exc
         return _reply(data)

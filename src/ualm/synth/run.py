@@ -13,7 +13,6 @@ valid + repaired - deduplicated, per kind (checked before anything is written).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any, TextIO
 from ualm.errors import UalmError
 from ualm.manifests.layout import WORK, atomic_write_table
 from ualm.manifests.schema import table
+from ualm.sections import build_section
 from ualm.synth import output
 from ualm.synth.clips import Clip, load_clips, read_codes
 from ualm.synth.config import SynthConfig
@@ -270,12 +270,6 @@ def _write_pairs(root: Path, config: SynthConfig, codec: str, clips: Sequence[Cl
 
 def synthesize(corpus: str | Path, progress: bool = True, **options: Any) -> SynthResult:
     """`synth_corpus` with `SynthConfig` fields as keyword arguments (`ualm run`'s entry point)."""
-    if "kinds" in options:
-        options["kinds"] = tuple(options["kinds"])
-    try:
-        config = SynthConfig(**options)
-    except TypeError as exc:
-        known = ", ".join(f.name for f in dataclasses.fields(SynthConfig))
-        raise UalmError(f"synth options: {exc}", fix=f"use the fields of SynthConfig: {known}"
-                        ) from exc
+    config = build_section(SynthConfig, "options", options, "synth",
+                           "use the fields of ualm.synth.config.SynthConfig")
     return synth_corpus(corpus, config, progress=progress)

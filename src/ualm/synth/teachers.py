@@ -97,25 +97,3 @@ def make_teacher(spec: str, api_key_env: str = "OPENAI_API_KEY", timeout: float 
     raise UalmError(f"unknown teacher {spec!r}",
                     fix="use rule, openai:MODEL[@BASE_URL] or local:MODEL_FOLDER")
 
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """A response's Retry-After (`retry-after-ms`, delta seconds or an HTTP date), in seconds."""
-    import email.utils
-    import time
-
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        return max(when.timestamp() - time.time(), 0.0) if when is not None else None

@@ -143,15 +143,17 @@ class TrainConfig:
     stage: StageConfig = field(default_factory=StageConfig)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
-        """Unknown sections or keys are errors, never silently ignored."""
-        return from_sections(cls, data, "config", "see src/ualm/train/presets/tiny.yaml")
+    def from_dict(cls, data: dict[str, Any] | None, source: str | None = None) -> TrainConfig:
+        """Unknown sections or keys and values of the wrong type are errors (naming `source`,
+        the file), never silently ignored."""
+        return from_sections(cls, data, "config", "see src/ualm/train/presets/tiny.yaml",
+                             source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """A YAML file, or the name of a preset (`tiny`, `qwen2.5-1.5b`). A top-level
         `extends: PRESET_OR_FILE` starts from that config and overrides what the file sets."""
-        return cls.from_dict(_yaml_dict(path, ()))
+        return cls.from_dict(_yaml_dict(path, ()), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

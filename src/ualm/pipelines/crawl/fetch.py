@@ -24,6 +24,7 @@ from ualm.pipelines.crawl.cache import CacheEntry, FetchCache
 from ualm.pipelines.crawl.policy import Refused, check_url
 from ualm.pipelines.crawl.robots import RobotsCache
 from ualm.pipelines.crawl.sniff import looks_like_markup
+from ualm.retry_after import retry_after
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 1 << 16
@@ -198,7 +199,7 @@ class Fetcher:
         if status == 429 or status >= 500:
             return FetchResult(url, reason=net.status_reason(status), status=status,
                                detail=f"HTTP {status}", transient=True,
-                               retry_after=net.retry_after(resp.headers))
+                               retry_after=retry_after(resp.headers))
         if status != 200:
             return FetchResult(url, reason=net.status_reason(status), status=status,
                                detail=f"HTTP {status}")

@@ -9,9 +9,7 @@ about to connect to (literal addresses never reach the resolver).
 
 from __future__ import annotations
 
-import email.utils
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -88,21 +86,6 @@ def refused_cause(exc: BaseException) -> RefusedAddress | None:
             return seen
         seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
     return None
-
-
-def retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), or None."""
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def opt_out_signal(headers: Any) -> str | None:
