@@ -1,5 +1,6 @@
 # Two commands set up a fresh machine and use it: `make demo` and `make test`.
-# Both create the virtual environment on first use (torch pinned to the local CPU build).
+# Both create the virtual environment on first use (torch pinned to the local CPU build), after
+# installing the Debian packages the tests need (scripts/system-packages.sh).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,11 +10,12 @@ export HF_DATASETS_OFFLINE := 1
 
 .PHONY: setup demo test lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt scripts/system-packages.sh
+	bash scripts/system-packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-deps encodec==0.1.1 openai-whisper==20250625
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt  # why: see that file
 	touch $(STAMP)
 
 setup: $(STAMP)

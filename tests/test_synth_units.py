@@ -5,10 +5,8 @@ the reply cache and the config checks."""
 from __future__ import annotations
 
 import doctest
-import email.utils
 import importlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from ualm.synth.output import near_duplicates
 from ualm.synth.pairs import choose
 from ualm.synth.requester import ReplyCache
 from ualm.synth.schema import extract_object, is_refusal, parse_reply
-from ualm.synth.teachers import Reply, TeacherFailure, retry_after_seconds
+from ualm.synth.teachers import Reply, TeacherFailure
 from ualm.synth.templates import TEMPLATES
 
 RC = {"keywords": ["a low tone", "white noise"],
@@ -141,14 +139,6 @@ def test_ties_are_broken_per_target_so_no_clip_is_everyones_negative() -> None:
         assert choose(scores, target, keys, candidates=10, margin=0.1)[1] == picked
         rejected.append(picked[0])
     assert len(set(rejected)) >= 7 and max(rejected.count(r) for r in rejected) <= 10
-
-
-def test_retry_after_forms() -> None:
-    assert retry_after_seconds({"retry-after": "3"}) == 3.0
-    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    future = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= retry_after_seconds({"retry-after": future}) <= 31  # type: ignore[operator]
-    assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
 
 
 def test_teacher_names_and_replies_hold_no_secrets() -> None:

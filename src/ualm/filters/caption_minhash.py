@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 NUM_PERM = 64
 SEED = 1
+SCHEME = "affine32"  # named, so a datasketch whose default changes cannot change our signatures
 _WORD = re.compile(r"[\w']+")
 
 
@@ -34,9 +36,16 @@ def caption_signature(captions: Sequence[str], num_perm: int = NUM_PERM) -> np.n
                         if words)
     if not shingles:
         return None
-    minhash = MinHash(num_perm=num_perm, seed=SEED)
+    minhash = MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME)
     minhash.update_batch([s.encode() for s in sorted(shingles)])
     return np.asarray(minhash.hashvalues, dtype=np.uint64)
+
+
+def as_minhash(signature: np.ndarray) -> Any:
+    """A `datasketch.MinHash` of a signature from `caption_signature` (for its LSH index)."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=len(signature), seed=SEED, hashvalues=signature, scheme=SCHEME)
 
 
 def jaccard_distance(a: np.ndarray, b: np.ndarray) -> float:

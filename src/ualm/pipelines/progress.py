@@ -1,28 +1,41 @@
-"""Progress on the terminal while units finish: units done, clips and hours kept and rejected.
+"""Progress on the terminal, through tqdm: one bar per stage with its rate and ETA, and the
+stage's own counts beside it (clips and hours kept and rejected; traces valid and rejected).
 
-On a terminal the line rewrites itself; in a log (CI, a batch job) a line is printed at most
-every few seconds and at the end, so logs stay short.
+On a terminal the bar redraws itself; in a log (CI, a batch job) it writes at most every few
+seconds and at the end, so logs stay short. `ualm synth` uses the same bar.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, TextIO
+
+from tqdm import tqdm
+
+FORMAT = "{desc} {n_fmt}/{total_fmt} {unit} |{bar:20}|{postfix} [{elapsed}<{remaining}, {rate_fmt}]"
+
+
+def stage_bar(label: str, total: int, unit: str, enabled: bool = True,
+              stream: TextIO | None = None, log_every: float = 5.0) -> tqdm:
+    """A bar named `label` over `total` items of `unit` (e.g. "units", "traces")."""
+    stream = stream or sys.stderr
+    tty = stream.isatty()
+    return tqdm(total=total, desc=label, unit=unit, file=stream, disable=not enabled,
+                bar_format=FORMAT, mininterval=0.2 if tty else log_every,
+                maxinterval=0.2 if tty else log_every, dynamic_ncols=tty,
+                ascii=not tty, leave=True)
 
 
 class Progress:
+    """Units of a build stage as they finish, with the clips and hours their summaries count."""
+
     def __init__(self, label: str, total: int, stream: TextIO | None = None,
                  enabled: bool = True, every_seconds: float = 5.0) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = self.stream.isatty()
-        self.every = every_seconds
+        self.bar = stage_bar(f"[{label}]", total, "units", enabled and total > 0, stream,
+                             every_seconds)
+        self.total, self.done = total, 0
         self.kept = self.rejected = self.samples = 0
         self.seconds = 0.0
-        self._last = 0.0
-        self._start = time.monotonic()
 
     def update(self, summary: dict[str, Any]) -> None:
         self.done += 1
@@ -30,23 +43,10 @@ class Progress:
         self.rejected += summary.get("rejected_inputs", 0)
         self.samples += summary.get("kept_samples", summary.get("samples", 0))
         self.seconds += summary.get("kept_seconds", summary.get("seconds", 0.0))
-        now = time.monotonic()
-        if self.done == self.total or now - self._last >= (0.2 if self.tty else self.every):
-            self._last = now
-            self._emit(final=self.done == self.total)
-
-    def _emit(self, final: bool) -> None:
-        if not self.enabled:
-            return
-        rate = self.done / max(time.monotonic() - self._start, 1e-9)
-        line = (f"[{self.label}] {self.done}/{self.total} units · {self.samples} samples "
-                f"({self.seconds / 3600:.2f} h) kept")
+        counts = f"{self.samples} samples ({self.seconds / 3600:.2f} h) kept"
         if self.kept or self.rejected:
-            line += f" · inputs kept {self.kept}, rejected {self.rejected}"
-        elapsed = time.monotonic() - self._start
-        line += f" · {elapsed:.1f} s" if final else f" · {rate:.1f} units/s"
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            counts += f" · inputs kept {self.kept}, rejected {self.rejected}"
+        self.bar.set_postfix_str(counts, refresh=False)
+        self.bar.update(1)
+        if self.done >= self.total:
+            self.bar.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ualm.filters.caption_minhash import caption_signature, jaccard_distance, signature_band_keys
+from ualm.filters.caption_minhash import NUM_PERM, as_minhash, caption_signature, jaccard_distance
 from ualm.manifests.layout import atomic_write_json, atomic_write_table
 from ualm.manifests.schema import table
 from ualm.manifests.shards import TarShardWriter, plan_shards
@@ -83,25 +83,27 @@ def _remove_stale(folder: Path, prefix: str, suffix: str, count: int) -> None:
 
 def near_duplicates(texts: Sequence[str], threshold: float) -> dict[int, tuple[int, float]]:
     """index -> (index of the earlier trace it repeats, estimated similarity), for texts whose
-    MinHash similarity to an earlier kept text is at least `threshold`. Candidates come from LSH
-    bands; the first kept match in input order wins, so the result is deterministic."""
-    kept_by_band: dict[int, list[int]] = {}
+    MinHash similarity to an earlier kept text is at least `threshold`. Candidates come from
+    `datasketch`'s LSH index (BANDS bands); the first kept match in input order wins, so the
+    result is deterministic."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, NUM_PERM // BANDS))
     signatures: dict[int, Any] = {}
     out: dict[int, tuple[int, float]] = {}
     for i, text in enumerate(texts):
         signature = caption_signature([text])
         if signature is None:
             continue
-        bands = list(signature_band_keys(signature, BANDS))
-        seen = sorted({j for b in bands for j in kept_by_band.get(b, ())})
-        match = next(((j, 1.0 - jaccard_distance(signature, signatures[j])) for j in seen
-                      if 1.0 - jaccard_distance(signature, signatures[j]) >= threshold), None)
+        minhash = as_minhash(signature)
+        similar = ((j, 1.0 - jaccard_distance(signature, signatures[j]))
+                   for j in sorted(lsh.query(minhash)))
+        match = next(((j, s) for j, s in similar if s >= threshold), None)
         if match is not None:
             out[i] = match
             continue
         signatures[i] = signature
-        for b in bands:
-            kept_by_band.setdefault(b, []).append(i)
+        lsh.insert(i, minhash)
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 from ualm.errors import UalmError
 from ualm.manifests.layout import WORK, atomic_write_table
 from ualm.manifests.schema import table
+from ualm.pipelines.progress import stage_bar
 from ualm.sections import build_section
 from ualm.synth import output
 from ualm.synth.clips import Clip, load_clips, read_codes
@@ -46,36 +46,24 @@ class SynthResult:
 
 
 class Progress:
-    """One status line on the terminal, redrawn at most twice a second."""
+    """One bar for the run's traces, with outcomes and request counts beside it."""
 
     def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        self.total, self.enabled = total, enabled
-        self.stream = stream or sys.stderr
-        self._line = ""
+        self.bar = stage_bar("synth:", total, "traces", enabled, stream, log_every=0.5)
         self.counts: Counter[str] = Counter()
-        self.start = self._last = time.monotonic()
 
     def update(self, outcome: Outcome, requester: Requester, final: bool = False) -> None:
         if outcome.status:
             self.counts[outcome.status] += 1
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self._last < 0.5):
-            return
-        self._last = now
         s = requester.stats
-        rate = s.sent / max(now - self.start, 1e-9)
-        line = (f"synth: {sum(self.counts.values())}/{self.total} traces · "
-                f"{self.counts['valid']} valid · {self.counts['repaired']} repaired · "
-                f"{self.counts['rejected']} rejected · {s.sent} requests "
-                f"({rate:.1f}/s) · {s.cache_hits} cached · {s.retries} retries")
-        if line == self._line:
-            return
-        self._line = line
-        tty = self.stream.isatty()
-        self.stream.write(("\r" + line) if tty else line + "\n")
-        if final and tty:
-            self.stream.write("\n")
-        self.stream.flush()
+        self.bar.set_postfix_str(
+            f"{self.counts['valid']} valid · {self.counts['repaired']} repaired · "
+            f"{self.counts['rejected']} rejected · {s.sent} requests · {s.cache_hits} cached · "
+            f"{s.retries} retries", refresh=False)
+        if outcome.status:
+            self.bar.update(1)
+        if final:
+            self.bar.close()
 
 
 def _neighbours(scorer: Scorer | None, captioned: Sequence[Clip], clips: Sequence[Clip],
