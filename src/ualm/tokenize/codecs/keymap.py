@@ -42,9 +42,9 @@ def to_transformers_key(key: str) -> str:
 @cache
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Canonical name -> shape of every tensor of EnCodec 24 kHz (from a fresh model)."""
-    from ualm.tokenize.codecs._encodec_import import new_encodec_model
+    from ualm.tokenize.codecs.fresh import fresh_shapes
 
-    return {k: tuple(v.shape) for k, v in new_encodec_model().state_dict().items()}
+    return fresh_shapes()
 
 
 @cache

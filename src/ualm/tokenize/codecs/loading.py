@@ -48,8 +48,8 @@ def load_codec(source: str, bandwidth: float = 6.0, device: str | None = None,
     if source == "random":
         state = random_state(seed)
         digest = keymap.weights_sha256(state)
-        info = make_info("encodec", bandwidth, digest, digest, random_weights=True)
-        return EncodecPackageCodec(info, state, torch_device, batch_size)
+        info = make_info("transformers", bandwidth, digest, digest, random_weights=True)
+        return TransformersCodec(info, state, torch_device, batch_size)
     path = Path(str(source)).expanduser()
     if not path.exists():
         if _looks_like_path(str(source)):

@@ -19,14 +19,16 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ualm.audio.synthetic import synth_clip
-from ualm.tokenize.codecs._encodec_import import new_encodec_model
+from ualm.tokenize.codecs import keymap
 from ualm.tokenize.codecs.engine import CHUNK, StreamingEncoder, encode_streams
+from ualm.tokenize.codecs.fresh import fresh_state
 from ualm.tokenize.codecs.info import CODEBOOK_SIZE, SAMPLE_RATE
 
 INIT = {
@@ -90,11 +92,10 @@ def build_random_state(seed: int) -> dict[str, torch.Tensor]:
 def _build_random_state(seed: int) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = new_encodec_model()
+        state = fresh_state()
     audio_seed, stats_seconds = int(INIT["audio_seed"]), float(INIT["stats_seconds"])
-    normalise_encoder(model, [synth_clip(stats_seconds, SAMPLE_RATE, seed=audio_seed - 1 - i)
-                              for i in range(int(INIT["stats_clips"]))])
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = normalised(state, [synth_clip(stats_seconds, SAMPLE_RATE, seed=audio_seed - 1 - i)
+                               for i in range(int(INIT["stats_clips"]))])
     clips = [synth_clip(float(INIT["clip_seconds"]), SAMPLE_RATE, seed=int(INIT["audio_seed"]) + i)
              for i in range(int(INIT["clips"]))]
     engine = StreamingEncoder(state, 0, torch.device("cpu"))
@@ -114,21 +115,30 @@ def _build_random_state(seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def normalise_encoder(model: torch.nn.Module, clips: list[np.ndarray]) -> None:
-    """Weight normalisation's data-dependent initialisation (Salimans & Kingma, 2016): each conv
-    of the encoder, in forward order, gets g and b such that its output over `clips` has zero
-    mean and unit variance per channel. Freshly initialised, the encoder drowns the signal in
-    its biases (the output varies 50 times less than it is offset), so its codes would hinge on
-    float rounding: a different conv layout or batch size would change 1 frame in 1000."""
+def normalised(state: dict[str, torch.Tensor], clips: list[np.ndarray]
+               ) -> dict[str, torch.Tensor]:
+    """`state` after weight normalisation's data-dependent initialisation (Salimans & Kingma,
+    2016): each conv of the encoder, in forward order, gets g and b such that its output over
+    `clips` has zero mean and unit variance per channel. Freshly initialised, the encoder
+    drowns the signal in its biases (the output varies 50 times less than it is offset), so its
+    codes would hinge on float rounding: a different conv layout or batch size would change 1
+    frame in 1000. Runs transformers' EncodecModel (the same arithmetic as the encodec
+    package's, bit for bit on the CPU: a test compares them)."""
+    from transformers import EncodecConfig, EncodecModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = EncodecModel(EncodecConfig())
+    model.load_state_dict(keymap.to_transformers(state), strict=True)
 
     def normalise(module: torch.nn.Module, _: object, output: torch.Tensor) -> torch.Tensor:
-        conv = module.conv.conv  # type: ignore[union-attr]
+        conv = module.conv  # type: ignore[union-attr]
         mean, std = output.mean(dim=(0, 2)), output.std(dim=(0, 2)).clamp(min=1e-6)
-        conv.weight_g.div_(std.view(-1, 1, 1))
+        conv.parametrizations.weight.original0.div_(std.view(-1, 1, 1))
         conv.bias.sub_(mean).div_(std)
         return (output - mean[:, None]) / std[:, None]
 
-    convs = [m for m in model.encoder.modules() if type(m).__name__ == "SConv1d"]
+    convs = [m for m in model.encoder.modules() if type(m).__name__ == "EncodecConv1d"]
     hooks = [conv.register_forward_hook(normalise) for conv in convs]
     try:
         with torch.no_grad():
@@ -136,6 +146,7 @@ def normalise_encoder(model: torch.nn.Module, clips: list[np.ndarray]) -> None:
     finally:
         for hook in hooks:
             hook.remove()
+    return {k: v.detach().clone() for k, v in keymap.from_transformers(model.state_dict()).items()}
 
 
 def held_out_residual(x: torch.Tensor, centroids: torch.Tensor
