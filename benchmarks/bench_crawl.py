@@ -9,15 +9,17 @@ files handed over as they land):
   as for a server you own.
 
     .venv/bin/python benchmarks/bench_crawl.py [--files 200] [--seconds 3] [--latency 0.1]
+    .venv/bin/python benchmarks/bench_crawl.py --quick   # 40 files: checks the record
 
-Prints a table, then the figures as one JSON line.
+Bar: the polite crawl over 16 hosts at least 10x the sequential loop's speed. Prints a table and
+each bar, writes benchmarks/results/bench_crawl.json (see _record.py), exits 1 below the bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -25,11 +27,14 @@ from pathlib import Path
 
 import requests
 
+from _record import Record, add_arguments
 from ualm.audio.synthetic import synth_clip, write_audio
 from ualm.config import CrawlConfig
 from ualm.manifests.records import InputRecord
 from ualm.pipelines.crawl.testserver import FaultyServer
 from ualm.pipelines.crawl.unit import UnitSources
+
+BAR = 10.0
 
 
 def sequential(urls: list[str]) -> tuple[float, int]:
@@ -53,13 +58,18 @@ def crawl(urls: list[str], config: CrawlConfig) -> tuple[float, int]:
     return time.perf_counter() - started, total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each WAV clip")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--hosts", type=int, default=16)
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.files = 40
+    record = Record("bench_crawl", args)
     root = Path(tempfile.mkdtemp(prefix="bench-crawl-"))
     for i in range(args.files):
         write_audio(root / f"clip{i:04d}.wav", synth_clip(args.seconds, 24000, i), 24000, "wav16")
@@ -86,8 +96,16 @@ def main() -> None:
         figures[name] = row
         print(f"{name:32s} {seconds:8.2f} {row['files_per_s']:8.1f} {row['mb_per_s']:7.2f} "
               f"{row['speedup']:7.1f}x")
-    print(json.dumps(figures, sort_keys=True))
+    polite_speedup = base_seconds / runs["crawler_polite_16_hosts"][0]
+    figures["speedup_polite_vs_sequential"] = round(polite_speedup, 2)
+    bars = [record.bar("speedup_polite_vs_sequential", round(polite_speedup, 2), ">=", BAR,
+                       f"{args.hosts} hosts, {args.latency * 1000:.0f} ms per response"),
+            record.bar("crawled_bytes_equal_sequential",
+                       int(runs["crawler_polite_16_hosts"][1] == runs["sequential_requests"][1]
+                           == runs["crawler_one_host_unthrottled"][1]), "==", 1,
+                       "every run fetched the same bytes")]
+    return record.finish(figures, bars)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

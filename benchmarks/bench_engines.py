@@ -8,20 +8,21 @@ is slower, the run also times one Beam stage that does nothing (pipeline constru
 start-up, result collection): a build pays that once per stage.
 
     .venv/bin/python benchmarks/bench_engines.py               # 2,000 clips (several minutes)
-    .venv/bin/python benchmarks/bench_engines.py --clips 100   # smoke run
+    .venv/bin/python benchmarks/bench_engines.py --quick       # 60 clips, one repeat
 
-The last line printed is one JSON object with every figure.
+Bars: Beam's best build time under 2x Dask's, and the two corpora byte-identical. Prints each
+bar, writes benchmarks/results/bench_engines.json (see _record.py), exits 1 when one is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from _record import Record, add_arguments
 from bench_build import make_inputs, reference_loop
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
@@ -57,12 +58,16 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.repeats = 60, 1
+    record = Record("bench_engines", args)
     log(f"writing {args.clips} clips under {args.out}/inputs ...")
     manifest = make_inputs(args.out / "inputs", args.clips)
     runs = args.out / "engines"
@@ -89,7 +94,7 @@ def main() -> None:
     best = {name: min(values) for name, values in seconds.items()}
     beam, dask, reference = (best["beam_direct_2_processes"], best["dask_2_workers"],
                              best["reference"])
-    print(json.dumps({
+    figures = {
         "clips": args.clips,
         "repeats": args.repeats,
         "seconds": {name: [round(s, 2) for s in values] for name, values in seconds.items()},
@@ -103,9 +108,13 @@ def main() -> None:
             "beam_overhead_share_of_gap": round(
                 min(3 * empty_stage / max(beam - dask, 1e-9), 1.0), 3) if beam > dask else None,
         },
-        "bars": {"beam_seconds_vs_dask": 2.0},
-    }, sort_keys=True))
+    }
+    bars = [record.bar("beam_seconds_vs_dask", round(beam / dask, 3), "<", 2.0,
+                       "best of each, engine start-up included"),
+            record.bar("identical_corpora_dask_beam", int(identical), "==", 1,
+                       "every file but _work/, byte for byte")]
+    return record.finish(figures, bars)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

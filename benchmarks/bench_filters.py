@@ -7,19 +7,20 @@
    timed per clip with random weights at their real sizes (Whisper tiny, LAION-CLAP HTSAT):
    weights cannot be fetched here, and their values do not change the compute.
 3. Near-dedup's reduce on 2,000 and 20,000 fingerprints (a tenth of them noisy copies): time and
-   peak memory of band keys + shuffle + comparisons, and how both grow (close to linear is the
-   bar: a step that compared all pairs would grow 100x).
+   peak memory of band keys + shuffle + comparisons, and how both grow. Bar: close to linear,
+   stated as: time and memory grow at most 2x the size's growth (10x the fingerprints: at most
+   20x; a step that compared all pairs would grow 100x), and every planted copy is found.
 
     .venv/bin/python benchmarks/bench_filters.py              # full run (a few minutes)
-    .venv/bin/python benchmarks/bench_filters.py --clips 20 --fingerprints 1000   # smoke run
+    .venv/bin/python benchmarks/bench_filters.py --quick      # 20 clips, 2,000 fingerprints
 
-The last line printed is one JSON object with every figure.
+Parts 1 and 2 are reported without bars. Prints each bar, writes
+benchmarks/results/bench_filters.json (see _record.py), exits 1 when a bar is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _record import Record, add_arguments
 from ualm.audio.synthetic import synth_clip, write_audio
 from ualm.config import BuildConfig, CaptionConfig
 from ualm.filters.captions import check_caption
@@ -40,6 +42,8 @@ from ualm.pipelines.ingest import ANNOTATION_BATCH
 from ualm.pipelines.near_dedup import near_pairs
 
 RATE = 24000
+GROWTH_FACTOR = 2.0
+"""Largest growth of time (and memory) per growth of size that counts as close to linear."""
 FILTERS_ON = {"captions": {"enabled": True}, "loudness": {"enabled": True},
               "vad": {"enabled": True}, "near_dedup": {"enabled": True}}
 
@@ -186,12 +190,16 @@ def near_dedup_scaling(count: int, bands: int = 8, buckets: int = 8) -> dict[str
             "peak_mib": round(peak / 2**20, 1), "near_pairs": pairs}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--fingerprints", type=int, default=20000)
     parser.add_argument("--out", type=Path, default=Path("bench-out") / "filters")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.fingerprints = 20, 2000
+    record = Record("bench_filters", args)
 
     log(f"{args.clips} clips of 10 s ...")
     clips = [synth_clip(10.0, RATE, seed=3000 + i) for i in range(args.clips)]
@@ -208,19 +216,32 @@ def main() -> None:
     small = near_dedup_scaling(args.fingerprints // 10)
     large = near_dedup_scaling(args.fingerprints)
     log(f"  {small}\n  {large}")
-    print(json.dumps({
+    growth = large["fingerprints"] / small["fingerprints"]
+    time_growth = large["seconds"] / small["seconds"]
+    memory_growth = large["peak_mib"] / max(small["peak_mib"], 0.1)
+    planted = {"small": (args.fingerprints // 10) // 10, "large": args.fingerprints // 10}
+    figures = {
         "clips": args.clips,
         "clips_per_second": rates,
         "build_seconds": builds,
         "build_slowdown_vs_plain": {name: round(value / builds["plain"], 3)
                                     for name, value in builds.items() if name != "plain"},
         "near_dedup": {"small": small, "large": large,
-                       "time_growth": round(large["seconds"] / small["seconds"], 2),
-                       "memory_growth": round(large["peak_mib"] / max(small["peak_mib"], 0.1), 2),
-                       "size_growth": round(large["fingerprints"] / small["fingerprints"], 2)},
-        "bars": {"near_dedup_time_growth_close_to": 10.0},
-    }, sort_keys=True))
+                       "time_growth": round(time_growth, 2),
+                       "memory_growth": round(memory_growth, 2),
+                       "size_growth": round(growth, 2), "planted_copies": planted},
+    }
+    bars = [record.bar("near_dedup_time_growth_per_size_growth", round(time_growth / growth, 3),
+                       "<=", GROWTH_FACTOR, f"time grew {time_growth:.2f}x for {growth:.0f}x "
+                       "the fingerprints"),
+            record.bar("near_dedup_memory_growth_per_size_growth",
+                       round(memory_growth / growth, 3), "<=", GROWTH_FACTOR,
+                       f"peak memory grew {memory_growth:.2f}x"),
+            record.bar("near_dedup_planted_copies_found_large",
+                       large["near_pairs"], ">=", planted["large"],
+                       "every tenth fingerprint is a noisy copy of an earlier one")]
+    return record.finish(figures, bars)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

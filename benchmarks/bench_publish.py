@@ -2,16 +2,21 @@
 to a moto S3 server: files/s and MB/s of a first publish, the cost of a rerun that sends nothing,
 and the trainer's shard reads from hf:// and s3:// against the local folder.
 
-    PYTHONPATH=src:. python benchmarks/bench_publish.py [--files 2000] [--kb 64]
+    PYTHONPATH=src:. .venv/bin/python benchmarks/bench_publish.py [--files 2000] [--kb 64]
+    PYTHONPATH=src:. .venv/bin/python benchmarks/bench_publish.py --quick   # 100 files of 16 KiB
 
-Prints a final JSON line. The Hub runs in this process, moto's S3 server in another; both on
-loopback, so the figures measure the publisher's and the servers' overhead, not a network.
+The Hub runs in this process, moto's S3 server in another; both on loopback, so the figures
+measure the publisher's and the servers' overhead, not a network.
+
+Bars: a rerun sends nothing (no file, no byte, no commit; on the Hub also counted by the server:
+no new LFS upload, no new commit), the first publish sends every file, and no blob is uploaded to
+the Hub twice. Prints each bar, writes benchmarks/results/bench_publish.json (see _record.py),
+exits 1 when a bar is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -20,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _record, when run from elsewhere
+
+from _record import Record, add_arguments
 
 
 def _corpus(root: Path, files: int, kb: int) -> Path:
@@ -63,11 +72,24 @@ def _reads(corpus: str) -> float:
     return (time.perf_counter() - start) / 5
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def _hub_counts(hub) -> tuple[int, int]:
+    """(LFS uploads, commits) the loopback Hub has received, over every repository."""
+    state = hub.state
+    with state.lock:
+        commits = sum(len(repo.commits) for repo in state.repos.values())
+        return sum(state.lfs_uploads.values()), commits
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--kb", type=int, default=64)
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.files, args.kb = 100, 16
+    record = Record("bench_publish", args)
     os.environ.setdefault("UALM_CACHE", tempfile.mkdtemp(prefix="ualm-bench-cache-"))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -86,10 +108,16 @@ def main() -> None:
     with HubServer() as hub:
         os.environ.update({"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_bench"})
         first, result = _timed(publish, corpus, "hf://datasets/bench/c", batch_files=200)
-        again, _ = _timed(publish, corpus, "hf://datasets/bench/c", batch_files=200)
+        before = _hub_counts(hub)
+        again, rerun = _timed(publish, corpus, "hf://datasets/bench/c", batch_files=200)
+        after = _hub_counts(hub)
         out["hub"] = {"first_s": round(first, 2), "files_per_s": round(result.files / first),
                       "mb_per_s": round(total / 2**20 / first, 1), "commits": result.batches,
-                      "rerun_s": round(again, 2),
+                      "files": result.files, "sent": result.sent,
+                      "rerun_s": round(again, 2), "rerun_sent": rerun.sent,
+                      "rerun_sent_bytes": rerun.sent_bytes, "rerun_commits": rerun.batches,
+                      "rerun_server_lfs_uploads": after[0] - before[0],
+                      "rerun_server_commits": after[1] - before[1],
                       "uploads_max_per_sha256": max(hub.state.lfs_uploads.values())}
         out["read_hf_s"] = round(_reads("hf://datasets/bench/c"), 4)
 
@@ -98,14 +126,29 @@ def main() -> None:
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
     boto3.client("s3").create_bucket(Bucket="bench")
     first, result = _timed(publish, corpus, "s3://bench/c", batch_files=200)
-    again, _ = _timed(publish, corpus, "s3://bench/c", batch_files=200)
+    again, rerun = _timed(publish, corpus, "s3://bench/c", batch_files=200)
     out["s3"] = {"first_s": round(first, 2), "files_per_s": round(result.files / first),
-                 "mb_per_s": round(total / 2**20 / first, 1), "rerun_s": round(again, 2)}
+                 "mb_per_s": round(total / 2**20 / first, 1), "files": result.files,
+                 "sent": result.sent, "rerun_s": round(again, 2), "rerun_sent": rerun.sent,
+                 "rerun_sent_bytes": rerun.sent_bytes, "rerun_commits": rerun.batches}
     out["read_s3_s"] = round(_reads("s3://bench/c"), 4)
     out["read_local_s"] = round(_reads(str(corpus)), 4)
     server.terminate()
     server.wait()
-    print(json.dumps(out))
+    hub_, s3 = out["hub"], out["s3"]
+    bars = [record.bar("hub_rerun_sent", hub_["rerun_sent"] + hub_["rerun_sent_bytes"]
+                       + hub_["rerun_commits"], "<=", 0, "files + bytes + commits, publisher"),
+            record.bar("hub_rerun_server_received", hub_["rerun_server_lfs_uploads"]
+                       + hub_["rerun_server_commits"], "<=", 0,
+                       "LFS uploads + commits, counted by the server"),
+            record.bar("s3_rerun_sent", s3["rerun_sent"] + s3["rerun_sent_bytes"]
+                       + s3["rerun_commits"], "<=", 0, "files + bytes + commits, publisher"),
+            record.bar("hub_uploads_max_per_sha256", hub_["uploads_max_per_sha256"], "<=", 1),
+            record.bar("hub_first_sent_every_file", int(hub_["sent"] == hub_["files"]), "==", 1,
+                       f"{hub_['sent']} of {hub_['files']}"),
+            record.bar("s3_first_sent_every_file", int(s3["sent"] == s3["files"]), "==", 1,
+                       f"{s3['sent']} of {s3['files']}")]
+    return record.finish(out, bars)
 
 
 def _moto_process() -> tuple[subprocess.Popen, str]:
@@ -129,4 +172,4 @@ def _moto_process() -> tuple[subprocess.Popen, str]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,11 @@ same cache, which must send none. The server runs in its own process, as a real 
 
     .venv/bin/python benchmarks/bench_synth.py [--latency 0.2] [--per-slot 10]
 
-Prints a table, then the figures as one JSON line, and saves benchmarks/results/bench_synth.json.
+    .venv/bin/python benchmarks/bench_synth.py --quick   # concurrency 1 and 8, 4 per slot
+
+Bars, per concurrency c: at least 0.8 x c / latency requests/s, every request sent once and
+answered valid, and the rerun sends none. Prints a table and each bar, writes
+benchmarks/results/bench_synth.json (see _record.py), exits 1 when a bar is missed.
 """
 
 from __future__ import annotations
@@ -24,12 +28,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _record import Record, add_arguments
 from ualm.synth.config import SynthConfig
 from ualm.synth.requester import Limits, ReplyCache, Requester
 from ualm.synth.teachers import make_teacher
 from ualm.synth.traces import Job
-
-RESULTS = Path(__file__).parent / "results" / "bench_synth.json"
 
 
 def jobs(n: int, tag: str) -> list[Job]:
@@ -66,13 +69,19 @@ def served(base_url: str) -> int:
         return int(json.load(r)["requests"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--per-slot", type=int, default=10,
                         help="requests per concurrency slot (at least 30 in all)")
     parser.add_argument("--concurrency", default="1,8,64")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.concurrency, args.per_slot = "1,8", 4
+    record = Record("bench_synth", args)
+    bars = []
     server = subprocess.Popen([sys.executable, "-m", "ualm.synth.fakeserver", str(args.latency)],
                               stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
@@ -81,7 +90,6 @@ def main() -> None:
         # load average beside them (the CPU per request says what an idle core would allow).
         figures: dict[str, object] = {"latency_s": args.latency, "cores": os.cpu_count(),
                                       "load_average_1min": round(os.getloadavg()[0], 2)}
-        ok = True
         print(f"{'concurrency':>11s} {'requests':>8s} {'seconds':>8s} {'req/s':>8s} "
               f"{'bar':>7s} {'rerun sent':>10s} {'cpu ms/req':>10s}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -99,10 +107,18 @@ def main() -> None:
                 rerun_sent = served(base_url) - before - sent
                 rate = len(work) / seconds
                 bar = 0.8 * c / args.latency
-                passed = (rate >= bar and rerun_sent == 0 and again.stats.sent == 0
-                          and sent == req.stats.sent == len(work)
-                          and statuses.count("valid") == len(work))
-                ok &= passed
+                bars += [
+                    record.bar(f"concurrency_{c}_requests_per_s", round(rate, 1), ">=",
+                               round(bar, 1), f"0.8 x {c} / {args.latency} s"),
+                    record.bar(f"concurrency_{c}_sent_once_and_valid",
+                               int(sent == req.stats.sent == len(work)
+                                   and statuses.count("valid") == len(work)), "==", 1,
+                               f"{sent} sent (server count), {statuses.count('valid')} valid, "
+                               f"of {len(work)}"),
+                    record.bar(f"concurrency_{c}_rerun_requests_sent",
+                               rerun_sent + again.stats.sent, "<=", 0,
+                               "server count plus the requester's own")]
+                passed = all(b.passed for b in bars[-3:])
                 figures[f"concurrency_{c}"] = {
                     "requests": len(work), "seconds": round(seconds, 3),
                     "requests_per_s": round(rate, 1), "bar_requests_per_s": round(bar, 1),
@@ -111,14 +127,11 @@ def main() -> None:
                     "client_cpu_ms_per_request": round(cpu_ms, 2)}
                 print(f"{c:11d} {len(work):8d} {seconds:8.2f} {rate:8.1f} {bar:7.1f} "
                       f"{rerun_sent:10d} {cpu_ms:10.2f}")
-        figures["passed"] = ok
     finally:
         server.terminate()
         server.wait(10)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(figures, sort_keys=True))
+    return record.finish(figures, bars)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

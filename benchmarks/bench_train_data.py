@@ -1,15 +1,16 @@
 """Data module throughput: samples per second that the training data module (the DataLoader of
 UALMDataModule: shard reading, blend mixing, shuffling, layout, packing into batches) delivers,
 against a bare `tarfile` loop that reads every member of the same tars. Bar: >= 0.8x.
-Prints one JSON line at the end; exits 1 below the bar.
+Prints the bar, writes benchmarks/results/bench_train_data.json (see _record.py); exits 1 below
+the bar.
 
     .venv/bin/python benchmarks/bench_train_data.py [--out DIR] [--samples N] [--rounds R]
+    .venv/bin/python benchmarks/bench_train_data.py --quick   # 2,000 samples, one round
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from _record import Record, add_arguments
 from ualm.audio.events import make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
@@ -61,11 +63,16 @@ def module_rate(corpus: Path, samples: int) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/ualm-bench-data")
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.samples, args.rounds = 2000, 1
+    record = Record("bench_train_data", args)
     out = Path(args.out)
     corpus = out / "corpus"
     if not (corpus / "corpus.json").is_file():
@@ -86,8 +93,9 @@ def main() -> int:
             "bar": BAR, "module_samples": mod_n, "tarfile_samples": raw_n,
             "rounds": [[round(r), round(m)] for (r, _), (m, _) in zip(raws, mods, strict=True)],
             "shards": len(shards)}
-    print(json.dumps(line))
-    return 0 if line["ratio"] >= BAR else 1
+    bars = [record.bar("ratio", line["ratio"], ">=", BAR,
+                       "data module samples/s over raw tarfile samples/s, best of each")]
+    return record.finish(line, bars)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,25 @@
   clip`): training never sees those clips. On those pairs, the implicit reward's accuracy and
   margin before and after, and the policy's own log-prob margin (chosen - rejected).
 
-    .venv/bin/python benchmarks/bench_train_stages.py [--per-class 8] [--threads 1]
+  The baseline is honest: before the first step the policy is the reference, so every implicit
+  reward margin is exactly 0 and a strict `margin > 0` accuracy is 0 by construction (the
+  stage's own `dpo_heldout.json` counts that way). Here each held-out pair is measured again
+  after the chain, before (policy = the sft model) and after dpo, and a tie counts as half: the
+  starting implicit-reward accuracy is then 0.5, chance. Reported beside it: the share with
+  margin > 0 and the share of ties, separately; and the initial model's own preference share
+  (log p(chosen) > log p(rejected) under the sft model, ties as half; chance 0.5) against the
+  dpo model's.
 
-Prints the figures per stage, then one JSON line; saves benchmarks/results/bench_train_stages.json.
+Bars: align leaves the backbone and the text rows bit-identical and moves the new rows, its loss
+falls; after pretrain no prompt is answered with a caption first, after sft at least 0.8 are;
+every held-out pair has a clip training never saw; after dpo the held-out implicit-reward
+accuracy (ties as half) is above 0.5 and the margins grew.
+
+    .venv/bin/python benchmarks/bench_train_stages.py [--per-class 8] [--threads 1]
+    .venv/bin/python benchmarks/bench_train_stages.py --quick   # 4 per class, 10 steps a stage
+
+Prints the figures per stage and each bar; writes benchmarks/results/bench_train_stages.json
+(see _record.py); exits 1 when a bar is missed.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +50,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from _record import Record, add_arguments
 from ualm.audio.events import make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
@@ -47,7 +65,6 @@ from ualm.train.pairs import discover_pairs, split_pairs
 from ualm.train.sources import discover, equal_blend
 from ualm.train.stages import run_stage
 
-RESULTS = Path(__file__).parent / "results" / "bench_train_stages.json"
 EVENTS = ("a low tone", "white noise", "a click train")
 TABLES = ("model.lm.model.embed_tokens.weight", "model.lm.lm_head.weight")
 
@@ -114,13 +131,59 @@ def enrichment_probe(checkpoint: Path) -> dict[str, Any]:
             "keywords_right": keywords_right / len(asked), "examples": examples}
 
 
-def main() -> None:
+def preference_shares(policy: Any, reference: Any, batches: list[dict[str, torch.Tensor]],
+                      beta: float) -> dict[str, Any]:
+    """Per held-out pair: the implicit reward margin and the policy's log-prob margin; their
+    shares above 0, ties (exactly 0) and the accuracy with ties counted as half."""
+    from ualm.train.dpo import dpo_terms, sequence_logps
+
+    margins, logps = [], []
+    with torch.no_grad():
+        for batch in batches:
+            terms = dpo_terms(sequence_logps(policy, batch)[0],
+                              sequence_logps(reference, batch)[0], beta)
+            margins.append(terms["chosen_reward"] - terms["rejected_reward"])
+            logps.append(terms["logp_margin"])
+    margin, logp = torch.cat(margins).float(), torch.cat(logps).float()
+
+    def shares(x: torch.Tensor) -> dict[str, float]:
+        above, ties = float((x > 0).float().mean()), float((x == 0).float().mean())
+        return {"above_0": round(above, 4), "ties": round(ties, 4),
+                "ties_as_half": round(above + ties / 2, 4)}
+
+    return {"pairs": len(margin), "implicit_reward": {**shares(margin),
+                                                       "mean_margin": round(float(margin.mean()),
+                                                                            4)},
+            "policy_preference": {**shares(logp), "mean_logp_margin":
+                                  round(float(logp.mean()), 4)}}
+
+
+def heldout_preferences(corpus: Path, preset: str, sft: Path, dpo: Path) -> dict[str, Any]:
+    """The held-out pairs measured at the start of dpo (policy = reference = the sft model)
+    and at its end, pair by pair."""
+    from ualm.train.pairs import PairDataModule
+
+    c = TrainConfig.from_yaml(preset)
+    reference = load_trained(sft)
+    module = PairDataModule([corpus], c.data, reference.tokenizer, c.model.codebooks,
+                            c.stage.heldout_fraction, c.stage.heldout_by)
+    batches = module.heldout_batches()
+    return {"start": preference_shares(reference, reference, batches, c.stage.beta),
+            "end": preference_shares(load_trained(dpo), reference, batches, c.stage.beta)}
+
+
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-class", type=int, default=8, help="clips per class and task")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", default="", help="override steps, e.g. align=50,sft=100")
     p.add_argument("--out", help="work folder (default: a temporary one)")
+    add_arguments(p)
     args = p.parse_args()
+    if args.quick:
+        args.per_class = 4
+        args.steps = args.steps or "align=10,pretrain=10,sft=10,dpo=10"
+    record = Record("bench_train_stages", args)
     steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
     work = Path(args.out or tempfile.mkdtemp(prefix="bench-stages-"))
     started = time.perf_counter()
@@ -173,22 +236,52 @@ def main() -> None:
                                                                       "margin", "logp_margin")}
                                           for h in history]}
     figures["chain_seconds"] = round(time.perf_counter() - chain, 1)
+    prefs = heldout_preferences(corpus, "tiny-dpo", sft.checkpoint, dpo.checkpoint)
+    figures["dpo"]["heldout_pair_by_pair"] = prefs
     a, s, d = figures["align"], figures["sft"]["enrichment"], figures["dpo"]
-    figures["passed"] = bool(
-        a["backbone_identical"] and a["text_rows_identical"] and a["new_rows_changed"]
-        and a["loss"][1] < a["loss"][0]
-        and figures["pretrain"]["enrichment"]["text_then_audio"] == 0.0
-        and s["text_then_audio"] >= 0.8
-        and d["heldout_pairs_with_an_unseen_clip"] == d["pairs"]["heldout"]
-        and d["heldout_end"]["accuracy"] > 0.5
-        and d["heldout_end"]["logp_margin"] > d["heldout_start"]["logp_margin"]
-        and d["heldout_end"]["margin"] > d["heldout_start"]["margin"])
+    start, end = prefs["start"], prefs["end"]
+    bars = [
+        record.bar("align_backbone_identical", int(a["backbone_identical"]), "==", 1,
+                   f"{a['backbone_tensors']} tensors"),
+        record.bar("align_text_rows_identical", int(a["text_rows_identical"]), "==", 1),
+        record.bar("align_new_rows_changed", int(a["new_rows_changed"]), "==", 1),
+        record.bar("align_loss_last_over_first", round(a["loss"][1] / a["loss"][0], 4), "<", 1.0),
+        record.bar("pretrain_caption_first_share",
+                   figures["pretrain"]["enrichment"]["text_then_audio"], "==", 0.0,
+                   "the pretrained model never saw a rich caption"),
+        record.bar("sft_caption_first_share", s["text_then_audio"], ">=", 0.8,
+                   f"of {s['prompts']} prompts"),
+        record.bar("dpo_heldout_pairs_without_an_unseen_clip",
+                   d["pairs"]["heldout"] - d["heldout_pairs_with_an_unseen_clip"], "==", 0),
+        record.bar("dpo_heldout_start_accuracy_ties_half",
+                   start["implicit_reward"]["ties_as_half"], "==", 0.5,
+                   "the baseline: policy = reference, every margin exactly 0"),
+        record.bar("dpo_heldout_end_accuracy_ties_half", end["implicit_reward"]["ties_as_half"],
+                   ">", 0.5, f"{end['pairs']} held-out pairs; margin > 0 "
+                   f"{end['implicit_reward']['above_0']}, ties {end['implicit_reward']['ties']}"),
+        record.bar("dpo_heldout_reward_margin_gain",
+                   round(end["implicit_reward"]["mean_margin"]
+                         - start["implicit_reward"]["mean_margin"], 4), ">", 0.0),
+        record.bar("dpo_heldout_logp_margin_gain",
+                   round(end["policy_preference"]["mean_logp_margin"]
+                         - start["policy_preference"]["mean_logp_margin"], 4), ">", 0.0,
+                   f"policy preference share {start['policy_preference']['ties_as_half']} -> "
+                   f"{end['policy_preference']['ties_as_half']} (chance 0.5)"),
+    ]
     for name in ("align", "pretrain", "sft", "dpo"):
         print(name, json.dumps(figures[name], sort_keys=True))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(figures, sort_keys=True))
+    print(f"dpo held-out implicit-reward accuracy (ties as half): "
+          f"{start['implicit_reward']['ties_as_half']} -> {end['implicit_reward']['ties_as_half']}"
+          f" (margin > 0: {start['implicit_reward']['above_0']} -> "
+          f"{end['implicit_reward']['above_0']}; ties {start['implicit_reward']['ties']} -> "
+          f"{end['implicit_reward']['ties']}); the sft model's own preference share "
+          f"{start['policy_preference']['ties_as_half']} -> dpo's "
+          f"{end['policy_preference']['ties_as_half']} (chance 0.5)", flush=True)
+    return record.finish(figures, bars, notes=[
+        "dpo.heldout_start/heldout_end/heldout_history are the stage's own dpo_heldout.json, "
+        "whose accuracy counts margin > 0 strictly (0 at step 0 by construction); "
+        "dpo.heldout_pair_by_pair counts ties as half and is what the bars use"])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
