@@ -40,6 +40,33 @@ def test_every_input_ends_with_its_expected_outcome(world: SyntheticWorld, local
     assert corpus["counts"]["kept"] == sum(v == "kept" for v in world.expected.values())
 
 
+@pytest.mark.parametrize("manifest", ["rejects", "duplicates", "samples"])
+def test_inspect_notices_a_lost_row(local_corpus: Path, tmp_path: Path, manifest: str) -> None:
+    """`accounted` is computed, not asserted: a corpus that lost one input's row (one input's
+    reject, duplicate or samples) no longer adds up, and `ualm inspect` says so."""
+    import shutil
+
+    import pyarrow as pa
+
+    from ualm.manifests.inspect import format_summary
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(local_corpus, copy)
+    parts = sorted((copy / "manifests" / manifest).glob("*.parquet"))
+    rows = [r for part in parts for r in pq.read_table(part).to_pylist()]
+    lost = next(r["input_id"] for r in rows if r.get("level", "input") == "input")
+    for part in parts:  # every row of that input at input level, in whichever part it is
+        rest = [r for r in pq.read_table(part).to_pylist()
+                if r["input_id"] != lost or r.get("level", "input") != "input"]
+        pq.write_table(pa.Table.from_pylist(rest, schema=pq.read_schema(part)), part)
+    summary = summarize(copy)
+    assert summary["inputs"] == summarize(local_corpus)["inputs"]
+    assert not summary["accounted"]
+    assert summary["kept"] + summary["rejected"] + summary["duplicates"] == summary["inputs"] - 1
+    assert "DOES NOT ADD UP" in format_summary(summary)
+    assert "DOES NOT ADD UP" not in format_summary(summarize(local_corpus))
+
+
 def test_duplicate_listing_merges_captions_into_the_kept_clip(world: SyntheticWorld,
                                                               local_corpus: Path) -> None:
     duplicates = pq.read_table(local_corpus / "manifests" / "duplicates").to_pylist()

@@ -74,6 +74,13 @@ def test_select_captions_keeps_the_best_above_threshold():
                                                   ("e", "clap/not_top_k")]
     assert "0.200 < 0.45" in dropped[0][1].detail and "ranks 4 of 5" in dropped[1][1].detail
     assert select_captions(captions, [0.5] * 5, top_k=None)[0] == captions
+    # below the threshold is dropped even inside the top k (and with no top k at all)
+    for top_k in (3, None):
+        kept, dropped = select_captions(["x", "y", "z"], [0.9, 0.3, 0.8], top_k=top_k,
+                                        threshold=0.5)
+        assert kept == ["x", "z"]
+        assert [(c, r.reason) for c, r in dropped] == [("y", "clap/below_threshold")]
+    assert select_captions(["x", "y"], [0.2, 0.1], top_k=3, threshold=0.5)[0] == []
     assert select_captions([], [], top_k=3) == ([], [])
     with pytest.raises(ValueError):
         select_captions(["a"], [0.1, 0.2])

@@ -102,3 +102,56 @@ def test_model_filters_give_the_same_bytes_on_dask(models: tuple[Path, Path], ma
     build_corpus([manifest], tmp_path / "dask", config(models), engine="dask", workers=2,
                  progress=False)
     assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+
+
+def test_clap_threshold_drops_captions_and_rejects_an_input_left_with_none(
+        models: tuple[Path, Path], manifest: Path, tmp_path: Path) -> None:
+    """A threshold between the scores: captions below it are dropped with their reason, and the
+    input whose best caption is below it is rejected (it has nothing left to be about)."""
+    from ualm.filters.clap import load_clap
+    from ualm.pipelines.annotate import clip_embedding
+
+    clap = models[1]
+    every = BuildConfig.from_dict({"clap": {"model": str(clap), "top_k": None,
+                                            "threshold": -1.0},
+                                   "work": {"unit_size": 2}, "tokenize": {"enabled": False}})
+    build_corpus([manifest], tmp_path / "all", every, engine="local", progress=False)
+    windows: dict[str, list] = {}
+    captions: dict[str, list[str]] = {}
+    for row in pq.read_table(tmp_path / "all" / "manifests" / "samples").to_pylist():
+        windows.setdefault(row["input_id"], []).append(row["clap_embedding"])
+        captions[row["input_id"]] = row["captions"]
+    assert sorted(windows) == ["c0", "c1", "c2"]
+    scorer = load_clap(clap)
+    scores = {i: scorer.text_embeddings(captions[i]) @ clip_embedding(windows[i])
+              for i in windows}
+    # the threshold halfway between the lowest and the second lowest best score: one input is
+    # left with no caption, the others keep theirs above it and drop those below
+    best = sorted((float(s.max()), i) for i, s in scores.items())
+    threshold = (best[0][0] + best[1][0]) / 2
+    loser = best[0][1]
+    assert any((s < threshold).any() for i, s in scores.items() if i != loser), scores
+
+    out = tmp_path / "threshold"
+    build_corpus([manifest], out, BuildConfig.from_dict({
+        "clap": {"model": str(clap), "top_k": None, "threshold": threshold},
+        "work": {"unit_size": 2}, "tokenize": {"enabled": False}}), engine="local",
+        progress=False)
+    samples = pq.read_table(out / "manifests" / "samples").to_pylist()
+    rejects = pq.read_table(out / "manifests" / "rejects").to_pylist()
+    assert {r["input_id"] for r in samples} == set(scores) - {loser}
+    for row in samples:
+        s = dict(zip(captions[row["input_id"]], scores[row["input_id"]], strict=True))
+        above = sorted((c for c in s if s[c] >= threshold), key=lambda c: -s[c])
+        assert row["captions"] == above
+    dropped = sorted((r["input_id"], r["detail"].split(" ")[1]) for r in rejects
+                     if r["level"] == "caption")
+    expected = sorted((i, f"{float(v):.3f}") for i, s in scores.items() if i != loser
+                      for v in s if v < threshold)
+    assert dropped == expected and expected
+    assert {r["reason"] for r in rejects if r["level"] == "caption"} == {"clap/below_threshold"}
+    [rejected] = [r for r in rejects if r["level"] == "input"]
+    assert rejected["input_id"] == loser and rejected["reason"] == "clap/below_threshold"
+    assert f"all {len(captions[loser])} captions dropped" in rejected["detail"]
+    summary = summarize(out)
+    assert summary["accounted"] and summary["rejected"] == 1 and summary["kept"] == 2
