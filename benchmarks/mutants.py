@@ -80,6 +80,7 @@ CRAWL = "tests/test_crawl.py::"
 TOKENIZE = "tests/test_tokenize.py::test_token_shards_mirror_audio_shards"
 GUARDS = "tests/test_guards_train.py::"
 SSRF = "tests/test_ssrf_layers.py::"
+CODES = "tests/test_tokenize.py::test_stored_codes_are_the_recorded_codecs_encoding_of_each_clip"
 PUBLISH_FOLDER = ("tests/test_publish_verify.py::"
                   "test_folder_publish_refuses_to_complete_with_a_lost_or_damaged_file")
 VERIFY_LINE = "bad = [e.path for e in entries if not store.matches(present.get(e.path), e)]"
@@ -178,6 +179,13 @@ MUTANTS: list[Mutant] = [
     Mutant("tokenize-cache-key-ignores-the-audio", "tokenization", "src/ualm/tokenize/stage.py",
            old="audio_hash(pcm, rate)))", new="audio_hash(pcm[:0], rate)))",
            tests=(TOKENIZE,)),
+    Mutant("tokenize-writes-zero-codes", "tokenization", "src/ualm/tokenize/stage.py",
+           old='"npy": npy_bytes(sample_codes),', new='"npy": npy_bytes(np.zeros_like(sample_codes)),',
+           tests=(CODES,)),
+    Mutant("tokenize-writes-a-neighbours-codes", "tokenization", "src/ualm/tokenize/stage.py",
+           old="sample_codes in zip(chunk, codes, strict=True):",
+           new="sample_codes in zip(chunk, codes[1:] + codes[:1], strict=True):",
+           tests=(CODES,)),
     # -- publish verification ---------------------------------------------------------------------
     Mutant("publish-ignores-a-changed-hash", "publish verification", "src/ualm/publish/plan.py",
            old='(expected["sha256"] != digest or expected["bytes"] != size)',
