@@ -36,8 +36,8 @@ import soxr
 from _record import Record, add_arguments
 from ualm.audio.synthetic import EXTENSIONS, FORMATS, synth_clip, write_audio, write_long_recording
 from ualm.config import BuildConfig
+from ualm.engines.dask import DaskEngine
 from ualm.pipelines.build import build_corpus
-from ualm.pipelines.engines.dask import DaskEngine
 
 RATES = (16000, 22050, 24000, 44100, 48000)
 TARGET_RATE = 24000

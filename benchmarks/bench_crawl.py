@@ -30,9 +30,9 @@ import requests
 from _record import Record, add_arguments
 from ualm.audio.synthetic import synth_clip, write_audio
 from ualm.config import CrawlConfig
-from ualm.manifests.records import InputRecord
-from ualm.pipelines.crawl.testserver import FaultyServer
-from ualm.pipelines.crawl.unit import UnitSources
+from ualm.inputs.crawl.unit import UnitSources
+from ualm.inputs.records import InputRecord
+from ualm.testing.crawl_server import FaultyServer
 
 BAR = 10.0
 

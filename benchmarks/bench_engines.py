@@ -25,8 +25,8 @@ from pathlib import Path
 from _record import Record, add_arguments
 from bench_build import make_inputs, reference_loop
 from ualm.config import BuildConfig
+from ualm.engines.dask import DaskEngine
 from ualm.pipelines.build import build_corpus
-from ualm.pipelines.engines.dask import DaskEngine
 
 CONFIG = BuildConfig.from_dict({"tokenize": {"enabled": False}})  # the audio stages only
 
@@ -37,7 +37,7 @@ def nothing(unit: int) -> dict:
 
 def build(manifest: Path, out: Path, engine_name: str) -> float:
     """Seconds for a full build, engine start-up included."""
-    from ualm.pipelines.engines.beam import BeamEngine  # here: Dask workers re-import this
+    from ualm.engines.beam import BeamEngine  # here: Dask workers re-import this
     # script, and importing Beam gives the root logger a handler (Dask's INFO lines then flow)
 
     shutil.rmtree(out, ignore_errors=True)
@@ -84,7 +84,7 @@ def main() -> int:
             f"{name} {values[-1]:.1f} s" for name, values in seconds.items()))
     identical = tree_bytes(runs / "dask") == tree_bytes(runs / "beam")
 
-    from ualm.pipelines.engines.beam import BeamEngine
+    from ualm.engines.beam import BeamEngine
 
     engine = BeamEngine("DirectRunner", workers=2, report=None)
     started = time.perf_counter()

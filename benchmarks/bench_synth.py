@@ -82,7 +82,7 @@ def main() -> int:
         args.concurrency, args.per_slot = "1,8", 4
     record = Record("bench_synth", args)
     bars = []
-    server = subprocess.Popen([sys.executable, "-m", "ualm.synth.fakeserver", str(args.latency)],
+    server = subprocess.Popen([sys.executable, "-m", "ualm.testing.teacher_server", str(args.latency)],
                               stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         base_url = json.loads(server.stdout.readline())["base_url"]  # type: ignore[union-attr]

@@ -216,46 +216,46 @@ MUTANTS: list[Mutant] = [
            tests=(PUBLISH_FOLDER + "[missing]",), fast=True),
     # -- SSRF: URL check, resolver, socket factory, address policy --------------------------------
     Mutant("ssrf-url-check-ignores-the-flag", "SSRF (URL layer)",
-           "src/ualm/pipelines/crawl/policy.py",
+           "src/ualm/inputs/crawl/policy.py",
            old="why = address_refusal(literal, allow_private)",
            new="why = address_refusal(literal, True)",
            tests=(SSRF + "test_url_check_refuses_private_literals_unless_allowed",
                   SSRF + "test_fetcher_url_check_refuses_a_private_literal_before_connecting"),
            fast=True),
     Mutant("ssrf-redirect-target-not-checked", "SSRF (URL layer, per redirect)",
-           "src/ualm/pipelines/crawl/fetch.py",
+           "src/ualm/inputs/crawl/fetch.py",
            old="                check_url(current, self.config.allow_private_network)\n",
            new="                if hops == 0:\n"
                "                    check_url(current, self.config.allow_private_network)\n",
            tests=(SSRF + "test_every_redirect_target_goes_through_the_url_check",), fast=True),
-    Mutant("ssrf-legacy-ipv4-accepted", "SSRF (URL layer)", "src/ualm/pipelines/crawl/policy.py",
+    Mutant("ssrf-legacy-ipv4-accepted", "SSRF (URL layer)", "src/ualm/inputs/crawl/policy.py",
            old="        if _legacy_ipv4(host):", new="        if False and _legacy_ipv4(host):",
            tests=(CRAWL + "test_bad_urls", CRAWL + "test_private_addresses_refused_without_the_flag"),
            fast=True),
     Mutant("ssrf-resolver-ignores-the-flag", "SSRF (resolver layer)",
-           "src/ualm/pipelines/crawl/net.py",
+           "src/ualm/inputs/crawl/net.py",
            old='why = address_refusal(entry["host"], self._allow_private)',
            new='why = address_refusal(entry["host"], True)',
            tests=(SSRF + "test_resolver_refuses_a_private_answer_unless_allowed",
                   SSRF + "test_fetcher_resolver_refuses_a_name_for_a_private_address"),
            fast=True),
     Mutant("ssrf-resolver-checks-only-the-first-address", "SSRF (resolver layer)",
-           "src/ualm/pipelines/crawl/net.py",
+           "src/ualm/inputs/crawl/net.py",
            old="        for entry in hosts:\n", new="        for entry in hosts[:1]:\n",
            tests=(SSRF + "test_resolver_checks_every_address_not_only_the_first",), fast=True),
     Mutant("ssrf-socket-factory-ignores-the-flag", "SSRF (socket layer)",
-           "src/ualm/pipelines/crawl/net.py",
+           "src/ualm/inputs/crawl/net.py",
            old="why = address_refusal(str(sockaddr[0]), allow_private)",
            new="why = address_refusal(str(sockaddr[0]), True)",
            tests=(CRAWL + "test_sockets_connect_only_to_checked_addresses",
                   SSRF + "test_socket_factory_refuses_a_private_peer_unless_allowed"), fast=True),
     Mutant("ssrf-link-local-allowed-with-the-flag", "SSRF (address policy)",
-           "src/ualm/pipelines/crawl/policy.py",
+           "src/ualm/inputs/crawl/policy.py",
            old="    if candidate.is_link_local:\n",
            new="    if candidate.is_link_local and not allow_private:\n",
            tests=(CRAWL + "test_address_policy",), fast=True),
     Mutant("ssrf-embedded-ipv4-not-unwrapped", "SSRF (address policy)",
-           "src/ualm/pipelines/crawl/policy.py",
+           "src/ualm/inputs/crawl/policy.py",
            old="    candidate = embedded_ipv4(ip)", new="    candidate = ip",
            tests=(CRAWL + "test_address_policy",)),
     # -- determinism: reproducible shard bytes, engine-independent results ------------------------
@@ -268,7 +268,7 @@ MUTANTS: list[Mutant] = [
            new='for ext in (k for k in sample if not k.startswith("__")):',
            tests=(BUILD + "test_windows_cover_long_inputs_and_shards_hold_flac_and_json",
                   TOKENIZE)),
-    Mutant("determinism-folder-listing-unsorted", "determinism", "src/ualm/manifests/inputs.py",
+    Mutant("determinism-folder-listing-unsorted", "determinism", "src/ualm/inputs/listing.py",
            old="    files = sorted(\n        (p for p in root.rglob",
            new="    files = list(\n        (p for p in root.rglob",
            tests=("tests/test_inputs.py::test_folder_is_listed_recursively_in_path_order",)),
@@ -534,7 +534,7 @@ _PROBE_TEST = textwrap.dedent('''
 
 
     def test_dask_workers():
-        from ualm.pipelines.engines import make_engine
+        from ualm.engines import make_engine
 
         engine = make_engine("dask", workers=1)
         try:
@@ -545,7 +545,7 @@ _PROBE_TEST = textwrap.dedent('''
 
 
     def test_beam_workers(tmp_path):
-        from ualm.pipelines.engines import make_engine
+        from ualm.engines import make_engine
 
         where = make_engine("beam", workers=1, report=False).map(eval, [WHERE], "probe",
                                                                  scratch=tmp_path)

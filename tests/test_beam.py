@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from ualm.audio.synthetic import SyntheticWorld
+from ualm.engines.beam import BeamEngine, counters_of, format_metrics
+from ualm.engines.local import LocalEngine
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
-from ualm.pipelines.engines.beam import BeamEngine, counters_of, format_metrics
-from ualm.pipelines.engines.local import LocalEngine
 
 from .conftest import SMALL, tree_bytes
 from .test_engines import CLI, free_port, write_small_config

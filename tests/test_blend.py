@@ -137,7 +137,7 @@ def test_task_inference_and_counting_rule() -> None:
 def test_several_token_sets_need_a_codec_id(mixed: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture) -> None:
     from ualm.config import TokenizeConfig
-    from ualm.tokenize.run import tokenize_corpus
+    from ualm.pipelines.tokens import tokenize_corpus
 
     copy = shutil.copytree(mixed, tmp_path / "two-codecs")
     low = tokenize_corpus(copy, TokenizeConfig(bandwidth=1.5, cache_dir=str(tmp_path / "k")),

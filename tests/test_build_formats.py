@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from ualm.audio.synthetic import synth_clip, write_audio, write_long_recording
 from ualm.config import BuildConfig
-from ualm.manifests.inputs import list_inputs
+from ualm.inputs.listing import list_inputs
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
 from ualm.pipelines.ingest import IngestTask, run_ingest_unit

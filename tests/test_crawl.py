@@ -16,11 +16,11 @@ import pytest
 from tests.conftest import SMALL, tree_bytes
 from ualm.audio.synthetic import synth_clip, write_audio
 from ualm.config import BuildConfig, CrawlConfig
-from ualm.manifests.inputs import list_inputs
+from ualm.inputs.crawl.fetch import Fetcher
+from ualm.inputs.crawl.policy import address_refusal, check_url
+from ualm.inputs.listing import list_inputs
 from ualm.pipelines.build import build_corpus
-from ualm.pipelines.crawl.fetch import Fetcher
-from ualm.pipelines.crawl.policy import address_refusal, check_url
-from ualm.pipelines.crawl.testserver import FaultyServer
+from ualm.testing.crawl_server import FaultyServer
 
 FAST = CrawlConfig(allow_private_network=True, retries=2, backoff_seconds=0.05,
                    read_timeout=0.5, per_host_rate=0, per_host_concurrency=16)
@@ -170,7 +170,7 @@ def test_address_policy(address: str, flag: bool, refused: bool) -> None:
 @pytest.mark.parametrize("url", ["ftp://h/x", "file:///etc/passwd", "http:///x", "gopher://h",
                                  "http://user:pw@h/x", "http://0x7f.1/x"])
 def test_bad_urls(url: str) -> None:
-    from ualm.pipelines.crawl.policy import Refused
+    from ualm.inputs.crawl.policy import Refused
 
     with pytest.raises(Refused) as info:
         check_url(url, allow_private=True)
@@ -240,7 +240,7 @@ def test_sockets_connect_only_to_checked_addresses(files: Path) -> None:
     address that reached it (a literal IP skips the resolver)."""
     import aiohttp
 
-    from ualm.pipelines.crawl import net
+    from ualm.inputs.crawl import net
 
     async def attempt(url: str) -> str | None:
         async with net.open_session(CrawlConfig()) as session:
@@ -261,7 +261,7 @@ def test_sockets_connect_only_to_checked_addresses(files: Path) -> None:
 def test_header_helpers() -> None:
     from multidict import CIMultiDict
 
-    from ualm.pipelines.crawl import net
+    from ualm.inputs.crawl import net
     from ualm.retry_after import retry_after
 
     def headers(*pairs: tuple[str, str]) -> CIMultiDict:
@@ -277,7 +277,7 @@ def test_header_helpers() -> None:
 
 
 def test_markup_sniff(tmp_path: Path, files: Path) -> None:
-    from ualm.pipelines.crawl.sniff import looks_like_markup
+    from ualm.inputs.crawl.sniff import looks_like_markup
 
     cases = {"page": b"\xef\xbb\xbf  <!doctype html><html>", "json": b'{"error": "gone"}',
              "id3": b"ID3\x04\0\0\0\0\0\x10" + b"\0" * 40, "binary": bytes(range(256))}

@@ -213,8 +213,8 @@ def test_unit_failing_once_is_retried_to_the_same_bytes(
 
 
 def test_dask_map_reduce_is_a_shuffle_matching_the_local_engine() -> None:
-    from ualm.pipelines.engines.dask import DaskEngine
-    from ualm.pipelines.engines.local import LocalEngine
+    from ualm.engines.dask import DaskEngine
+    from ualm.engines.local import LocalEngine
 
     from .test_beam import emit_residues, total
 

@@ -17,7 +17,7 @@ from ualm.audio.events import (
     multiple_choice,
     render,
 )
-from ualm.manifests.rows import normalise_row
+from ualm.inputs.rows import normalise_row
 
 SMALL = {"per_class": 1, "heldout_per_class": 1, "events": ("a low tone", "white noise",
                                                               "a rising chirp"), "text_rows": 3}

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ualm.errors import UalmError
-from ualm.manifests.inputs import list_inputs
+from ualm.inputs.listing import list_inputs
 
 
 def _touch(path: Path) -> Path:

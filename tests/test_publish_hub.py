@@ -248,7 +248,7 @@ print(sorted(audio), sorted(tokens), len(text))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    from ualm.train.shardio import iter_samples
+    from ualm.manifests.shard_reader import iter_samples
 
     texts = sum(1 for shard in (publish_corpus / "text").glob("*.tar") for _ in iter_samples(shard))
     assert texts > 0

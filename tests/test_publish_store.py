@@ -137,7 +137,7 @@ def test_killed_s3_publish_resumes_without_sending_an_object_twice(
 def test_trainer_and_inspect_read_an_s3_corpus(s3, publish_corpus: Path) -> None:
     from ualm.cli import main
     from ualm.manifests.inspect import summarize
-    from ualm.train.shardio import iter_samples
+    from ualm.manifests.shard_reader import iter_samples
     from ualm.train.sources import discover
 
     url = f"s3://{BUCKET}/read"

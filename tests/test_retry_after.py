@@ -14,8 +14,8 @@ from multidict import CIMultiDict
 import ualm.retry_after
 from ualm.retry_after import retry_after
 from ualm.synth.config import SynthConfig
-from ualm.synth.fakeserver import Action, FakeTeacherServer
 from ualm.synth.run import synth_corpus
+from ualm.testing.teacher_server import Action, FakeTeacherServer
 
 from .synth_helpers import captioned_corpus
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import SMALL, tree_bytes
 from ualm.audio.synthetic import EXTENSIONS, synth_clip, write_audio
-from ualm.manifests.inputs import list_inputs
+from ualm.inputs.listing import list_inputs
 from ualm.pipelines.build import build_corpus
 
 AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

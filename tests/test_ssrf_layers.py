@@ -23,10 +23,10 @@ from urllib.parse import unquote
 import pytest
 
 from ualm.config import CrawlConfig
-from ualm.pipelines.crawl import net
-from ualm.pipelines.crawl.fetch import Fetcher, FetchResult
-from ualm.pipelines.crawl.policy import Refused, check_url
-from ualm.pipelines.crawl.testserver import FaultyHandler, FaultyServer
+from ualm.inputs.crawl import net
+from ualm.inputs.crawl.fetch import Fetcher, FetchResult
+from ualm.inputs.crawl.policy import Refused, check_url
+from ualm.testing.crawl_server import FaultyHandler, FaultyServer
 
 BODY = b"RIFF" + bytes(range(256)) * 16  # binary, so the markup sniff keeps it
 LOOPBACK = "127.0.0.1 is a loopback or private address (--allow-private-network permits it)"

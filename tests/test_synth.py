@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from ualm.cli import main
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.synth.config import SynthConfig
 from ualm.synth.neighbors import EventSimilarity
 from ualm.synth.run import synth_corpus
 from ualm.train.chat import build_sample
 from ualm.train.counting import code_tokens, sample_text
 from ualm.train.layout import ASSISTANT, AUDIO, AUDIO_END, BOS, EOS, IGNORE, USER
-from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.sources import discover, probabilities
 from ualm.train.stream import PackedStream, StreamConfig
 from ualm.train.text_tokenizer import ByteTokenizer

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ualm.synth.config import SynthConfig
-from ualm.synth.fakeserver import Action, FakeTeacherServer
 from ualm.synth.run import synth_corpus
+from ualm.testing.teacher_server import Action, FakeTeacherServer
 
 from .synth_helpers import captioned_corpus, copy_corpus, published
 
@@ -64,7 +64,7 @@ class Script:
 
 def _outcomes(root: Path) -> dict[str, str]:
     """Case -> valid / repaired / the reject reason (clip i is CASES[i])."""
-    from ualm.train.shardio import iter_samples, load_json
+    from ualm.manifests.shard_reader import iter_samples, load_json
 
     def case(key: str) -> str:
         return CASES[int(key.split("-clip", 1)[1][:2])]

@@ -19,8 +19,8 @@ import soundfile as sf
 
 from ualm.config import TokenizeConfig
 from ualm.errors import UalmError
+from ualm.pipelines.tokens import tokenize_corpus
 from ualm.tokenize.listen import listen
-from ualm.tokenize.run import tokenize_corpus
 
 from .conftest import tree_bytes
 

@@ -15,12 +15,12 @@ import torch
 from ualm.audio.events import make_event_world
 from ualm.config import BuildConfig
 from ualm.errors import UalmError
+from ualm.manifests.shard_reader import iter_members, iter_samples, load_json
 from ualm.pipelines.build import build_corpus
 from ualm.train.blend_spec import BlendSpec, SourceSpec
 from ualm.train.counting import sample_tokens
 from ualm.train.data import STATE_KEY, DataConfig, UALMDataModule
 from ualm.train.layout import IGNORE
-from ualm.train.shardio import iter_members, iter_samples, load_json
 from ualm.train.sources import discover, probabilities
 from ualm.train.stream import PackedStream, StreamConfig
 from ualm.train.text_tokenizer import ByteTokenizer

@@ -141,8 +141,8 @@ def _only_traces(corpus: Path, tmp_path: Path, kinds: tuple[str, ...]) -> Path:
 
 
 def test_sft_targets_are_the_assistant_turns(corpus: Path) -> None:
+    from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
     from ualm.train.chat import build_sample
-    from ualm.train.shardio import iter_samples, load_json, load_npy
     from ualm.train.text_tokenizer import ByteTokenizer
 
     shard = sorted((corpus / "traces").glob("traces-*.tar"))[0]

@@ -145,7 +145,7 @@ def _print_tokens(tokens: dict) -> None:
 
 def _run_tokenize(args: argparse.Namespace) -> int:
     from ualm.config import TokenizeConfig
-    from ualm.tokenize.run import tokenize_corpus
+    from ualm.pipelines.tokens import tokenize_corpus
 
     config = TokenizeConfig(seed=args.seed, **_codec_overrides(args))
     tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,

@@ -11,6 +11,7 @@ from typing import Any
 
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.token_sets import row_task
 
 # Hub task categories for the tasks a corpus serves.
 TASK_CATEGORIES = {"generation": "text-to-audio", "understanding": "audio-text-to-text",
@@ -32,8 +33,6 @@ class CardFacts:
 def card_facts(layout: CorpusLayout) -> CardFacts:
     import pyarrow.dataset as ds
 
-    from ualm.train.sources import _task
-
     files = sorted(str(p) for p in (layout.root / "manifests" / "samples").glob("*.parquet"))
     subsets = [s for s in EXTRA_SUBSETS if any((layout.root / s).glob("**/*.tar"))]
     if not files:
@@ -49,7 +48,7 @@ def card_facts(layout: CorpusLayout) -> CardFacts:
         p["samples"] += 1
         p["seconds"] += r["seconds"] or 0.0
         p["licences"].add(licence)
-        tasks.add(_task(r["task"], r["modality"], r["extra"]))
+        tasks.add(row_task(r["task"], r["modality"], r["extra"]))
     sources = [{"name": name, "samples": p["samples"], "hours": p["seconds"] / 3600,
                 "licences": sorted(p["licences"])} for name, p in sorted(per.items())]
     licences = sorted({lic for s in sources for lic in s["licences"]})

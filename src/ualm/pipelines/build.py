@@ -18,9 +18,10 @@ from typing import Any
 
 from ualm import __version__
 from ualm.config import SCHEMA_VERSION, BuildConfig
+from ualm.engines import Engine, make_engine
 from ualm.errors import UalmError
+from ualm.inputs.listing import InputListing, list_inputs
 from ualm.manifests.card import write_card
-from ualm.manifests.inputs import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
 from ualm.pipelines import caption_dedup, near_dedup
@@ -31,7 +32,6 @@ from ualm.pipelines.caption_dedup import (
     reduce_caption_bucket,
 )
 from ualm.pipelines.dedup import FingerprintTask, emit_fingerprints, reduce_bucket
-from ualm.pipelines.engines import Engine, make_engine
 from ualm.pipelines.ingest import IngestTask, fail_ingest_unit, run_ingest_unit
 from ualm.pipelines.near_dedup import (
     BandTask,
@@ -74,7 +74,7 @@ def build_corpus(
     listing = list_inputs(inputs, allow_roots, config.crawl)
     _prepare_output(layout, config, listing)
     if config.tokenize.enabled:
-        from ualm.tokenize.run import check_codec
+        from ualm.pipelines.tokens import check_codec
 
         check_codec(config.tokenize)  # a bad codec fails now, not after the audio stage
     started = time.time()
@@ -90,7 +90,7 @@ def build_corpus(
             _log_run(layout, runner.name, started, skipped)
         tokens = None
         if config.tokenize.enabled:
-            from ualm.tokenize.run import tokenize_corpus
+            from ualm.pipelines.tokens import tokenize_corpus
 
             tokens = tokenize_corpus(layout.root, config.tokenize, engine=runner, progress=progress)
     finally:

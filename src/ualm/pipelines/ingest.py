@@ -23,17 +23,17 @@ from ualm.filters.captions import split_captions
 from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
 from ualm.filters.vad import iter_speech_segments
+from ualm.inputs.crawl.unit import UnitSources
+from ualm.inputs.records import InputRecord
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
-from ualm.manifests.records import InputRecord
 from ualm.manifests.shards import safe_key
 from ualm.pipelines.annotate import annotate_window, clip_embedding, judge_captions, score_windows
-from ualm.pipelines.crawl.unit import UnitSources
 from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import PayloadWriter
 
 if TYPE_CHECKING:
-    from ualm.pipelines.engines.base import UnitFailed
+    from ualm.engines.base import UnitFailed
 
 STAGE = "ingest"
 ANNOTATION_BATCH = 8

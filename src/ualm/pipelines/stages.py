@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from ualm.engines import Engine
+from ualm.engines.base import UnitFailed
+from ualm.engines.progress import Progress
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout, read_done
-from ualm.pipelines.engines import Engine
-from ualm.pipelines.engines.base import UnitFailed
-from ualm.pipelines.progress import Progress
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)

@@ -7,7 +7,6 @@ report prints can be tested against the manifests directly.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import Counter
@@ -20,6 +19,7 @@ import pyarrow.dataset as ds
 from ualm.errors import UalmError
 from ualm.manifests import schema
 from ualm.manifests.inspect import summarize
+from ualm.train.metrics import read_metrics
 
 SAMPLE_COLUMNS = ["key", "modality", "seconds", "source", "license", "task", "language",
                   "loudness_lufs", "rms_dbfs", "spoken_language", "captions", "shard"]
@@ -125,34 +125,6 @@ def gather_run(path: str | Path, blend: str | Path | None = None) -> RunFacts:
     preference = json.loads(heldout_file.read_text()) if heldout_file.is_file() else None
     return RunFacts(path, read_metrics(path / "logs" / "metrics.csv"), realised, spec,
                     evaluation, config or {}, preference)
-
-
-def read_metrics(metrics: Path) -> list[dict[str, float]]:
-    """Lightning's CSV log as numbers; a row holds only the columns logged at its step."""
-    if not metrics.is_file():
-        return []
-    rows = []
-    with open(metrics, newline="") as handle:
-        for raw in csv.DictReader(handle):
-            row = {}
-            for k, v in raw.items():
-                try:
-                    row[k] = float(v)
-                except (TypeError, ValueError):
-                    continue
-            rows.append(row)
-    return rows
-
-
-def loss_series(metrics: list[dict[str, float]], prefix: str) -> dict[str, list[tuple[int, float]]]:
-    """{'loss': [(step, value)], 'loss_generation': [...], ...} for columns `prefix/loss*`
-    (prefix `train` or `val`), each sorted by step."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    for row in metrics:
-        for column, value in row.items():
-            if column.startswith(f"{prefix}/loss") and "step" in row:
-                series.setdefault(column.split("/", 1)[1], []).append((int(row["step"]), value))
-    return {k: sorted(v) for k, v in sorted(series.items())}
 
 
 def blend_rows(run: RunFacts) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ualm.report import figures
+from ualm import figures
 from ualm.report import html as h
 from ualm.report.audio import Heard
 from ualm.report.gather import (
@@ -13,9 +13,9 @@ from ualm.report.gather import (
     RunFacts,
     blend_rows,
     languages,
-    loss_series,
     sources_and_licences,
 )
+from ualm.train.metrics import loss_series
 
 Section = tuple[str, str, str]
 NOT_MEASURED = "not measured"

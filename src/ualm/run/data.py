@@ -99,7 +99,7 @@ def _tokenize_settings(config: PipelineConfig) -> Any:
 
 
 def _tokenize(ctx: Context) -> StageResult:
-    from ualm.tokenize.run import tokenize_corpus
+    from ualm.pipelines.tokens import tokenize_corpus
 
     outputs: dict[str, Path] = {}
     summary: dict[str, Any] = {}

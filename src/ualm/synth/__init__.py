@@ -11,6 +11,6 @@ Modules, in the order a run uses them:
 - `requester`: cache, concurrency, budget, retries honouring Retry-After, repair prompts;
 - `schema`: what a reply must hold;
 - `output`: trace and pair shards, manifests, MinHash dedup, the funnel;
-- `run`: `synth_corpus`, tying them together; `cli`: the `ualm synth` command;
-- `fakeserver`: a scripted OpenAI-compatible server for tests and benchmarks.
+- `run`: `synth_corpus`, tying them together; `cli`: the `ualm synth` command.
+The scripted OpenAI-compatible server of the tests is `ualm.testing.teacher_server`.
 """

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from ualm.errors import UalmError
-from ualm.train.shardio import iter_samples
-from ualm.train.sources import corpus_codec
+from ualm.manifests.shard_reader import iter_samples
+from ualm.manifests.token_sets import corpus_codec
 
 
 @dataclass(frozen=True)

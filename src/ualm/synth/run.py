@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ualm.engines.progress import stage_bar
 from ualm.errors import UalmError
 from ualm.manifests.layout import WORK, atomic_write_table
 from ualm.manifests.schema import table
-from ualm.pipelines.progress import stage_bar
 from ualm.sections import build_section
 from ualm.synth import output
 from ualm.synth.clips import Clip, load_clips, read_codes

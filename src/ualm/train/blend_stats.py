@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.train.blend_spec import TASKS, CorpusRef, corpus_hash
 from ualm.train.counting import code_tokens, sample_task, sample_tokens
-from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.text_tokenizer import TextTokenizer, load_text_tokenizer
 
 SAMPLE_COLUMNS = ["key", "source", "task", "language", "seconds", "captions", "extra"]

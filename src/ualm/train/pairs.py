@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
+from ualm.manifests.token_sets import corpus_codec
 from ualm.train.chat import build_sample
 from ualm.train.data import STATE_KEY, DataConfig
 from ualm.train.layout import TASK_IDS, empty_rows, place, with_labels
-from ualm.train.shardio import iter_samples, load_json, load_npy
-from ualm.train.sources import corpus_codec
 from ualm.train.text_tokenizer import TextTokenizer
 
 MAX_HELDOUT = 512

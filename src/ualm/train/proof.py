@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from ualm.audio.events import EventWorld
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
+from ualm.manifests.token_sets import corpus_codec
 from ualm.train.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
 from ualm.train.layout import CODEBOOK_SIZE
 from ualm.train.model import UALMModel
-from ualm.train.shardio import iter_samples, load_json, load_npy
-from ualm.train.sources import corpus_codec
 
 SEGMENTS = 3
 CODEBOOKS = 2

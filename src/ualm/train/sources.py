@@ -5,7 +5,6 @@ or equal shares of samples when no blend is given).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests.token_sets import corpus_codec, row_task
 from ualm.train.blend_spec import BlendSpec, SourceSpec
 
 
@@ -31,36 +31,6 @@ class Source:
         return f"{self.name}/{self.task}"
 
 
-def _task(task: str | None, modality: str, extra: str | None) -> str:
-    """As `chat.sample_task` resolves it from a shard's JSON, but from a manifest row."""
-    if task:
-        return task
-    if modality == "text":
-        return "text"
-    return "understanding" if extra and "conversations" in json.loads(extra) else "generation"
-
-
-def corpus_codec(corpus: str | Path, codec_id: str | None = None) -> str:
-    try:
-        meta = json.loads(remote.read_bytes(remote.join(str(corpus), "corpus.json")))
-    except FileNotFoundError:
-        raise UalmError(f"{corpus} is not a complete ualm corpus (no corpus.json)",
-                        fix="pass corpus folders that `ualm build` wrote (or URLs that "
-                            "`ualm publish` finished)") from None
-    tokens = meta.get("tokens") or {}
-    if codec_id is not None:
-        if codec_id not in tokens:
-            raise UalmError(f"{corpus} has no token set {codec_id!r}",
-                            fix=f"tokenize it with that codec, or choose one of: "
-                                f"{', '.join(sorted(tokens)) or '(none)'}")
-        return codec_id
-    if len(tokens) != 1:
-        raise UalmError(f"{corpus} holds {len(tokens)} token sets",
-                        fix="run `ualm tokenize` first" if not tokens else
-                        f"set data.codec_id to one of: {', '.join(sorted(tokens))}")
-    return next(iter(tokens))
-
-
 def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list[Source]:
     """Every (corpus, source, task) in the corpora's manifests, in a stable order."""
     found: list[Source] = []
@@ -77,7 +47,7 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
             if row["modality"] == "audio":
                 index = Path(shard).stem.split("-")[1]
                 shard = f"tokens/{codec}/tokens-{index}.tar"
-            task = _task(row["task"], row["modality"], row["extra"])
+            task = row_task(row["task"], row["modality"], row["extra"])
             groups[(row["source"], task)][remote.join(root, shard)] += 1
         _add_traces(root, codec, groups)
         for (name, task), shards in sorted(groups.items()):

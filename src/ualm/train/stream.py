@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from ualm.errors import UalmError
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.train.chat import build_sample, sample_task
 from ualm.train.counting import code_tokens, sample_tokens
 from ualm.train.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
-from ualm.train.shardio import iter_samples, load_json, load_npy
 from ualm.train.sources import Source
 from ualm.train.text_tokenizer import TextTokenizer
 

@@ -143,8 +143,8 @@ def _final_loss(metrics: Path) -> float | None:
 def plot_loss(metrics: Path, png: Path) -> Path | None:
     """The training loss (and per-task losses) against the step; held-out ones (`val/loss*`)
     dashed, in the colour of their training curve: the report's loss figure."""
-    from ualm.report.figures import losses
-    from ualm.report.gather import loss_series, read_metrics
+    from ualm.figures import losses
+    from ualm.train.metrics import loss_series, read_metrics
 
     rows = read_metrics(metrics)
     if not rows:

@@ -18,7 +18,7 @@ from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from ualm.config import CrawlConfig
-from ualm.pipelines.crawl.policy import address_refusal
+from ualm.inputs.crawl.policy import address_refusal
 
 
 class RefusedAddress(OSError):

@@ -17,9 +17,9 @@ from typing import Any
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
-from ualm.manifests.records import AUDIO_EXTENSIONS, InputRecord
-from ualm.manifests.rows import RowError, normalise_row
-from ualm.sources.rows import check_web_url
+from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
+from ualm.inputs.rows import RowError, normalise_row
+from ualm.inputs.source_rows import check_web_url
 
 MANIFEST_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -37,7 +37,7 @@ def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] =
                 crawl: CrawlConfig | None = None) -> InputListing:
     """Lists one or more inputs (folders, manifests, URL lists, Hugging Face datasets,
     WebDataset tars) in order; indexes run across all of them. `crawl` maps dataset columns."""
-    from ualm.sources import list_source
+    from ualm.inputs.sources import list_source
 
     if not paths:
         raise UalmError("no input given", fix="pass --input PATH (a folder or a manifest)")

@@ -13,8 +13,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from ualm.errors import UalmError
-from ualm.pipelines.engines.base import (
+from ualm.engines.base import (
     DEFAULT_RETRIES,
     Engine,
     UnitFailed,
@@ -22,6 +21,7 @@ from ualm.pipelines.engines.base import (
     describe,
     machine_cores,
 )
+from ualm.errors import UalmError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -141,7 +141,7 @@ class FakeTeacherServer:
 
 
 def main() -> None:
-    """`python -m ualm.synth.fakeserver LATENCY`: serves until killed; prints its base URL."""
+    """`python -m ualm.testing.teacher_server LATENCY`: serves until killed; prints its base URL."""
     import sys
 
     with FakeTeacherServer(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as server:

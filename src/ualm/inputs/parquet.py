@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
-from ualm.manifests.records import InputRecord
-from ualm.sources.rows import source_record
+from ualm.inputs.records import InputRecord
+from ualm.inputs.source_rows import source_record
 
 
 def is_audio_parquet(path: Path, audio_column: str) -> bool:
@@ -151,6 +151,6 @@ def _open_file(file_url: str) -> Any:
         from huggingface_hub import HfFileSystem
 
         return HfFileSystem().open(file_url[len("hf://"):], "rb")
-    from ualm.sources.wds import local_path
+    from ualm.inputs.wds import local_path
 
     return open(local_path(file_url), "rb")

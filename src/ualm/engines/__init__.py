@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ualm.engines.base import Engine, UnitFailed
+from ualm.engines.local import LocalEngine
 from ualm.errors import UalmError
-from ualm.pipelines.engines.base import Engine, UnitFailed
-from ualm.pipelines.engines.local import LocalEngine
 
 ENGINES = ("local", "dask", "beam")
 
@@ -26,11 +26,11 @@ def make_engine(name: str, scheduler: str | None = None, workers: int | None = N
     if name == "local":
         return LocalEngine()
     if name == "dask":
-        from ualm.pipelines.engines.dask import DaskEngine
+        from ualm.engines.dask import DaskEngine
 
         return DaskEngine(scheduler=scheduler, workers=workers)
     if name == "beam":
-        from ualm.pipelines.engines.beam import BeamEngine
+        from ualm.engines.beam import BeamEngine
 
         return BeamEngine(runner or "DirectRunner", options, workers=workers,
                           report=sys.stderr if report else None)

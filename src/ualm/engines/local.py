@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from itertools import chain
 from typing import TypeVar
 
-from ualm.pipelines.engines.base import (
+from ualm.engines.base import (
     DEFAULT_RETRIES,
     Engine,
     UnitFailed,

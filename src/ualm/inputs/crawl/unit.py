@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from ualm.audio.errors import AudioRejected
 from ualm.config import CrawlConfig
-from ualm.manifests.records import InputRecord
+from ualm.inputs.records import InputRecord
 
 if TYPE_CHECKING:  # aiohttp is imported only by units that fetch
-    from ualm.pipelines.crawl.fetch import Fetcher, FetchResult
+    from ualm.inputs.crawl.fetch import Fetcher, FetchResult
 
 _TRUE = frozenset({"1", "true", "yes", "y", "t", "on"})
 
@@ -103,7 +103,7 @@ class UnitSources:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     async def _open_fetcher(self) -> Fetcher:
-        from ualm.pipelines.crawl.fetch import Fetcher
+        from ualm.inputs.crawl.fetch import Fetcher
 
         assert self._tmp is not None
         return await Fetcher(self.config, self._tmp).__aenter__()
@@ -135,7 +135,7 @@ class UnitSources:
             path.unlink(missing_ok=True)
 
     def _row_file(self, record: InputRecord, url: str) -> Path:
-        from ualm.sources.parquet import RowReader
+        from ualm.inputs.parquet import RowReader
 
         file_url, row = url.rsplit("#row=", 1)
         if self._rows is None:
@@ -153,7 +153,7 @@ class UnitSources:
         return self._write(record, data)
 
     def _member_file(self, record: InputRecord, url: str) -> Path:
-        from ualm.sources.wds import read_members
+        from ualm.inputs.wds import read_members
 
         file_url, ordinal = url.rsplit("#member=", 1)
         if file_url not in self._tar_results:

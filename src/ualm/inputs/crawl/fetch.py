@@ -19,11 +19,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ualm.config import CrawlConfig
-from ualm.pipelines.crawl import net
-from ualm.pipelines.crawl.cache import CacheEntry, FetchCache
-from ualm.pipelines.crawl.policy import Refused, check_url
-from ualm.pipelines.crawl.robots import RobotsCache
-from ualm.pipelines.crawl.sniff import looks_like_markup
+from ualm.inputs.crawl import net
+from ualm.inputs.crawl.cache import CacheEntry, FetchCache
+from ualm.inputs.crawl.policy import Refused, check_url
+from ualm.inputs.crawl.robots import RobotsCache
+from ualm.inputs.crawl.sniff import looks_like_markup
 from ualm.retry_after import retry_after
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-from ualm.pipelines.crawl.policy import Refused
+from ualm.inputs.crawl.policy import Refused
 
 if TYPE_CHECKING:
-    from ualm.pipelines.crawl.fetch import Fetcher
+    from ualm.inputs.crawl.fetch import Fetcher
 
 MAX_ROBOTS_BYTES = 512 * 1024  # RFC 9309 asks crawlers to read at least 500 KiB
 

@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
-from ualm.manifests.records import AUDIO_EXTENSIONS, InputRecord
-from ualm.sources.rows import source_record
+from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
+from ualm.inputs.source_rows import source_record
 
 MAX_METADATA_BYTES = 1 << 20
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's rule: key up to the first dot

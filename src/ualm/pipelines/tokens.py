@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ualm.config import TokenizeConfig
+from ualm.engines import Engine, make_engine
 from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
-from ualm.pipelines.engines import Engine, make_engine
 from ualm.pipelines.stages import run_pending
 from ualm.tokenize.stage import (
     _WORKER_CODECS,

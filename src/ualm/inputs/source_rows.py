@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ualm.manifests.records import InputRecord
-from ualm.manifests.rows import RowError, normalise_row
+from ualm.inputs.records import InputRecord
+from ualm.inputs.rows import RowError, normalise_row
 
 # Fields a source row may not set: where the audio comes from is the source's own locator.
 LOCATION_FIELDS = ("path", "url", "location", "sound", "messages")
@@ -15,7 +15,7 @@ LOCATION_FIELDS = ("path", "url", "location", "sound", "messages")
 def check_web_url(record: InputRecord) -> InputRecord:
     """A listed URL must be http(s) with a host; anything else is `crawl/bad_url` at once (a
     manifest must not reach local files or other sources through `url`)."""
-    from ualm.pipelines.crawl.policy import Refused, check_url
+    from ualm.inputs.crawl.policy import Refused, check_url
 
     if record.url is None or record.path is not None or record.reject_reason is not None:
         return record

@@ -31,14 +31,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from ualm.errors import UalmError
-from ualm.pipelines.engines.base import (
+from ualm.engines.base import (
     DEFAULT_RETRIES,
     Engine,
     UnitFailed,
     call_with_retries,
     machine_cores,
 )
+from ualm.errors import UalmError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -2,7 +2,7 @@
 (parquet with the `datasets` Audio struct, on the Hub or in a local folder of the same layout)
 and WebDataset tars. Each lists as ordinary `InputRecord`s whose `url` locates the audio
 (`https://...`, `hf://datasets/ORG/NAME/FILE.parquet#row=N`, `file:///...parquet#row=N`,
-`file:///...tar#member=N`); the ingest unit obtains the bytes (`ualm.pipelines.crawl.unit`).
+`file:///...tar#member=N`); the ingest unit obtains the bytes (`ualm.inputs.crawl.unit`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ualm.config import CrawlConfig
-from ualm.manifests.records import InputRecord
+from ualm.inputs.records import InputRecord
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 def list_source(spec: str, start: int, crawl: CrawlConfig) -> list[InputRecord] | None:
     """Records of `spec` when it names a source this package reads, else None (a folder of
-    audio or a manifest, which `ualm.manifests.inputs` lists)."""
-    from ualm.sources import parquet, urls, wds
+    audio or a manifest, which `ualm.inputs.listing` lists)."""
+    from ualm.inputs import parquet, urls, wds
 
     if spec.startswith("hf://"):
         return parquet.list_hub(spec, start, crawl)
@@ -39,8 +39,8 @@ def list_source(spec: str, start: int, crawl: CrawlConfig) -> list[InputRecord] 
 def _list_dataset_folder(folder: Path, start: int, crawl: CrawlConfig) -> list[InputRecord] | None:
     """A folder is a dataset when it holds no audio files and parquet files with the audio
     column (the Hub's layout), or WebDataset tars."""
-    from ualm.manifests.records import AUDIO_EXTENSIONS
-    from ualm.sources import parquet, wds
+    from ualm.inputs import parquet, wds
+    from ualm.inputs.records import AUDIO_EXTENSIONS
 
     files = []
     for p in folder.rglob("*"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ualm.errors import UalmError
-from ualm.manifests.records import InputRecord
-from ualm.sources.rows import check_web_url
+from ualm.inputs.records import InputRecord
+from ualm.inputs.source_rows import check_web_url
 
 
 def list_urls(path: Path, start: int) -> list[InputRecord]:
