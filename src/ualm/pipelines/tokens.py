@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ualm.config import TokenizeConfig
+from ualm.config import BuildConfig, TokenizeConfig
 from ualm.engines import Engine, make_engine
 from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
-from ualm.pipelines.stages import run_pending
+from ualm.pipelines.stage_list import Context, Stage, run_stages
 from ualm.tokenize.stage import (
     _WORKER_CODECS,
     CodecSpec,
@@ -41,40 +41,69 @@ def tokenize_corpus(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenizes (or resumes tokenizing) a corpus; returns the token set's record."""
-    config = config or TokenizeConfig()
     layout = CorpusLayout(corpus)
     if not layout.corpus_file.is_file():
         raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
                         fix="run `ualm build` first")
-    meta = json.loads(layout.corpus_file.read_text())
-    spec = CodecSpec(config.codec, config.bandwidth, config.seed, config.device, config.batch_size)
-    codec = _load_checked(spec, meta["config"]["audio"]["sample_rate"])
-    codec_id = codec.info.codec_id
-    shards = sorted(int(p.stem.split("-")[1]) for p in (layout.root / "audio").glob("audio-*.tar"))
-    tasks = [TokenizeTask(str(layout.root), s, spec, codec_id, config.cache_dir) for s in shards]
+    ctx = Context(layout, BuildConfig(tokenize=config or TokenizeConfig()))
     owned = not isinstance(engine, Engine)
     runner = (make_engine(engine, scheduler, workers, beam_runner, beam_options, report=progress)
               if owned else engine)
     try:
-        skipped = run_pending(runner, stage_name(codec_id), run_tokenize_shard, tasks, layout,
-                              progress, index=lambda t: t.shard)
+        run_stages([TOKENS], runner, ctx, progress)
     finally:
         if owned:
             runner.close()
-    record = _token_record(layout, codec, spec, shards)
-    meta.setdefault("tokens", {})[codec_id] = record
+    return ctx.outputs["tokens"]
+
+
+def _spec(config: TokenizeConfig) -> CodecSpec:
+    return CodecSpec(config.codec, config.bandwidth, config.seed, config.device, config.batch_size)
+
+
+def _corpus_rate(ctx: Context) -> int:
+    """The corpus's sample rate: as committed, or as the build config will make it."""
+    if ctx.layout.corpus_file.is_file():
+        return json.loads(ctx.layout.corpus_file.read_text())["config"]["audio"]["sample_rate"]
+    return ctx.config.audio.sample_rate
+
+
+def _check(ctx: Context) -> None:
+    _load_checked(_spec(ctx.config.tokenize), _corpus_rate(ctx))
+
+
+def _codec_id(ctx: Context) -> str:
+    return _load_checked(_spec(ctx.config.tokenize), _corpus_rate(ctx)).info.codec_id
+
+
+def _shards(layout: CorpusLayout) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in (layout.root / "audio").glob("audio-*.tar"))
+
+
+def _tasks(ctx: Context) -> list[TokenizeTask]:
+    spec, codec_id = _spec(ctx.config.tokenize), _codec_id(ctx)
+    return [TokenizeTask(str(ctx.layout.root), s, spec, codec_id, ctx.config.tokenize.cache_dir)
+            for s in _shards(ctx.layout)]
+
+
+def _record_token_set(ctx: Context, skipped: int) -> None:
+    """corpus.json and the card name the token set, with its deterministic totals."""
+    layout, spec = ctx.layout, _spec(ctx.config.tokenize)
+    codec = _load_checked(spec, _corpus_rate(ctx))
+    record = _token_record(layout, codec, spec, _shards(layout))
+    meta = json.loads(layout.corpus_file.read_text())
+    meta.setdefault("tokens", {})[codec.info.codec_id] = record
     write_card(layout, meta, summarize(layout.root))
     atomic_write_json(layout.corpus_file, meta)
-    return {**record, "skipped_shards": skipped}
+    ctx.outputs["tokens"] = {**record, "skipped_shards": skipped}
 
 
-def check_codec(config: TokenizeConfig) -> None:
-    """Loads the configured codec once, so a bad name, file or bandwidth is reported before a
-    long build starts (the loaded codec is kept for this process)."""
-    from ualm.tokenize.stage import worker_codec
-
-    worker_codec(CodecSpec(config.codec, config.bandwidth, config.seed, config.device,
-                           config.batch_size))
+TOKENS = Stage(
+    "tokens", "map", reads=("audio shards",), writes=("token shards", "corpus.json tokens"),
+    tasks=_tasks, unit=run_tokenize_shard, index=lambda t: t.shard,
+    enabled=lambda config: config.tokenize.enabled, check=_check,
+    record=lambda ctx: stage_name(_codec_id(ctx)), finish=_record_token_set)
+"""The codec stage: token shards beside the audio shards of a committed corpus."""
 
 
 def _load_checked(spec: CodecSpec, corpus_rate: int) -> Any:

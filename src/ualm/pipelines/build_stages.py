@@ -1,0 +1,108 @@
+"""The stages of `ualm build`, in order: the list the build loop runs (`BUILD_STAGES`).
+
+ingest (map over input units) → exact dedup (reduce over fingerprint buckets) → near dedup and
+caption dedup (reduces over LSH buckets, then a merge; each when its config enables it) → shard
+(map over the shard plan) → commit (`corpus.json` and the card) → tokens (map over audio shards,
+when `tokenize.enabled`). A new stage is one declaration here and one entry in the list.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from ualm import __version__
+from ualm.config import SCHEMA_VERSION
+from ualm.manifests.card import write_card
+from ualm.manifests.inspect import summarize
+from ualm.manifests.layout import atomic_write_json
+from ualm.pipelines import caption_dedup, dedup, ingest, near_dedup, shard
+from ualm.pipelines.stage_list import Context, Stage
+from ualm.pipelines.tokens import TOKENS
+
+
+def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
+    size, records = ctx.config.work.unit_size, ctx.listing.records
+    return [ingest.IngestTask(str(ctx.layout.root), u, ctx.config.to_dict(),
+                              tuple(r.to_dict() for r in records[u * size:(u + 1) * size]))
+            for u in range(ctx.units)]
+
+
+INGEST = Stage(
+    "ingest", "map", reads=("inputs",), writes=("unit segments", "unit payloads", "rejects"),
+    tasks=_ingest_tasks, unit=ingest.run_ingest_unit, index=lambda t: t.unit,
+    on_failure=ingest.fail_ingest_unit)
+
+EXACT_DEDUP = Stage(
+    dedup.STAGE, "reduce", reads=("unit segments",), writes=("dedup decisions",),
+    tasks=lambda ctx: [dedup.FingerprintTask(str(ctx.layout.root), u) for u in range(ctx.units)],
+    unit=dedup.emit_fingerprints,
+    reduce=lambda ctx: partial(dedup.reduce_bucket, str(ctx.layout.root)),
+    keys=lambda ctx: list(range(ctx.config.work.dedup_buckets)))
+
+NEAR_DEDUP = Stage(
+    near_dedup.STAGE, "reduce", reads=("unit segments", "dedup decisions"),
+    writes=("near-duplicate pairs", "near-duplicate groups"),
+    tasks=lambda ctx: [near_dedup.BandTask(str(ctx.layout.root), u, ctx.config.to_dict())
+                       for u in range(ctx.units)],
+    unit=near_dedup.emit_bands,
+    reduce=lambda ctx: partial(near_dedup.reduce_near_bucket, str(ctx.layout.root),
+                               ctx.config.near_dedup.max_bit_error),
+    keys=lambda ctx: list(range(ctx.config.near_dedup.buckets)),
+    merge=(near_dedup.MERGE_STAGE, near_dedup.merge_near_duplicates),
+    enabled=lambda config: config.near_dedup.enabled)
+
+CAPTION_DEDUP = Stage(
+    caption_dedup.STAGE, "reduce", reads=("unit segments", "dedup decisions"),
+    writes=("caption pairs", "caption groups"),
+    tasks=lambda ctx: [caption_dedup.CaptionTask(str(ctx.layout.root), u, ctx.config.to_dict())
+                       for u in range(ctx.units)],
+    unit=caption_dedup.emit_caption_bands,
+    reduce=lambda ctx: partial(caption_dedup.reduce_caption_bucket, str(ctx.layout.root),
+                               ctx.config.caption_dedup.threshold),
+    keys=lambda ctx: list(range(ctx.config.caption_dedup.buckets)),
+    merge=(caption_dedup.MERGE_STAGE, caption_dedup.merge_caption_groups),
+    enabled=lambda config: config.caption_dedup.enabled)
+
+SHARD = Stage(
+    shard.STAGE, "map", reads=("unit segments", "unit payloads", "dedup decisions"),
+    writes=("audio and text shards", "samples manifests", "duplicates manifests"),
+    tasks=lambda ctx: shard.plan(ctx.layout, ctx.config, ctx.units), unit=shard.run_shard,
+    index=lambda t: t.stage_index)
+
+
+def commit(ctx: Context) -> dict[str, Any]:
+    """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
+    drops the staged payloads, whose bytes now live in the shards."""
+    layout, config, listing = ctx.layout, ctx.config, ctx.listing
+    summary = summarize(layout.root, expected_inputs=len(listing.records))
+    corpus = {
+        "schema_version": SCHEMA_VERSION,
+        "ualm_version": __version__,
+        "config": config.audio_dict(),
+        "config_hash": config.hash(),
+        "inputs": {"description": listing.description, "digest": listing.digest,
+                   "rows": len(listing.records)},
+        "counts": {k: summary[k] for k in ("inputs", "kept", "rejected", "duplicates",
+                                           "samples", "hours", "shards", "text_shards")},
+        "reasons": summary["reasons"],
+    }
+    write_card(layout, corpus, summary)
+    atomic_write_json(layout.corpus_file, corpus)
+    for unit in range(ctx.units):
+        layout.unit_payload(unit).unlink(missing_ok=True)
+    ctx.outputs["summary"] = summary
+    return summary
+
+
+COMMIT = Stage("commit", "commit", reads=("manifests",), writes=("corpus.json", "README.md"),
+               tasks=lambda ctx: [], unit=commit)
+
+BUILD_STAGES = (INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, SHARD, COMMIT, TOKENS)
+"""What `ualm build` runs, in order; disabled stages are left out by their `enabled`."""
+
+
+def describe() -> list[dict[str, Any]]:
+    """The stage list as data (name, kind, reads, writes)."""
+    return [{"name": s.name, "kind": s.kind, "reads": list(s.reads), "writes": list(s.writes)}
+            for s in BUILD_STAGES]
