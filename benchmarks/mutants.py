@@ -89,7 +89,7 @@ CLAP_BUILD = ("tests/test_model_filters.py::"
 
 MUTANTS: list[Mutant] = [
     # -- accounting: inputs = kept + rejected + duplicates ----------------------------------------
-    Mutant("accounting-rejected-row-dropped", "accounting", "src/ualm/pipelines/ingest.py",
+    Mutant("accounting-rejected-row-dropped", "accounting", "src/ualm/pipelines/outcomes.py",
            old='        if not kept:\n            rejects.append({**base, "level": "input"',
            new='        if not kept and r.index % 2 == 0:\n'
                '            rejects.append({**base, "level": "input"',
@@ -273,7 +273,7 @@ MUTANTS: list[Mutant] = [
            new="    files = list(\n        (p for p in root.rglob",
            tests=("tests/test_inputs.py::test_folder_is_listed_recursively_in_path_order",)),
     Mutant("determinism-dedup-bucket-by-process-hash", "determinism",
-           "src/ualm/pipelines/ingest.py",
+           "src/ualm/pipelines/outcomes.py",
            old='"bucket": int(o.fingerprint[:8], 16) % buckets if kept else None,',
            new='"bucket": hash(o.fingerprint) % buckets if kept else None,',
            tests=("tests/test_engines.py::test_dask_local_cluster_matches_local_engine",)),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ualm.audio.synthetic import SyntheticWorld
-from ualm.engines.beam import BeamEngine, counters_of, format_metrics
+from ualm.engines.beam import BeamEngine
+from ualm.engines.beam_metrics import counters_of, format_metrics
 from ualm.engines.local import LocalEngine
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus

@@ -13,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "ualm"
 MAX_LINES = 300
-STILL_TOO_LONG = {"config.py", "pipelines/ingest.py", "train/blend.py", "engines/beam.py",
-                  "train/stream.py"}
-"""Modules over MAX_LINES today; each leaves this set when it is split (the test says when)."""
+STILL_TOO_LONG = {"config.py"}
+"""Modules over MAX_LINES today; each leaves this set when it is split (the test says when).
+config.py waits for the one config scheme, which replaces its loaders."""
 
 
 def _lint(src: Path) -> subprocess.CompletedProcess[str]:

@@ -38,6 +38,7 @@ from ualm.engines.base import (
     call_with_retries,
     machine_cores,
 )
+from ualm.engines.beam_metrics import counters_of, format_metrics, query_counters
 from ualm.errors import UalmError
 
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class BeamEngine(Engine):
             results = watcher.collect(count)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        self.metrics[label] = _counters(result, label)
+        self.metrics[label] = query_counters(result, label)
         if self.report is not None:
             self.report.write(format_metrics(label, self.metrics[label]) + "\n")
         return results
@@ -230,58 +231,6 @@ class _ReduceGroup(_Recording):
         self.record(self.index[key], call_with_retries(self.reduce, key, values,
                                                        retries=self.retries))
         yield self.index[key]
-
-
-def counters_of(summary: dict[str, Any]) -> dict[str, int]:
-    """A unit summary as integer counters: counts as they are, seconds as milliseconds, and
-    rejection reasons as `rejected:<reason>`."""
-    counters: dict[str, int] = {}
-    for name, value in summary.items():
-        if isinstance(value, bool) or name in ("unit", "bucket", "shard"):
-            continue
-        if isinstance(value, int):
-            counters[name] = value
-        elif isinstance(value, float) and name.endswith("seconds"):
-            counters[f"{name}_ms"] = round(value * 1000)
-        elif name == "reasons" and isinstance(value, dict):
-            counters.update({f"rejected:{reason}": int(n) for reason, n in value.items()})
-    return counters
-
-
-def _counters(result: Any, label: str) -> dict[str, int]:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    try:
-        query = result.metrics().query(MetricsFilter().with_namespace(label))
-    except (NotImplementedError, AttributeError):  # runners without metric queries
-        return {}
-    totals: dict[str, int] = {}
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
-    return totals
-
-
-def format_metrics(label: str, counters: dict[str, int]) -> str:
-    """One line per stage: units, kept and rejected inputs (by reason), hours kept."""
-    parts = [f"{counters.get('units', 0)} units"]
-    if counters.get("failed_units"):
-        parts.append(f"{counters['failed_units']} failed")
-    if "inputs" in counters:
-        parts.append(f"inputs kept {counters.get('kept_inputs', 0)}, "
-                     f"rejected {counters.get('rejected_inputs', 0)}")
-    reasons = sorted((k.split(":", 1)[1], v) for k, v in counters.items()
-                     if k.startswith("rejected:"))
-    if reasons:
-        parts.append("(" + ", ".join(f"{r} {n}" for r, n in reasons) + ")")
-    for name in ("kept_seconds_ms", "seconds_ms"):
-        if name in counters:
-            parts.append(f"{counters[name] / 3.6e6:.3f} h kept")
-            break
-    for name in ("samples", "duplicates", "frames"):
-        if name in counters:
-            parts.append(f"{name} {counters[name]}")
-    return f"[beam metrics · {label.split('-', 1)[0]}] " + " · ".join(parts)
 
 
 class _ResultWatcher:

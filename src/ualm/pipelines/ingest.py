@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,21 +15,20 @@ from ualm.audio.decode import iter_decoded, probe
 from ualm.audio.errors import AudioRejected
 from ualm.audio.flac import encode_flac
 from ualm.audio.sources import LOSSLESS_CONTAINERS
-from ualm.audio.windows import iter_windows
 from ualm.config import BuildConfig
-from ualm.filters.base import Rejection, first_rejection
+from ualm.filters.base import Rejection
 from ualm.filters.captions import split_captions
 from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
-from ualm.filters.vad import iter_speech_segments
 from ualm.inputs.crawl.unit import UnitSources
 from ualm.inputs.records import InputRecord
-from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.manifests.shards import safe_key
 from ualm.pipelines.annotate import annotate_window, clip_embedding, judge_captions, score_windows
 from ualm.pipelines.faults import maybe_fail
+from ualm.pipelines.outcomes import InputOutcome, unit_summary, write_unit_tables
 from ualm.pipelines.staging import PayloadWriter
+from ualm.pipelines.windowing import DecodedStream, window_rejection, windows
 
 if TYPE_CHECKING:
     from ualm.engines.base import UnitFailed
@@ -50,23 +48,6 @@ class IngestTask:
     unit: int
     config: dict[str, Any]
     records: tuple[dict[str, Any], ...]
-
-
-@dataclass
-class InputOutcome:
-    """What happened to one input inside its unit."""
-
-    record: InputRecord
-    kept: list[dict[str, Any]] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    rejection: Rejection | None = None
-    seconds: float | None = None
-    fingerprint: str | None = None
-    dropped_captions: list[tuple[str, Rejection]] = field(default_factory=list)
-    chromaprint: np.ndarray | None = None
-    """Acoustic fingerprint of the decoded audio, for near-duplicate detection."""
-    source_quality: tuple[bool, int, int] | None = None
-    """(lossless container, native rate, native channels): which near-copy survives."""
 
 
 def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
@@ -104,8 +85,8 @@ def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
 def _complete(layout: CorpusLayout, unit: int, outcomes: list[InputOutcome],
               config: BuildConfig) -> dict[str, Any]:
     """Writes the unit's tables, then its completion record (last: it vouches for the rest)."""
-    _write_tables(layout, unit, outcomes, config)
-    summary = _summary(unit, outcomes)
+    write_unit_tables(layout, unit, outcomes, config)
+    summary = unit_summary(unit, outcomes)
     write_done(layout, STAGE, unit,
                [layout.unit_payload(unit), layout.unit_segments(unit), layout.unit_inputs(unit),
                 layout.rejects_part(unit)], summary)
@@ -280,12 +261,12 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
     # ran about 5-9 % faster than with 5 s blocks (benchmarks/bench_build.py's clips).
     chunks = iter_decoded(record.path, target_rate=rate, start=record.start, end=record.end,
                           block_seconds=1.0)
-    stream = _DecodedStream(chunks, max_frames, fingerprint)
-    for n, start, samples in _windows(stream, rate, window, config):
+    stream = DecodedStream(chunks, max_frames, fingerprint)
+    for n, start, samples in windows(stream, rate, window, config):
         segment = {"key": f"{base_key}__seg_{n:05d}", "sample_id": f"{record.input_id}::seg_{n}",
                    "input_index": record.index, "segment": n, "modality": "audio",
                    "offset": record.start + start / rate, "seconds": len(samples) / rate}
-        rejection = _window_rejection(n, samples, rate, window, config, checks)
+        rejection = window_rejection(n, samples, rate, window, config, checks)
         if rejection is not None:
             outcome.dropped.append({**segment, "reason": rejection.reason, "detail": rejection.detail})
             continue
@@ -302,54 +283,6 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
     outcome.fingerprint = stream.sha256.hexdigest()
 
 
-class _DecodedStream:
-    """The decoded audio as it passes to the windows: its length, sha256 (the exact-dedup
-    fingerprint) and Chromaprint; it stops at the first block past `max_frames`."""
-
-    def __init__(self, chunks: Iterator[np.ndarray], max_frames: float,
-                 fingerprint: StreamingFingerprint | None) -> None:
-        self.chunks, self.max_frames, self.fingerprint = chunks, max_frames, fingerprint
-        self.total, self.too_long, self.sha256 = 0, False, hashlib.sha256()
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for chunk in self.chunks:
-            self.total += len(chunk)
-            if self.total > self.max_frames:
-                self.too_long = True
-                return
-            self.sha256.update(chunk.tobytes())
-            if self.fingerprint is not None:
-                self.fingerprint.feed(chunk)
-            yield chunk
-
-
-def _windows(stream: _DecodedStream, rate: int, window: int | None, config: BuildConfig
-             ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(index, start sample, samples): fixed windows, or speech segments (segment.mode vad)."""
-    if config.segment.mode == "vad":
-        segments = iter_speech_segments(iter(stream), rate, config.vad.threshold,
-                                        config.segment.vad_min_seconds,
-                                        config.segment.vad_max_seconds)
-        for n, (start, samples) in enumerate(segments):
-            yield n, start, samples
-        return
-    position = 0
-    for n, samples in iter_windows(iter(stream), window):
-        yield n, position, samples
-        position += len(samples)
-
-
-def _window_rejection(n: int, samples: np.ndarray, rate: int, window: int | None,
-                      config: BuildConfig, checks: list) -> Rejection | None:
-    seconds = len(samples) / rate
-    if n == 0 and seconds < config.quality.min_seconds:
-        return Rejection("quality/too_short", f"{seconds:.2f} s < {config.quality.min_seconds:g} s")
-    if window is not None and len(samples) < window and seconds < config.segment.min_tail_seconds:
-        return Rejection("segment/short_tail",
-                         f"{seconds:.2f} s tail < {config.segment.min_tail_seconds:g} s")
-    return first_rejection(checks, samples, rate)
-
-
 def _dominant(dropped: list[dict[str, Any]]) -> Rejection:
     """An input whose every window was dropped takes the reason covering most of its audio."""
     seconds: Counter[str] = Counter()
@@ -362,65 +295,3 @@ def _dominant(dropped: list[dict[str, Any]]) -> Rejection:
     return Rejection(reason, detail)
 
 
-def _write_tables(layout: CorpusLayout, unit: int, outcomes: list[InputOutcome],
-                  config: BuildConfig) -> None:
-    inputs, segments, rejects = [], [], []
-    buckets = config.work.dedup_buckets
-    for o in outcomes:
-        r = o.record
-        kept = o.rejection is None
-        inputs.append({
-            "input_index": r.index, "input_id": r.input_id,
-            "status": "kept" if kept else "rejected",
-            "reason": None if kept else o.rejection.reason,
-            "seconds": o.seconds, "kept_seconds": sum(s["seconds"] for s in o.kept),
-            "kept_segments": len(o.kept), "fingerprint": o.fingerprint if kept else None,
-            "bucket": int(o.fingerprint[:8], 16) % buckets if kept else None,
-            "chromaprint": o.chromaprint.tolist() if kept and o.chromaprint is not None else None,
-            **_quality_columns(o.source_quality if kept else None),
-            "record": _record_json(r),
-        })
-        segments.extend(o.kept)
-        base = {"input_id": r.input_id, "input_index": r.index, "source": r.source, "path": r.path}
-        if kept:  # a rejected input's captions are accounted for by the input's own row
-            rejects.extend({**base, "level": "caption", "stage": why.stage, "reason": why.reason,
-                            "detail": why.detail, "seconds": 0.0} for _, why in o.dropped_captions)
-        if not kept:
-            rejects.append({**base, "level": "input", "stage": o.rejection.stage,
-                            "reason": o.rejection.reason, "detail": o.rejection.detail,
-                            "seconds": o.seconds})
-        else:
-            rejects.extend(
-                {**base, "key": d["key"], "level": "segment", "stage": d["reason"].split("/")[0],
-                 "reason": d["reason"], "detail": d["detail"], "seconds": d["seconds"]}
-                for d in o.dropped
-            )
-    atomic_write_table(layout.unit_inputs(unit), schema.table(inputs, schema.UNIT_INPUTS))
-    atomic_write_table(layout.unit_segments(unit), schema.table(segments, schema.UNIT_SEGMENTS))
-    atomic_write_table(layout.rejects_part(unit), schema.table(rejects, schema.REJECTS))
-
-
-def _quality_columns(quality: tuple[bool, int, int] | None) -> dict[str, Any]:
-    if quality is None:
-        return {}
-    lossless, rate, channels = quality
-    return {"lossless": lossless, "native_rate": rate, "native_channels": channels}
-
-
-def _record_json(record: InputRecord) -> str:
-    import json
-
-    return json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False)
-
-
-def _summary(unit: int, outcomes: list[InputOutcome]) -> dict[str, Any]:
-    kept = [o for o in outcomes if o.rejection is None]
-    return {
-        "unit": unit,
-        "inputs": len(outcomes),
-        "kept_inputs": len(kept),
-        "rejected_inputs": len(outcomes) - len(kept),
-        "kept_samples": sum(len(o.kept) for o in kept),
-        "kept_seconds": sum(s["seconds"] for o in kept for s in o.kept),
-        "reasons": dict(Counter(o.rejection.reason for o in outcomes if o.rejection)),
-    }

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ualm.errors import UalmError
 from ualm.train.blend_spec import TASKS, WEIGHT_TOLERANCE, BlendSpec, SourceSpec
 from ualm.train.blend_stats import CorpusStats, corpus_label, format_table
+from ualm.train.water_fill import SLACK, water_fill
 
 DEFAULT_TARGETS = {"understanding": 0.277, "generation": 0.331, "text": 0.392}
 """UALM's unified model, by tokens (arXiv 2510.12000)."""
 DEFAULT_MAX_EPOCHS = 4.0
 """Up to about 4 epochs, repeated tokens are worth nearly as much as fresh ones (Muennighoff et
 al., "Scaling Data-Constrained Language Models", 2023); more is usually wasted compute."""
-SLACK = 1e-9
-"""Relative tolerance of feasibility checks, so float rounding never reports a false conflict."""
 
 
 @dataclass(frozen=True)
@@ -124,48 +123,6 @@ def pools(stats: CorpusStats) -> list[Pool]:
             pool[3].append(row.language)
     return [Pool(c, s, t, v[0], v[1], v[2], tuple(sorted(set(v[3]))))
             for (c, s, t), v in merged.items()]
-
-
-def water_fill(prior: Sequence[float], lower: Sequence[float],
-               upper: Sequence[float]) -> list[float]:
-    """Shares q summing to 1 with q_s = clip(lambda x prior_s, lower_s, upper_s), lambda exact.
-
-    The total is piecewise linear and non-decreasing in lambda, with breakpoints where a share
-    meets a bound; the breakpoint interval holding the solution is found by bisection and solved
-    in closed form, so the result is exact and deterministic (no iteration to converge).
-
-    >>> [round(q, 3) for q in water_fill([0.7, 0.2, 0.1], [0, 0, 0], [0.5, 1, 1])]
-    [0.5, 0.333, 0.167]
-    """
-    if any(p <= 0 for p in prior):
-        raise ValueError("priors must be positive")
-    if sum(lower) > 1 + SLACK or sum(upper) < 1 - SLACK:
-        raise ValueError("bounds admit no shares summing to 1")
-    if sum(lower) >= 1 - SLACK:
-        return list(lower)
-    points = sorted({b / p for p, lo, hi in zip(prior, lower, upper, strict=True)
-                     for b in (lo, hi) if math.isfinite(b)})
-
-    def total(lam: float) -> float:
-        return sum(min(max(lam * p, lo), hi) for p, lo, hi in zip(prior, lower, upper,
-                                                                    strict=True))
-
-    first, last = 0, len(points)  # smallest index whose breakpoint reaches a total of 1
-    while first < last:
-        middle = (first + last) // 2
-        if total(points[middle]) >= 1:
-            last = middle
-        else:
-            first = middle + 1
-    low = points[first - 1] if first > 0 else 0.0
-    high = points[first] if first < len(points) else 2 * low + 1.0
-    probe = (low + high) / 2  # strictly inside the interval: who is free is unambiguous there
-    shares: list[float | None] = []
-    for p, lo, hi in zip(prior, lower, upper, strict=True):
-        shares.append(lo if probe * p <= lo else hi if probe * p >= hi else None)
-    free = sum(p for p, q in zip(prior, shares, strict=True) if q is None)
-    rest = 1.0 - sum(q for q in shares if q is not None)
-    return [q if q is not None else rest * p / free for p, q in zip(prior, shares, strict=True)]
 
 
 def compute_blend(stats: CorpusStats, options: BlendOptions | None = None) -> BlendSpec:

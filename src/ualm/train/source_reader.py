@@ -1,0 +1,131 @@
+"""Reading one source's samples for one training stream: which shards (whole ones, or every n-th
+sample of shared ones), in a seeded order per epoch, from a resumable cursor; and the small cache
+that lets the sources of one corpus share each parsed shard."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ualm.errors import UalmError
+from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
+from ualm.train.chat import sample_task
+from ualm.train.sources import Source
+
+Parsed = tuple[dict, dict[str, memoryview]]
+"""A sample's metadata and its members' bytes."""
+Ref = tuple[int, int, int, int]
+"""(source index, epoch, unit index, index among the source's samples in the unit)."""
+Codes = np.ndarray | dict[str, np.ndarray] | None
+"""A sample's code array (`<key>.npy`), or a reasoning sample's arrays by ref
+(`<key>.audio0.npy` -> "audio0")."""
+
+
+
+class ShardCache:
+    """The last few shards a stream read, parsed and grouped by (source, task): the sources of a
+    corpus share its shards, and without this every source's reader would read and parse each
+    shard again, and skip the other sources' samples one by one."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._shards: OrderedDict[str, dict[tuple[Any, str], list[Parsed]]] = OrderedDict()
+
+    def samples(self, path: str, source: str, task: str) -> list[Parsed]:
+        """(metadata, members) of the shard's samples of one source and task, in order."""
+        groups = self._shards.get(path)
+        if groups is None:
+            groups = {}
+            for _, parts in iter_samples(path):
+                meta = load_json(parts["json"])
+                groups.setdefault((meta.get("source"), sample_task(meta)), []).append(
+                    (meta, parts))
+            self._shards[path] = groups
+            if len(self._shards) > self.capacity:
+                self._shards.popitem(last=False)
+        else:
+            self._shards.move_to_end(path)
+        return groups.get((source, task), [])
+
+
+class SourceReader:
+    """One source's samples for one stream, forever, from a cursor (epoch, unit, index)."""
+
+    def __init__(self, index: int, source: Source, stream: int, streams: int, seed: int,
+                 cache: ShardCache | None = None) -> None:
+        self.index, self.source, self.seed = index, source, seed
+        self.cache = cache or ShardCache(1)
+        n = len(source.shards)
+        self.by_shard = n >= streams
+        self.stream, self.streams = stream, streams
+        self.epoch = self.unit = self.position = 0
+        self._seen = False  # whether this epoch has yielded a sample yet
+        self._iter: Iterator[tuple[Ref, dict, Codes]] | None = None
+        self._units: tuple[int, list[str]] | None = None  # (epoch, its shard order)
+
+    def units(self, epoch: int) -> list[str]:
+        if self._units is None or self._units[0] != epoch:
+            order = np.random.default_rng([self.seed, self.index, epoch, 0x5A4D]).permutation(
+                len(self.source.shards))
+            shards = [self.source.shards[int(i)] for i in order]
+            self._units = (epoch, shards[self.stream :: self.streams] if self.by_shard else shards)
+        return self._units[1]
+
+    def state(self) -> list[int]:
+        return [self.epoch, self.unit, self.position]
+
+    def restore(self, state: Sequence[int]) -> None:
+        self.epoch, self.unit, self.position = (int(v) for v in state)
+        self._seen = True  # resumed mid-epoch: this epoch yielded before
+        self._iter = None
+
+    def next(self) -> tuple[Ref, dict, Codes]:
+        while True:
+            if self._iter is None:
+                self._iter = self._read_from(self.epoch, self.unit, self.position)
+            item = next(self._iter, None)
+            if item is not None:
+                self.position, self._seen = item[0][3] + 1, True
+                return item
+            units = self.units(self.epoch)
+            self.unit, self.position = self.unit + 1, 0
+            if self.unit >= len(units):
+                if not self._seen:
+                    raise UalmError(f"source {self.source.label} has fewer samples than the "
+                                    f"{self.streams} data streams (ranks x workers)",
+                                    fix="use fewer data workers or ranks, or a larger corpus")
+                self.epoch, self.unit, self._seen = self.epoch + 1, 0, False
+            self._iter = None
+
+    def read(self, epoch: int, unit: int, wanted: set[int]) -> dict[int, tuple[dict, Any]]:
+        """Re-reads the given samples of one unit (for a restored buffer)."""
+        found = {}
+        for ref, meta, codes in self._read_from(epoch, unit, min(wanted)):
+            if ref[3] in wanted:
+                found[ref[3]] = (meta, codes)
+            if len(found) == len(wanted):
+                break
+        return found
+
+    def _read_from(self, epoch: int, unit: int, start: int
+                   ) -> Iterator[tuple[Ref, dict, Codes]]:
+        units = self.units(epoch)
+        if unit >= len(units):
+            return
+        mine = self.cache.samples(units[unit], self.source.name, self.source.task)
+        step = 1 if self.by_shard else self.streams
+        first = start if self.by_shard else start + (self.stream - start) % self.streams
+        for matched in range(first, len(mine), step):  # every n-th when streams share shards
+            meta, parts = mine[matched]
+            yield (self.index, epoch, unit, matched), meta, _codes(parts)
+
+
+def _codes(parts: dict[str, memoryview]) -> Codes:
+    if "npy" in parts:
+        return load_npy(parts["npy"])
+    refs = {ext[:-4]: load_npy(data) for ext, data in sorted(parts.items())
+            if ext.endswith(".npy")}
+    return refs or None
