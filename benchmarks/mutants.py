@@ -101,6 +101,12 @@ MUTANTS: list[Mutant] = [
            old="counted = kept_inputs + len(input_rejects) + len(duplicates)",
            new="counted = kept_inputs + len(input_rejects)",
            tests=(BUILD + "test_every_input_ends_with_its_expected_outcome",)),
+    # -- filters switched on by name ---------------------------------------------------------------
+    Mutant("filter-chain-not-run-by-ingest", "filter chain", "src/ualm/pipelines/ingest.py",
+           old="checks = [*quality_checks(quality), *checks_for_unit(dataclasses.asdict(config.filters))]",
+           new="checks = quality_checks(quality)",
+           tests=("tests/test_filter_chain.py::"
+                  "test_a_declared_filter_switched_on_by_name_rejects_end_to_end",), fast=True),
     # -- exact dedup ------------------------------------------------------------------------------
     Mutant("exact-dedup-off", "exact dedup", "src/ualm/pipelines/dedup.py",
            old="        if len(members) < 2:\n", new="        if len(members) < 2 or True:\n",

@@ -393,12 +393,25 @@ class CrawlConfig:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Window filters switched on by name: declared in `ualm.filters.chain`, or plug-ins that
+    other packages install under the `ualm.filters` entry point group. They run after the
+    quality checks, in order; the first reason wins."""
+
+    enabled: tuple[str, ...] = ()
+    """Filter names, e.g. [dc_offset]; an unknown name stops the build before any work."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per filter, the options its check takes, e.g. {dc_offset: {max_offset: 0.1}}."""
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything that decides the bytes of a corpus. Engines and paths are not part of it."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    filters: FilterConfig = field(default_factory=FilterConfig)
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     loudness: LoudnessConfig = field(default_factory=LoudnessConfig)
     vad: VadConfig = field(default_factory=VadConfig)
@@ -442,6 +455,8 @@ class BuildConfig:
         for section in ("whisper", "clap"):  # where a model runs does not change its output
             out[section] = {k: v for k, v in out[section].items()
                             if k not in ("device", "batch_size")}
+        if not (self.filters.enabled or self.filters.options):  # a default leaves hashes as
+            del out["filters"]                                  # they were before the section
         crawl = self.crawl.identity()  # only what decides bytes, and only when not default
         if crawl:
             out["crawl"] = crawl

@@ -88,7 +88,7 @@ Built with `ualm` {corpus['ualm_version']} (config `{corpus['config_hash']}`).
 |---|---|
 {reasons}
 
-{filters_section(corpus['config'])}
+{filters_section(corpus['config'], corpus.get('filters', ()))}
 {_tokens_section(corpus)}
 {blend_section(blend)}
 {loading_section(url, summary['shards'], [c['config_name'] for c in configs], bool(blend))}

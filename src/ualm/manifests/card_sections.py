@@ -6,6 +6,7 @@ load the corpus from where it lives.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,8 +76,9 @@ def funnel_section(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def filters_section(config: dict[str, Any]) -> str:
-    """Each filter stage as configured: on or off, and the thresholds it applied."""
+def filters_section(config: dict[str, Any], declared: Sequence[dict[str, Any]] = ()) -> str:
+    """Each filter stage as configured: on or off, and the thresholds it applied; then the
+    filters switched on by name, as `corpus.json` declares them (description, options)."""
     c = config
     q, seg = c.get("quality", {}), c.get("segment", {})
     rows = [("quality", True, f"min {q.get('min_seconds')} s, silence below "
@@ -99,6 +101,11 @@ def filters_section(config: dict[str, Any]) -> str:
         section = c.get(name) or {}
         on = bool(section.get(switch))
         rows.append((name, on, text.format_map(defaultdict(str, section)) if on else ""))
+    options = (c.get("filters") or {}).get("options") or {}
+    for f in declared:
+        settings = ", ".join(f"{k} {v}" for k, v in sorted((options.get(f["name"]) or {}).items()))
+        rows.append((f["name"], True, f"{f['description']}"
+                                      + (f" ({settings})" if settings else "")))
     lines = ["## Filters and thresholds", "", "| stage | on | settings |", "|---|---|---|"]
     lines += [f"| {n} | {'yes' if on else 'no'} | {text} |" for n, on, text in rows]
     return "\n".join(lines) + "\n"

@@ -8,11 +8,13 @@ when `tokenize.enabled`). A new stage is one declaration here and one entry in t
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
 from ualm import __version__
 from ualm.config import SCHEMA_VERSION
+from ualm.filters import chain as filter_chain
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import atomic_write_json
@@ -28,10 +30,15 @@ def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
             for u in range(ctx.units)]
 
 
+def _check_filters(ctx: Context) -> None:
+    """Every filter the config names loads and takes its options, before any unit runs."""
+    filter_chain.checks(dataclasses.asdict(ctx.config.filters))
+
+
 INGEST = Stage(
     "ingest", "map", reads=("inputs",), writes=("unit segments", "unit payloads", "rejects"),
     tasks=_ingest_tasks, unit=ingest.run_ingest_unit, index=lambda t: t.unit,
-    on_failure=ingest.fail_ingest_unit)
+    on_failure=ingest.fail_ingest_unit, check=_check_filters)
 
 EXACT_DEDUP = Stage(
     dedup.STAGE, "reduce", reads=("unit segments",), writes=("dedup decisions",),
@@ -87,6 +94,10 @@ def commit(ctx: Context) -> dict[str, Any]:
                                            "samples", "hours", "shards", "text_shards")},
         "reasons": summary["reasons"],
     }
+    declared = filter_chain.enabled(dataclasses.asdict(config.filters))
+    if declared:  # provenance of the filters switched on by name (absent when none is)
+        corpus["filters"] = [{"name": f.name, "description": f.description,
+                              "reasons": list(f.reasons)} for f in declared]
     write_card(layout, corpus, summary)
     atomic_write_json(layout.corpus_file, corpus)
     for unit in range(ctx.units):

@@ -18,6 +18,7 @@ from ualm.audio.sources import LOSSLESS_CONTAINERS
 from ualm.config import BuildConfig
 from ualm.filters.base import Rejection
 from ualm.filters.captions import split_captions
+from ualm.filters.chain import checks_for_unit
 from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
 from ualm.inputs.crawl.unit import UnitSources
@@ -250,7 +251,7 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
     rate = config.audio.sample_rate
     window = round(config.segment.seconds * rate) if config.segment.seconds else None
     max_frames = quality.max_input_seconds * rate
-    checks = quality_checks(quality)
+    checks = [*quality_checks(quality), *checks_for_unit(dataclasses.asdict(config.filters))]
     fingerprint = None
     if config.near_dedup.enabled:
         fingerprint = StreamingFingerprint(rate, config.near_dedup.max_seconds)
