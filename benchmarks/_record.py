@@ -89,7 +89,9 @@ def _load() -> list[float] | None:
 
 def machine_facts() -> dict[str, Any]:
     """Cores, platform and versions (the load average is read by `Record`)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # results files are what benchmarks write, not changes to the code they measured
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)benchmarks/results")
     return {
         "cores": os.cpu_count(),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")

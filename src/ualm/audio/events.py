@@ -190,6 +190,7 @@ def make_event_world(
     clip, decides the answer.
     Extra questions draw from their own generator: the audio is the same whatever `questions`."""
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)  # a world of held-out clips only writes no train audio
     rng = np.random.default_rng([seed, 0xE7E27])
     classes = event_classes(events, max_steps)
     und_per_class = per_class if understanding_per_class is None else understanding_per_class
