@@ -111,10 +111,9 @@ def run_stages(stages: Sequence[Stage], engine: Engine, ctx: Context, progress: 
             stage.check(ctx)
     commit = next((i for i, s in enumerate(enabled) if s.kind == "commit"), -1)
     committed = commit >= 0 and ctx.layout.corpus_file.is_file()
-    skipped = 0
+    skipped = ctx.units if committed else 0  # a committed corpus: its build stages all finished
     for position, stage in enumerate(enabled):
-        if committed and position <= commit:  # a committed corpus: these stages all finished
-            skipped += ctx.units if position == 0 else 0
+        if committed and position <= commit:
             continue
         name = stage.record(ctx) if stage.record is not None else stage.name
         done = _RUNNERS[stage.kind](stage, engine, ctx, name, progress)
