@@ -68,12 +68,17 @@ def _corpus_rate(ctx: Context) -> int:
     return ctx.config.audio.sample_rate
 
 
+def _codec(ctx: Context) -> Any:
+    """The configured codec, loaded once per process and checked against the corpus's rate."""
+    return _load_checked(_spec(ctx.config.tokenize), _corpus_rate(ctx))
+
+
 def _check(ctx: Context) -> None:
-    _load_checked(_spec(ctx.config.tokenize), _corpus_rate(ctx))
+    _codec(ctx)
 
 
 def _codec_id(ctx: Context) -> str:
-    return _load_checked(_spec(ctx.config.tokenize), _corpus_rate(ctx)).info.codec_id
+    return _codec(ctx).info.codec_id
 
 
 def _shards(layout: CorpusLayout) -> list[int]:
@@ -88,9 +93,8 @@ def _tasks(ctx: Context) -> list[TokenizeTask]:
 
 def _record_token_set(ctx: Context, skipped: int) -> None:
     """corpus.json and the card name the token set, with its deterministic totals."""
-    layout, spec = ctx.layout, _spec(ctx.config.tokenize)
-    codec = _load_checked(spec, _corpus_rate(ctx))
-    record = _token_record(layout, codec, spec, _shards(layout))
+    layout, codec = ctx.layout, _codec(ctx)
+    record = _token_record(layout, codec, _spec(ctx.config.tokenize), _shards(layout))
     meta = json.loads(layout.corpus_file.read_text())
     meta.setdefault("tokens", {})[codec.info.codec_id] = record
     write_card(layout, meta, summarize(layout.root))
