@@ -1,6 +1,6 @@
 """The architecture holds: the layer contract in pyproject.toml (import-linter; imports inside
 functions count) is kept, a lower layer that imports a higher one breaks it, and no module grows
-past 300 lines beyond the few still waiting to be split."""
+past 300 lines."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "ualm"
 MAX_LINES = 300
-STILL_TOO_LONG = {"config.py"}
-"""Modules over MAX_LINES today; each leaves this set when it is split (the test says when).
-config.py waits for the one config scheme, which replaces its loaders."""
 
 
 def _lint(src: Path) -> subprocess.CompletedProcess[str]:
@@ -42,10 +39,8 @@ def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) 
     assert "ualm.manifests is not allowed to import ualm.pipelines" in result.stdout
 
 
-def test_no_module_passes_300_lines_but_those_still_to_split() -> None:
+def test_no_module_passes_300_lines() -> None:
     lengths = {p.relative_to(SRC).as_posix(): p.read_text().count("\n")
                for p in SRC.rglob("*.py")}
-    too_long = {name for name, lines in lengths.items() if lines > MAX_LINES}
-    assert too_long <= STILL_TOO_LONG, f"past {MAX_LINES} lines: {too_long - STILL_TOO_LONG}"
-    assert too_long == STILL_TOO_LONG, (
-        f"split, so take them out of STILL_TOO_LONG: {STILL_TOO_LONG - too_long}")
+    too_long = {name: lines for name, lines in lengths.items() if lines > MAX_LINES}
+    assert not too_long, f"split these (past {MAX_LINES} lines): {too_long}"
