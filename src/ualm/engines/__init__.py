@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ualm.engines.base import Engine, UnitFailed
 from ualm.engines.local import LocalEngine
@@ -37,4 +38,20 @@ def make_engine(name: str, scheduler: str | None = None, workers: int | None = N
     raise UalmError(f"unknown engine {name!r}", fix=f"choose one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "LocalEngine", "UnitFailed", "make_engine"]
+@contextlib.contextmanager
+def engine_for(engine: str | Engine, scheduler: str | None = None, workers: int | None = None,
+               runner: str | None = None, options: Sequence[str] = (),
+               report: bool = True) -> Iterator[Engine]:
+    """The engine to run on: `engine` itself when given one (whoever made it closes it), else
+    one made here by name and closed on the way out."""
+    if isinstance(engine, Engine):
+        yield engine
+        return
+    made = make_engine(engine, scheduler, workers, runner, options, report)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+__all__ = ["ENGINES", "Engine", "LocalEngine", "UnitFailed", "engine_for", "make_engine"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from ualm import __version__
 from ualm.config import BuildConfig
-from ualm.engines import Engine, make_engine
+from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.inputs.listing import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
@@ -58,14 +58,8 @@ def build_corpus(
     ctx = Context(layout, config, _count_units(listing, config), listing)
     committed = layout.corpus_file.is_file()
     started = time.time()
-    owned = not isinstance(engine, Engine)
-    runner = (make_engine(engine, scheduler, workers, beam_runner, beam_options, report=progress)
-              if owned else engine)
-    try:
+    with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
         skipped = run_stages(BUILD_STAGES, runner, ctx, progress)
-    finally:
-        if owned:
-            runner.close()
     if not committed:
         _log_run(layout, runner.name, started, skipped)
     summary = ctx.outputs.get("summary") or summarize(layout.root)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm.config import BuildConfig, TokenizeConfig
-from ualm.engines import Engine, make_engine
+from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
@@ -46,14 +46,8 @@ def tokenize_corpus(
         raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
                         fix="run `ualm build` first")
     ctx = Context(layout, BuildConfig(tokenize=config or TokenizeConfig()))
-    owned = not isinstance(engine, Engine)
-    runner = (make_engine(engine, scheduler, workers, beam_runner, beam_options, report=progress)
-              if owned else engine)
-    try:
+    with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
         run_stages([TOKENS], runner, ctx, progress)
-    finally:
-        if owned:
-            runner.close()
     return ctx.outputs["tokens"]
 
 
