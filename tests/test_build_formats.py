@@ -13,8 +13,10 @@ from ualm.audio.synthetic import synth_clip, write_audio, write_long_recording
 from ualm.config import BuildConfig
 from ualm.inputs.listing import list_inputs
 from ualm.manifests.inspect import summarize
+from ualm.manifests.layout import CorpusLayout
 from ualm.pipelines.build import build_corpus
 from ualm.pipelines.ingest import IngestTask, run_ingest_unit
+from ualm.pipelines.unit_records import write_unit_records
 
 
 def _ualm_manifest(root: Path) -> Path:
@@ -66,13 +68,13 @@ def test_a_long_input_is_ingested_in_bounded_memory(tmp_path: Path) -> None:
     path = write_long_recording(tmp_path / "long.flac", 1200.0, 16000, fmt="flac", seed=3)
     listing = list_inputs([tmp_path])
     out = tmp_path / "corpus"
-    task = IngestTask(str(out), 0, BuildConfig().to_dict(),
-                      tuple(r.to_dict() for r in listing.records))
+    write_unit_records(CorpusLayout(out), listing, 1, "ingest")
+    task = IngestTask(str(out), 0, BuildConfig().to_dict())
     tracemalloc.start()
     summary = run_ingest_unit(task)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert path.name in listing.records[0].input_id
+    assert path.name in next(iter(listing)).input_id
     assert summary["kept_samples"] == 120
     assert abs(summary["kept_seconds"] - 1200.0) < 0.01
     assert peak < 40 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"

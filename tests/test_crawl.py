@@ -202,7 +202,7 @@ def test_url_list_and_manifest_url_checks(tmp_path: Path) -> None:
     listed = tmp_path / "urls.txt"
     listed.write_text("# comment\nhttps://example.org/a.flac\n\nftp://x/y\n"
                       "https://example.org/a.flac\n")
-    records = list_inputs([listed]).records
+    records = list(list_inputs([listed]))
     assert [r.input_id for r in records] == ["https://example.org/a.flac", "ftp://x/y",
                                              "https://example.org/a.flac#L5"]
     assert [r.reject_reason for r in records] == [None, "crawl/bad_url", None]

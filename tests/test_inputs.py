@@ -23,9 +23,9 @@ def test_folder_is_listed_recursively_in_path_order(tmp_path: Path) -> None:
     for name in ["b/2.flac", "a/1.wav", "a/notes.txt", "c.MP3", "a/0.m4a"]:
         _touch(tmp_path / name)
     listing = list_inputs([tmp_path])
-    assert [r.input_id for r in listing.records] == ["a/0.m4a", "a/1.wav", "b/2.flac", "c.MP3"]
-    assert [r.index for r in listing.records] == [0, 1, 2, 3]
-    assert all(Path(r.path).is_absolute() for r in listing.records)
+    assert [r.input_id for r in list(listing)] == ["a/0.m4a", "a/1.wav", "b/2.flac", "c.MP3"]
+    assert [r.index for r in list(listing)] == [0, 1, 2, 3]
+    assert all(Path(r.path).is_absolute() for r in list(listing))
 
 
 def test_jsonl_csv_and_parquet_give_the_same_records(tmp_path: Path) -> None:
@@ -43,11 +43,11 @@ def test_jsonl_csv_and_parquet_give_the_same_records(tmp_path: Path) -> None:
         ",".join(header) + "\n" + "".join(",".join(r[h] for h in header) + "\n" for r in rows))
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet")
     listings = [list_inputs([tmp_path / f"m.{ext}"]) for ext in ("jsonl", "csv", "parquet")]
-    first = [r.to_dict() | {"line": None} for r in listings[0].records]
+    first = [r.to_dict() | {"line": None} for r in list(listings[0])]
     for listing in listings[1:]:
-        records = [r.to_dict() | {"line": None} for r in listing.records]
+        records = [r.to_dict() | {"line": None} for r in list(listing)]
         assert [r | {"source": "s"} for r in records] == first
-    record = listings[0].records[0]
+    record = next(iter(listings[0]))
     assert record.captions == ("a dog barks",)
     assert json.loads(record.extra) == {"mood": "happy"}
     assert record.path == str(tmp_path / "a.wav")
@@ -64,7 +64,7 @@ def test_ualm_public_formats(tmp_path: Path) -> None:
         {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
     ]
     (tmp_path / "ualm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    gen, und, text = list_inputs([tmp_path / "ualm.jsonl"]).records
+    gen, und, text = list(list_inputs([tmp_path / "ualm.jsonl"]))
     assert (gen.task, gen.start, gen.end, gen.captions) == ("generation", 2.0, 12.0, ("birds sing",))
     assert gen.reject_reason is None and gen.path.endswith("clips/g.wav")
     assert und.task == "understanding" and und.input_id == "u1"
@@ -92,7 +92,7 @@ def test_bad_rows_become_rejected_records(tmp_path: Path) -> None:
     ]
     manifest = tmp_path / "root" / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
-    got = {r.input_id: r.reject_reason for r in list_inputs([manifest]).records}
+    got = {r.input_id: r.reject_reason for r in list(list_inputs([manifest]))}
     assert got == {
         "ok": None,
         "line:2": "manifest/bad_json",
@@ -107,7 +107,7 @@ def test_bad_rows_become_rejected_records(tmp_path: Path) -> None:
         "badrange": "manifest/bad_value",
     }
     allowed = {r.input_id: r.reject_reason
-               for r in list_inputs([manifest], allow_roots=[tmp_path]).records}
+               for r in list(list_inputs([manifest], allow_roots=[tmp_path]))}
     assert allowed["escape"] is None and allowed["viasymlink"] is None
     assert allowed["abs"] == "input/outside_allowed_roots"
 
@@ -116,7 +116,7 @@ def test_rows_without_id_get_stable_unique_ids(tmp_path: Path) -> None:
     _touch(tmp_path / "a.wav")
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"path": "a.wav", "caption": "one"}\n{"path": "a.wav", "caption": "two"}\n')
-    ids = [r.input_id for r in list_inputs([manifest]).records]
+    ids = [r.input_id for r in list(list_inputs([manifest]))]
     assert ids == ["a.wav", "a.wav#L2"]
     assert list_inputs([manifest]).digest == list_inputs([manifest]).digest
 
@@ -130,3 +130,42 @@ def test_unreadable_inputs_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(UalmError, match="cannot read parquet manifest"):
         list_inputs([tmp_path / "bad.parquet"])
+
+
+def test_a_long_manifest_is_listed_as_a_stream(tmp_path: Path) -> None:
+    """Listing 20,000 rows holds no list of records: the peak is the ids seen, not the rows,
+    and the unit files that the build cuts from the stream hold every row once, in order."""
+    import pickle
+    import tracemalloc
+
+    from ualm.manifests.layout import CorpusLayout
+    from ualm.pipelines.ingest import IngestTask
+    from ualm.pipelines.unit_records import read_unit_records, write_unit_records
+
+    def write(manifest: Path, rows: int) -> Path:
+        with open(manifest, "w") as handle:
+            for i in range(rows):
+                handle.write(json.dumps({"id": f"r{i}", "url": f"https://example.org/{i}.flac",
+                                         "caption": "a long caption " * 8, "license": "cc0"})
+                             + "\n")
+        return manifest
+
+    list_inputs([write(tmp_path / "warm.jsonl", 2)])  # the listing's own imports are not rows
+    rows = 20_000
+    manifest = write(tmp_path / "m.jsonl", rows)
+    tracemalloc.start()
+    listing = list_inputs([manifest])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    records = list(listing)  # what holding the rows costs
+    _, held = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert listing.count == len(records) == rows
+    assert peak < held / 2, f"listing peaked at {peak / 2**20:.1f} MiB; rows are {held / 2**20:.1f}"
+
+    layout = CorpusLayout(tmp_path / "corpus")
+    assert write_unit_records(layout, listing, 6_000, "ingest") == 4
+    units = [read_unit_records(layout, u) for u in range(4)]
+    assert [len(u) for u in units] == [6_000] * 3 + [2_000]
+    assert [r for u in units for r in u] == records
+    assert len(pickle.dumps(IngestTask(str(layout.root), 4, {}))) < 200  # a task is a number

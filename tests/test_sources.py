@@ -71,7 +71,7 @@ def test_hub_layout_folder_equals_the_same_files_by_path(clips: list[Path], tmp_
     rows = [{"audio": _audio(p), "caption": f"sound {i}"} for i, p in enumerate(clips)]
     dataset = _hub_folder(tmp_path / "birds", rows)
     listing = list_inputs([dataset])
-    ids = [r.input_id for r in listing.records]
+    ids = [r.input_id for r in list(listing)]
     assert ids == [f"birds/data/train-00000-of-00002.parquet#{i}" for i in range(4)] + [
         f"birds/data/train-00001-of-00002.parquet#{i}" for i in range(3)]
     assert list_inputs([dataset]).digest == listing.digest  # stable, deterministic
@@ -96,7 +96,7 @@ def test_hub_rows_accounted_for_with_mapping_and_opt_out(clips: list[Path],
         "text": ["a dog", "b", "c", "d", "e"], "no_train": [False, False, False, True, False]})
     config = dataclasses.replace(SMALL, crawl=dataclasses.replace(
         SMALL.crawl, columns={"text": "caption"}, opt_out_column="no_train"))
-    records = list_inputs([dataset], crawl=config.crawl).records
+    records = list(list_inputs([dataset], crawl=config.crawl))
     assert records[0].captions == ("a dog",)
     result = build_corpus([dataset], tmp_path / "corpus", config, engine="local", progress=False)
     prefix = "mixed/data/train-00000-of-00001.parquet#"
@@ -142,7 +142,7 @@ def test_webdataset_tars_hostile_members_never_touch_the_disk(clips: list[Path],
         _file("s006.mp3", b"<!DOCTYPE html><html></html>"),
         _file("s007.flac", good), _file("s007.json", b"{not json"),
     ])
-    records = list_inputs([shards / "shard-000000.tar"]).records
+    records = list(list_inputs([shards / "shard-000000.tar"]))
     assert [r.input_id for r in records] == ["s001", "s002", "../evil", "/etc/passwd",
                                              "dir/../../up", "s003", "s004", "s005", "s006",
                                              "s007"]
@@ -204,8 +204,8 @@ def test_hub_dataset_reads_like_its_local_snapshot(clips: list[Path], tmp_path: 
     rows = [{"audio": _audio(p), "caption": f"sound {i}"} for i, p in enumerate(clips[:4])]
     snapshot = _hub_folder(tmp_path / "hub" / "frogs", rows, files=1)
     monkeypatch.setattr(huggingface_hub, "HfFileSystem", lambda: _LocalHub(tmp_path / "hub"))
-    remote = list_inputs(["hf://datasets/org/frogs"]).records
-    local = list_inputs([snapshot]).records
+    remote = list(list_inputs(["hf://datasets/org/frogs"]))
+    local = list(list_inputs([snapshot]))
     assert [r.input_id for r in remote] == [r.input_id for r in local]
     assert remote[0].url == "hf://datasets/org/frogs/data/train-00000-of-00001.parquet#row=0"
     hub = build_corpus(["hf://datasets/org/frogs"], tmp_path / "c1", SMALL, engine="local",

@@ -1,5 +1,5 @@
 """Listing inputs: a folder of audio, or a JSONL / CSV / parquet manifest (including UALM's public
-manifest formats), turned into an ordered list of `InputRecord`s.
+manifest formats), turned into an ordered stream of `InputRecord`s.
 
 A malformed row never stops the listing: it becomes a record that is already rejected, with a
 `manifest/...` or `input/...` reason, so it is accounted for like every other input.
@@ -26,39 +26,65 @@ MANIFEST_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parqu
 
 @dataclass(frozen=True)
 class InputListing:
-    """All input records in their global order, and a digest that identifies the listing."""
+    """The inputs, as a stream: iterating gives every record in its global order (again on each
+    pass, reading the sources anew), so no caller holds every row. `count` and `digest` (which
+    identifies the listing) come from one pass when the listing is made."""
 
-    records: list[InputRecord]
+    paths: tuple[str, ...]
+    allow_roots: tuple[str, ...]
+    crawl: CrawlConfig
+    count: int
     digest: str
     description: str
+
+    def __iter__(self) -> Iterator[InputRecord]:
+        return iter_inputs(self.paths, self.allow_roots, self.crawl)
 
 
 def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = (),
                 crawl: CrawlConfig | None = None) -> InputListing:
-    """Lists one or more inputs (folders, manifests, URL lists, Hugging Face datasets,
-    WebDataset tars) in order; indexes run across all of them. `crawl` maps dataset columns."""
-    from ualm.inputs.sources import list_source
+    """Reads the inputs once, to count them and digest them; nothing is kept but the totals.
+    Errors that stop a listing (a missing manifest, an unreadable dataset) surface here."""
+    paths_, roots = tuple(str(p) for p in paths), tuple(str(r) for r in allow_roots)
+    crawl = crawl or CrawlConfig()
+    digest, count = hashlib.sha256(), 0
+    for record in iter_inputs(paths_, roots, crawl):
+        digest.update(json.dumps(record.to_dict(), sort_keys=True).encode())
+        count += 1
+    return InputListing(paths_, roots, crawl, count, digest.hexdigest()[:16],
+                        ", ".join(paths_))
+
+
+def iter_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = (),
+                crawl: CrawlConfig | None = None) -> Iterator[InputRecord]:
+    """Every record of one or more inputs (folders, manifests, URL lists, Hugging Face datasets,
+    WebDataset tars), in order, as a stream; indexes run across all of them. `crawl` maps
+    dataset columns. Memory: one manifest batch and the set of ids seen (ids must be unique)."""
+    from ualm.inputs.sources import iter_source
 
     if not paths:
         raise UalmError("no input given", fix="pass --input PATH (a folder or a manifest)")
-    records: list[InputRecord] = []
+    return _unique_ids(_chained(paths, [Path(r) for r in allow_roots], crawl or CrawlConfig(),
+                                iter_source))
+
+
+def _chained(paths: Sequence[str | Path], allow_roots: list[Path], crawl: CrawlConfig,
+             iter_source: Any) -> Iterator[InputRecord]:
+    count = 0
     for path in paths:
-        listed = list_source(str(path), len(records), crawl or CrawlConfig())
+        listed = iter_source(str(path), count, crawl)
         if listed is None:
-            listed = _list_one(Path(path), [Path(r) for r in allow_roots], start=len(records))
-        records.extend(listed)
-    _reject_duplicate_ids(records)
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(json.dumps(record.to_dict(), sort_keys=True).encode())
-    return InputListing(records, digest.hexdigest()[:16], ", ".join(str(p) for p in paths))
+            listed = _iter_one(Path(path), allow_roots, start=count)
+        for record in listed:
+            count += 1
+            yield record
 
 
-def _list_one(path: Path, allow_roots: list[Path], start: int) -> list[InputRecord]:
+def _iter_one(path: Path, allow_roots: list[Path], start: int) -> Iterator[InputRecord]:
     if not path.exists():
         raise UalmError(f"input not found: {path}", fix="check the --input path")
     if path.is_dir():
-        return _list_folder(path, start)
+        return _iter_folder(path, start)
     kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise UalmError(
@@ -67,40 +93,37 @@ def _list_one(path: Path, allow_roots: list[Path], start: int) -> list[InputReco
         )
     roots = [path.resolve().parent, *(r.resolve() for r in allow_roots)]
     raw_rows = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[kind](path)
-    records: list[InputRecord] = []
+    return _manifest_records(path, raw_rows, roots, start)
+
+
+def _manifest_records(path: Path, raw_rows: Iterator[tuple[int, Any]], roots: list[Path],
+                      index: int) -> Iterator[InputRecord]:
     seen_ids: set[str] = set()
     for line, row in raw_rows:
-        index = start + len(records)
         if isinstance(row, RowError):
-            records.append(_rejected(index, f"line:{line}", row, line))
+            yield _rejected(index, f"line:{line}", row, line)
+            index += 1
             continue
         try:
             fields = normalise_row(row, default_source=path.stem)
         except RowError as err:
-            records.append(_rejected(index, _row_id(row, line), err, line))
+            yield _rejected(index, _row_id(row, line), err, line)
+            index += 1
             continue
         fields.setdefault("input_id", _derived_id(fields, line, seen_ids))
         seen_ids.add(fields["input_id"])
         record = check_web_url(InputRecord(index=index, line=line, **fields))
-        records.append(_check_path(record, path.parent, roots))
-    return records
+        yield _check_path(record, path.parent, roots)
+        index += 1
 
 
-def _list_folder(folder: Path, start: int) -> list[InputRecord]:
+def _iter_folder(folder: Path, start: int) -> Iterator[InputRecord]:
     root = folder.resolve()
-    files = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
-    return [
-        InputRecord(
-            index=start + i,
-            input_id=p.relative_to(root).as_posix(),
-            path=str(p),
-            source=root.name,
-        )
-        for i, p in enumerate(files)
-    ]
+    files = sorted(  # sorted names: the one part of a listing held whole (paths, not records)
+        p.relative_to(root).as_posix() for p in root.rglob("*")
+         if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    for i, name in enumerate(files):
+        yield InputRecord(index=start + i, input_id=name, path=str(root / name), source=root.name)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -188,14 +211,16 @@ def _replace(record: InputRecord, **changes: Any) -> InputRecord:
     return replace(record, **changes)
 
 
-def _reject_duplicate_ids(records: list[InputRecord]) -> None:
+def _unique_ids(records: Iterator[InputRecord]) -> Iterator[InputRecord]:
     """Ids must be unique: a repeated explicit id is renamed by its line and rejected."""
     seen: set[str] = set()
-    for i, record in enumerate(records):
+    for record in records:
         if record.input_id in seen:
-            changes: dict[str, Any] = {"input_id": f"{record.input_id}#L{record.line or i}"}
+            renamed = f"{record.input_id}#L{record.line or record.index}"
+            changes: dict[str, Any] = {"input_id": renamed}
             if record.reject_reason is None:
                 changes["reject_reason"] = "manifest/duplicate_id"
                 changes["reject_detail"] = f"id {record.input_id!r} is used by an earlier row"
-            records[i] = _replace(record, **changes)
-        seen.add(records[i].input_id)
+            record = _replace(record, **changes)
+        seen.add(record.input_id)
+        yield record

@@ -39,19 +39,20 @@ def _has_audio(schema: pa.Schema, audio_column: str) -> bool:
     return pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
 
 
-def list_local(files: list[Path], root: Path, start: int, crawl: CrawlConfig) -> list[InputRecord]:
+def iter_local(files: list[Path], root: Path, start: int,
+               crawl: CrawlConfig) -> Iterator[InputRecord]:
     """Rows of local parquet files, in file order; `root` is the dataset folder."""
-    records: list[InputRecord] = []
     name = root.resolve().name
     for path in files:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
         with open(path, "rb") as handle:
-            records.extend(_list_file(handle, path.resolve().as_uri(), f"{name}/{rel}", name,
-                                      start + len(records), crawl))
-    return records
+            for record in _iter_file(handle, path.resolve().as_uri(), f"{name}/{rel}", name,
+                                     start, crawl):
+                start += 1
+                yield record
 
 
-def list_hub(spec: str, start: int, crawl: CrawlConfig) -> list[InputRecord]:
+def iter_hub(spec: str, start: int, crawl: CrawlConfig) -> Iterator[InputRecord]:
     """Rows of every parquet file of a Hub dataset (or of a folder inside it), in path order."""
     from huggingface_hub import HfFileSystem
 
@@ -69,17 +70,16 @@ def list_hub(spec: str, start: int, crawl: CrawlConfig) -> list[InputRecord]:
     if not files:
         raise UalmError(f"{spec} holds no parquet files", fix="point at a parquet dataset")
     name = parts[2].split("@", 1)[0]
-    records: list[InputRecord] = []
     for file in files:
         rel = file[len(root):].lstrip("/")
         with fs.open(file, "rb") as handle:
-            records.extend(_list_file(handle, f"hf://{file}", f"{name}/{rel}", name,
-                                      start + len(records), crawl))
-    return records
+            for record in _iter_file(handle, f"hf://{file}", f"{name}/{rel}", name, start, crawl):
+                start += 1
+                yield record
 
 
-def _list_file(handle: Any, file_url: str, id_prefix: str, source: str, start: int,
-               crawl: CrawlConfig) -> list[InputRecord]:
+def _iter_file(handle: Any, file_url: str, id_prefix: str, source: str, start: int,
+               crawl: CrawlConfig) -> Iterator[InputRecord]:
     try:
         parquet = pq.ParquetFile(handle)
     except Exception as exc:
@@ -87,13 +87,11 @@ def _list_file(handle: Any, file_url: str, id_prefix: str, source: str, start: i
     if not _has_audio(parquet.schema_arrow, crawl.audio_column):
         raise UalmError(f"{file_url} has no `{crawl.audio_column}` column with the Audio struct",
                         fix="set crawl.audio_column to the column holding {bytes, path}")
-    records = []
     for row_number, row in enumerate(_rows(parquet, crawl.audio_column)):
-        records.append(source_record(
-            row, index=start + len(records), default_id=f"{id_prefix}#{row_number}",
+        yield source_record(
+            row, index=start + row_number, default_id=f"{id_prefix}#{row_number}",
             locator=f"{file_url}#row={row_number}", source=source, columns=crawl.columns,
-            line=row_number + 1))
-    return records
+            line=row_number + 1)
 
 
 def _rows(parquet: pq.ParquetFile, audio_column: str) -> Iterator[dict[str, Any]]:

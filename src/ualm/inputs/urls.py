@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ualm.errors import UalmError
@@ -9,21 +10,26 @@ from ualm.inputs.records import InputRecord
 from ualm.inputs.source_rows import check_web_url
 
 
-def list_urls(path: Path, start: int) -> list[InputRecord]:
+def iter_urls(path: Path, start: int) -> Iterator[InputRecord]:
     """One record per URL, its id the URL (a repeat gets its line number)."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as exc:
         raise UalmError(f"cannot read URL list {path}: {exc.strerror}") from exc
-    records: list[InputRecord] = []
     seen: set[str] = set()
+    with handle:
+        yield from _url_records(path, handle, start, seen)
+
+
+def _url_records(path: Path, lines: Iterable[str], start: int,
+                 seen: set[str]) -> Iterator[InputRecord]:
     for line_no, text in enumerate(lines, start=1):
         url = text.strip()
         if not url or url.startswith("#"):
             continue
         input_id = url if url not in seen else f"{url}#L{line_no}"
         seen.add(url)
-        record = InputRecord(index=start + len(records), input_id=input_id, url=url,
-                             source=path.stem, line=line_no)
-        records.append(check_web_url(record))
-    return records
+        record = InputRecord(index=start, input_id=input_id, url=url, source=path.stem,
+                             line=line_no)
+        start += 1
+        yield check_web_url(record)

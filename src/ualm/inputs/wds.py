@@ -42,15 +42,15 @@ class _Sample:
     problem: tuple[str, str] | None = None
 
 
-def list_tars(tars: list[Path], root: Path, start: int, crawl: CrawlConfig) -> list[InputRecord]:
+def iter_tars(tars: list[Path], root: Path, start: int,
+              crawl: CrawlConfig) -> Iterator[InputRecord]:
     """One record per sample of every tar, in tar order then member order."""
-    records: list[InputRecord] = []
     for tar in tars:
         source = tar.name.split(".", 1)[0]
         url = tar.resolve().as_uri()
         for sample in _samples(tar):
-            records.append(_record(sample, url, source, start + len(records), crawl))
-    return records
+            yield _record(sample, url, source, start, crawl)
+            start += 1
 
 
 def _record(sample: _Sample, url: str, source: str, index: int,

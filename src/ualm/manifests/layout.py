@@ -60,6 +60,9 @@ class CorpusLayout:
     def done_record(self, stage: str, index: int) -> Path:
         return self.work / "done" / f"{stage}-{index:06d}.json"
 
+    def unit_records(self, unit: int) -> Path:
+        return self.work / "listing" / f"unit-{unit:06d}.jsonl"
+
     def unit_inputs(self, unit: int) -> Path:
         return self.work / "ingest" / f"unit-{unit:06d}.inputs.parquet"
 

@@ -67,7 +67,7 @@ def build_corpus(
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
-    return -(-len(listing.records) // config.work.unit_size)
+    return -(-listing.count // config.work.unit_size)
 
 
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
@@ -81,7 +81,7 @@ def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputLis
         raise UalmError(f"cannot write to output folder {layout.root}: {exc.strerror}",
                         fix="choose a writable --out folder") from exc
     state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
-             "inputs": len(listing.records)}
+             "inputs": listing.count}
     if layout.plan_file.is_file():
         previous = json.loads(layout.plan_file.read_text())
         if previous != state:

@@ -21,13 +21,14 @@ from ualm.manifests.layout import atomic_write_json
 from ualm.pipelines import caption_dedup, dedup, ingest, near_dedup, shard
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
+from ualm.pipelines.unit_records import write_unit_records
 
 
 def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
-    size, records = ctx.config.work.unit_size, ctx.listing.records
-    return [ingest.IngestTask(str(ctx.layout.root), u, ctx.config.to_dict(),
-                              tuple(r.to_dict() for r in records[u * size:(u + 1) * size]))
-            for u in range(ctx.units)]
+    """Streams the listing into the pending units' record files; a task is just a unit number."""
+    units = write_unit_records(ctx.layout, ctx.listing, ctx.config.work.unit_size, ingest.STAGE)
+    config = ctx.config.to_dict()
+    return [ingest.IngestTask(str(ctx.layout.root), u, config) for u in range(units)]
 
 
 def _check_filters(ctx: Context) -> None:
@@ -82,14 +83,14 @@ def commit(ctx: Context) -> dict[str, Any]:
     """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
     drops the staged payloads, whose bytes now live in the shards."""
     layout, config, listing = ctx.layout, ctx.config, ctx.listing
-    summary = summarize(layout.root, expected_inputs=len(listing.records))
+    summary = summarize(layout.root, expected_inputs=listing.count)
     corpus = {
         "schema_version": SCHEMA_VERSION,
         "ualm_version": __version__,
         "config": config.audio_dict(),
         "config_hash": config.hash(),
         "inputs": {"description": listing.description, "digest": listing.digest,
-                   "rows": len(listing.records)},
+                   "rows": listing.count},
         "counts": {k: summary[k] for k in ("inputs", "kept", "rejected", "duplicates",
                                            "samples", "hours", "shards", "text_shards")},
         "reasons": summary["reasons"],

@@ -29,6 +29,7 @@ from ualm.pipelines.annotate import annotate_window, clip_embedding, judge_capti
 from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.outcomes import InputOutcome, unit_summary, write_unit_tables
 from ualm.pipelines.staging import PayloadWriter
+from ualm.pipelines.unit_records import read_unit_records
 from ualm.pipelines.windowing import DecodedStream, window_rejection, windows
 
 if TYPE_CHECKING:
@@ -43,12 +44,12 @@ UNIT_FAILED = "engine/unit_failed"
 
 @dataclass(frozen=True)
 class IngestTask:
-    """Everything one ingest unit needs; small and picklable (records are plain dicts)."""
+    """Everything one ingest unit needs; small and picklable (its records wait in the corpus's
+    work area, see `unit_records`)."""
 
     corpus: str
     unit: int
     config: dict[str, Any]
-    records: tuple[dict[str, Any], ...]
 
 
 def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.unit)
-    records = [InputRecord.from_dict(r) for r in task.records]
+    records = read_unit_records(layout, task.unit)
     outcomes: list[InputOutcome] = []
     with (PayloadWriter(layout.unit_payload(task.unit)) as payloads,
           UnitSources(records, config.crawl) as sources):  # fetches the unit's URLs at once
@@ -74,7 +75,7 @@ def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
     layout = CorpusLayout(task.corpus)
     detail = f"unit {task.unit} failed {failure.attempts} times: {failure.error}"
     outcomes = []
-    for record in map(InputRecord.from_dict, task.records):
+    for record in read_unit_records(layout, task.unit):
         rejection = (Rejection(record.reject_reason, record.reject_detail)
                      if record.reject_reason is not None else Rejection(UNIT_FAILED, detail))
         outcomes.append(InputOutcome(record, rejection=rejection))
