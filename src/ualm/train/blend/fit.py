@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from ualm.errors import UalmError
-from ualm.train.blend import Pool, _source_spec, pools
-from ualm.train.blend_spec import BlendSpec
-from ualm.train.blend_stats import CorpusStats
+from ualm.train.blend.spec import BlendSpec
+from ualm.train.blend.stats import CorpusStats
+from ualm.train.blend.weights import Pool, _source_spec, pools
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ def _proxy_losses(corpora: Sequence[str], heldout: Sequence[str], stats: CorpusS
                   active: list[Pool], mixture: np.ndarray, options: FitOptions,
                   out: Path) -> dict[str, float]:
     from ualm.train.config import TrainConfig
-    from ualm.train.evaluate import evaluate
-    from ualm.train.module import load_trained
+    from ualm.train.model.evaluate import evaluate
+    from ualm.train.model.module import load_trained
     from ualm.train.trainer import train
 
     done = out / "heldout.json"

@@ -1,0 +1,3 @@
+"""Blends: which sources training draws from, and in what shares of tokens. Corpus statistics
+(`stats`), the token count of a sample (`counting`), the rule that turns them into weights
+(`weights`, solved by `water_fill`), the spec file (`spec`), and `ualm blend fit` (`fit`)."""
