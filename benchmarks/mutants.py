@@ -161,7 +161,7 @@ MUTANTS: list[Mutant] = [
            new="self.cumulative = np.cumsum(np.full(len(self.probs), 1 / len(self.probs)))"
                ".tolist()",
            tests=("tests/test_train_data.py::test_realised_shares_follow_the_blend",)),
-    Mutant("blend-fit-picks-max", "blend fit", "src/ualm/train/blend/fit.py",
+    Mutant("blend-fit-picks-max", "blend fit", "src/ualm/train/stages/proxies.py",
            old="np.argmin(objective)", new="np.argmax(objective)",
            tests=(GUARDS + "test_blend_fit_chooses_the_least_predicted_loss",), fast=True),
     # -- resume -----------------------------------------------------------------------------------

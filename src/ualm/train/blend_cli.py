@@ -145,7 +145,8 @@ def _run_stats(args: argparse.Namespace) -> int:
 def _run_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ualm.train.blend.fit import FitOptions, fit_blend
+    from ualm.train.blend.fit import FitOptions
+    from ualm.train.stages.proxies import fit_blend
 
     weights = None
     if args.task_weights:
