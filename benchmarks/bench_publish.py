@@ -61,7 +61,7 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 def _reads(corpus: str) -> float:
     """Seconds to read every token shard of the corpus once, as the trainer does."""
     from ualm.manifests.shard_reader import iter_members
-    from ualm.train.sources import discover
+    from ualm.train.data.sources import discover
 
     shards = sorted({s for src in discover([corpus]) for s in src.shards})
     start = time.perf_counter()

@@ -23,8 +23,8 @@ from _record import Record, add_arguments
 from ualm.audio.events import make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
-from ualm.train.data import DataConfig, UALMDataModule
-from ualm.train.text_tokenizer import ByteTokenizer
+from ualm.train.data.datamodule import DataConfig, UALMDataModule
+from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 BAR = 0.8
 

@@ -45,11 +45,11 @@ from _record import Record, add_arguments
 from ualm.audio.events import EVENTS, make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
-from ualm.train.blend_spec import BlendSpec, SourceSpec
+from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.config import TrainConfig
-from ualm.train.generate import GenerationConfig
-from ualm.train.module import load_trained
-from ualm.train.proof import proof, summarize, with_heldout_of, zeroed_codes
+from ualm.train.model.generate import GenerationConfig
+from ualm.train.model.module import load_trained
+from ualm.train.model.proof import proof, summarize, with_heldout_of, zeroed_codes
 from ualm.train.trainer import train
 
 UNDERSTANDING_BAR, GENERATION_BAR = 0.9, 0.8

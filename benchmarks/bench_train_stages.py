@@ -58,12 +58,12 @@ from ualm.synth.config import SynthConfig
 from ualm.synth.rules import REQUESTS
 from ualm.synth.run import synth_corpus
 from ualm.train.config import TrainConfig
-from ualm.train.generate import reply_before_audio
-from ualm.train.layout import AUDIO, N_SPECIAL
-from ualm.train.module import load_trained
-from ualm.train.pairs import discover_pairs, split_pairs
-from ualm.train.sources import discover, equal_blend
-from ualm.train.stages import run_stage
+from ualm.train.data.sources import discover, equal_blend
+from ualm.train.model.generate import reply_before_audio
+from ualm.train.model.module import load_trained
+from ualm.train.sequence.layout import AUDIO, N_SPECIAL
+from ualm.train.stages.pairs import discover_pairs, split_pairs
+from ualm.train.stages.stage import run_stage
 
 EVENTS = ("a low tone", "white noise", "a click train")
 TABLES = ("model.lm.model.embed_tokens.weight", "model.lm.lm_head.weight")
@@ -135,7 +135,7 @@ def preference_shares(policy: Any, reference: Any, batches: list[dict[str, torch
                       beta: float) -> dict[str, Any]:
     """Per held-out pair: the implicit reward margin and the policy's log-prob margin; their
     shares above 0, ties (exactly 0) and the accuracy with ties counted as half."""
-    from ualm.train.dpo import dpo_terms, sequence_logps
+    from ualm.train.stages.dpo import dpo_terms, sequence_logps
 
     margins, logps = [], []
     with torch.no_grad():
@@ -161,7 +161,7 @@ def preference_shares(policy: Any, reference: Any, batches: list[dict[str, torch
 def heldout_preferences(corpus: Path, preset: str, sft: Path, dpo: Path) -> dict[str, Any]:
     """The held-out pairs measured at the start of dpo (policy = reference = the sft model)
     and at its end, pair by pair."""
-    from ualm.train.pairs import PairDataModule
+    from ualm.train.stages.pairs import PairDataModule
 
     c = TrainConfig.from_yaml(preset)
     reference = load_trained(sft)

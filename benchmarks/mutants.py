@@ -152,16 +152,16 @@ MUTANTS: list[Mutant] = [
                "captions dropped \"",
            tests=(CLAP_BUILD,)),
     # -- blend ------------------------------------------------------------------------------------
-    Mutant("blend-temperature-ignored", "blend", "src/ualm/train/blend.py",
+    Mutant("blend-temperature-ignored", "blend", "src/ualm/train/blend/weights.py",
            old="logs = [math.log(p.tokens) / options.temperature for p in members]",
            new="logs = [math.log(p.tokens) for p in members]",
            tests=("tests/test_blend.py::test_temperature_flattens_within_a_task",), fast=True),
-    Mutant("blend-ignored-by-the-stream", "blend", "src/ualm/train/stream.py",
+    Mutant("blend-ignored-by-the-stream", "blend", "src/ualm/train/data/stream.py",
            old="self.cumulative = np.cumsum(self.probs / self.probs.sum()).tolist()",
            new="self.cumulative = np.cumsum(np.full(len(self.probs), 1 / len(self.probs)))"
                ".tolist()",
            tests=("tests/test_train_data.py::test_realised_shares_follow_the_blend",)),
-    Mutant("blend-fit-picks-max", "blend fit", "src/ualm/train/blend_fit.py",
+    Mutant("blend-fit-picks-max", "blend fit", "src/ualm/train/stages/proxies.py",
            old="np.argmin(objective)", new="np.argmax(objective)",
            tests=(GUARDS + "test_blend_fit_chooses_the_least_predicted_loss",), fast=True),
     # -- resume -----------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ MUTANTS: list[Mutant] = [
            new="ckpt_path=None)",
            tests=(GUARDS + "test_resume_runs_only_the_remaining_steps_and_matches_a_straight_run",
                   )),
-    Mutant("stream-resume-forgets-its-rng", "resume", "src/ualm/train/stream.py",
+    Mutant("stream-resume-forgets-its-rng", "resume", "src/ualm/train/data/stream.py",
            old='        self.rng.bit_generator.state = copy.deepcopy(state["rng"])\n',
            new='        copy.deepcopy(state["rng"])\n',
            tests=("tests/test_train_data.py::test_stream_resumes_exactly_from_its_state",)),

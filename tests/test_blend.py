@@ -13,11 +13,11 @@ import yaml
 
 from ualm.cli import main
 from ualm.errors import UalmError
-from ualm.train.blend import BlendOptions, compute_blend, parse_targets, water_fill
-from ualm.train.blend_spec import BlendSpec, load_blend
-from ualm.train.blend_stats import CorpusStats, StatsRow, choose_codec, corpus_stats
-from ualm.train.counting import sample_task, sample_tokens
-from ualm.train.text_tokenizer import load_text_tokenizer
+from ualm.train.blend.counting import sample_task, sample_tokens
+from ualm.train.blend.spec import BlendSpec, load_blend
+from ualm.train.blend.stats import CorpusStats, StatsRow, choose_codec, corpus_stats
+from ualm.train.blend.weights import BlendOptions, compute_blend, parse_targets, water_fill
+from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 
 # Audio at 24 kHz: EnCodec makes ceil(seconds x 75) frames (1.2 s: 90, 1.6 s: 120, 2.0 s: 150)
 # of 8 codebooks at 6 kbps. Text tokens are UTF-8 bytes.

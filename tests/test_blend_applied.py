@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ualm.train.blend import BlendOptions, compute_blend
-from ualm.train.blend_stats import corpus_stats
-from ualm.train.data import realised_table
-from ualm.train.sources import discover, probabilities
-from ualm.train.stream import PackedStream, StreamConfig
-from ualm.train.text_tokenizer import ByteTokenizer
+from ualm.train.blend.stats import corpus_stats
+from ualm.train.blend.weights import BlendOptions, compute_blend
+from ualm.train.data.datamodule import realised_table
+from ualm.train.data.sources import discover, probabilities
+from ualm.train.data.stream import PackedStream, StreamConfig
+from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 from .test_train_data import corpus  # noqa: F401  (the module's event-world corpus fixture)
 

@@ -13,7 +13,7 @@ from ualm.audio.events import make_event_world
 from ualm.cli import main
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
-from ualm.train.blend_spec import load_blend
+from ualm.train.blend.spec import load_blend
 
 from .test_train_fit import EVENTS, SMALL
 

@@ -21,9 +21,10 @@ from lightning.pytorch.callbacks import Callback
 
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
-from ualm.train.blend_fit import FitOptions, fit_blend
-from ualm.train.blend_stats import CorpusStats, StatsRow
+from ualm.train.blend.fit import FitOptions
+from ualm.train.blend.stats import CorpusStats, StatsRow
 from ualm.train.config import TrainConfig
+from ualm.train.stages.proxies import fit_blend
 from ualm.train.trainer import train
 
 from .test_train_fit import SMALL

@@ -106,12 +106,12 @@ def test_card_blend_and_trainer_read_the_published_corpus(
     from huggingface_hub import DatasetCard
 
     from ualm.manifests.inspect import summarize
-    from ualm.train.blend import BlendOptions, compute_blend
-    from ualm.train.blend_spec import load_blend
-    from ualm.train.blend_stats import corpus_stats
-    from ualm.train.sources import discover, probabilities
-    from ualm.train.stream import PackedStream, StreamConfig
-    from ualm.train.text_tokenizer import ByteTokenizer
+    from ualm.train.blend.spec import load_blend
+    from ualm.train.blend.stats import corpus_stats
+    from ualm.train.blend.weights import BlendOptions, compute_blend
+    from ualm.train.data.sources import discover, probabilities
+    from ualm.train.data.stream import PackedStream, StreamConfig
+    from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
     targets = {"understanding": 0.3, "generation": 0.3, "text": 0.3, "reasoning": 0.1}
     compute_blend(corpus_stats([publish_corpus]), BlendOptions(targets=targets)).dump(

@@ -138,7 +138,7 @@ def test_trainer_and_inspect_read_an_s3_corpus(s3, publish_corpus: Path) -> None
     from ualm.cli import main
     from ualm.manifests.inspect import summarize
     from ualm.manifests.shard_reader import iter_samples
-    from ualm.train.sources import discover
+    from ualm.train.data.sources import discover
 
     url = f"s3://{BUCKET}/read"
     publish(publish_corpus, url)

@@ -28,11 +28,11 @@ from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
 from ualm.report import render_report
 from ualm.report.audio import pick
-from ualm.train.blend import BlendOptions, compute_blend
-from ualm.train.blend_stats import corpus_stats
+from ualm.train.blend.stats import corpus_stats
+from ualm.train.blend.weights import BlendOptions, compute_blend
 from ualm.train.config import TrainConfig
-from ualm.train.evaluate import evaluate
-from ualm.train.module import load_trained
+from ualm.train.model.evaluate import evaluate
+from ualm.train.model.module import load_trained
 from ualm.train.trainer import train
 
 from .test_train_fit import EVENTS, SMALL

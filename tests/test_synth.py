@@ -16,12 +16,12 @@ from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.synth.config import SynthConfig
 from ualm.synth.neighbors import EventSimilarity
 from ualm.synth.run import synth_corpus
-from ualm.train.chat import build_sample
-from ualm.train.counting import code_tokens, sample_text
-from ualm.train.layout import ASSISTANT, AUDIO, AUDIO_END, BOS, EOS, IGNORE, USER
-from ualm.train.sources import discover, probabilities
-from ualm.train.stream import PackedStream, StreamConfig
-from ualm.train.text_tokenizer import ByteTokenizer
+from ualm.train.blend.counting import code_tokens, sample_text
+from ualm.train.data.sources import discover, probabilities
+from ualm.train.data.stream import PackedStream, StreamConfig
+from ualm.train.sequence.chat import build_sample
+from ualm.train.sequence.layout import ASSISTANT, AUDIO, AUDIO_END, BOS, EOS, IGNORE, USER
+from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 from .synth_helpers import copy_corpus, event_corpus, published
 
@@ -230,7 +230,7 @@ def test_cli_prints_the_funnel(corpus: Path, tmp_path: Path,
 
 
 def test_blend_stats_count_the_traces(synthed: Path) -> None:
-    from ualm.train.blend_stats import corpus_stats
+    from ualm.train.blend.stats import corpus_stats
 
     rows = {(r.source, r.task): r for r in corpus_stats([synthed], TOK).rows}
     for kind in ("enrichment", "dialogue", "reflection"):

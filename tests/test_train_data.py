@@ -17,13 +17,13 @@ from ualm.config import BuildConfig
 from ualm.errors import UalmError
 from ualm.manifests.shard_reader import iter_members, iter_samples, load_json
 from ualm.pipelines.build import build_corpus
-from ualm.train.blend_spec import BlendSpec, SourceSpec
-from ualm.train.counting import sample_tokens
-from ualm.train.data import STATE_KEY, DataConfig, UALMDataModule
-from ualm.train.layout import IGNORE
-from ualm.train.sources import discover, probabilities
-from ualm.train.stream import PackedStream, StreamConfig
-from ualm.train.text_tokenizer import ByteTokenizer
+from ualm.train.blend.counting import sample_tokens
+from ualm.train.blend.spec import BlendSpec, SourceSpec
+from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
+from ualm.train.data.sources import discover, probabilities
+from ualm.train.data.stream import PackedStream, StreamConfig
+from ualm.train.sequence.layout import IGNORE
+from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 EVENTS = ("a low tone", "white noise", "a click train")
 TOK = ByteTokenizer()

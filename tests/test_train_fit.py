@@ -133,8 +133,8 @@ def test_heldout_loss_is_logged_while_training(corpus: Path, tmp_path: Path) -> 
     """val/loss every run.val_every steps; the last one is the final checkpoint's loss on the
     held-out corpus, measured the way `ualm eval` measures it. The corpus stands in as its own
     held-out set here: what is checked is when and what is measured, not generalisation."""
-    from ualm.train.evaluate import evaluate
-    from ualm.train.module import load_trained
+    from ualm.train.model.evaluate import evaluate
+    from ualm.train.model.module import load_trained
 
     config = TrainConfig.from_dict({**SMALL, "run": {**SMALL["run"], "val_every": 2,
                                                      "val_batches": None}})

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from ualm.errors import UalmError
-from ualm.train.chat import build_sample
-from ualm.train.generate import GenerationConfig, answer, generate_codes
-from ualm.train.layout import (
+from ualm.train.model.generate import GenerationConfig, answer, generate_codes
+from ualm.train.model.model import ModelConfig, UALMModel
+from ualm.train.model.schedule import warmup_cosine
+from ualm.train.sequence.chat import build_sample
+from ualm.train.sequence.layout import (
     ASSISTANT,
     AUDIO,
     AUDIO_END,
@@ -30,9 +32,7 @@ from ualm.train.layout import (
     delay,
     undelay,
 )
-from ualm.train.model import ModelConfig, UALMModel
-from ualm.train.schedule import warmup_cosine
-from ualm.train.text_tokenizer import ByteTokenizer
+from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 TINY = ModelConfig(hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64, codebooks=4)
 TOK = ByteTokenizer()

@@ -15,11 +15,11 @@ import pytest
 from ualm.audio.events import make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
-from ualm.train.blend_spec import BlendSpec, SourceSpec
+from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.config import TrainConfig
-from ualm.train.generate import GenerationConfig
-from ualm.train.module import load_trained
-from ualm.train.proof import generation_accuracy, understanding_accuracy
+from ualm.train.model.generate import GenerationConfig
+from ualm.train.model.module import load_trained
+from ualm.train.model.proof import generation_accuracy, understanding_accuracy
 from ualm.train.trainer import train
 
 EVENTS = ("a low tone", "white noise", "a click train")  # 9 classes; 3 options per question

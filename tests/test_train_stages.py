@@ -27,10 +27,10 @@ from ualm.errors import UalmError
 from ualm.synth.config import SynthConfig
 from ualm.synth.run import synth_corpus
 from ualm.train.config import TrainConfig, presets
-from ualm.train.layout import ASSISTANT, AUDIO, IGNORE, N_SPECIAL
-from ualm.train.pairs import PairReader, discover_pairs, is_heldout, pair_batch, split_pairs
-from ualm.train.sources import discover
-from ualm.train.stages import run_stage, sft_probabilities
+from ualm.train.data.sources import discover
+from ualm.train.sequence.layout import ASSISTANT, AUDIO, IGNORE, N_SPECIAL
+from ualm.train.stages.pairs import PairReader, discover_pairs, is_heldout, pair_batch, split_pairs
+from ualm.train.stages.stage import run_stage, sft_probabilities
 
 from .synth_helpers import copy_corpus, event_corpus
 
@@ -117,8 +117,8 @@ def test_sft_learns_to_write_a_rich_caption_before_the_audio(corpus: Path,
     """Enrichment traces only, briefly (about 15 s): asked in the enrichment format, the model
     answers in the rich caption's format (measured: 30 steps write 'Ke t t t', 150 steps
     'Keywords: a click train: ...', 300 steps the right caption)."""
-    from ualm.train.generate import reply_before_audio
-    from ualm.train.module import load_trained
+    from ualm.train.model.generate import reply_before_audio
+    from ualm.train.model.module import load_trained
 
     config = _config(model={"hidden_size": 64, "heads": 4, "kv_heads": 2,
                             "intermediate_size": 128},
@@ -142,8 +142,8 @@ def _only_traces(corpus: Path, tmp_path: Path, kinds: tuple[str, ...]) -> Path:
 
 def test_sft_targets_are_the_assistant_turns(corpus: Path) -> None:
     from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
-    from ualm.train.chat import build_sample
-    from ualm.train.text_tokenizer import ByteTokenizer
+    from ualm.train.sequence.chat import build_sample
+    from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
     shard = sorted((corpus / "traces").glob("traces-*.tar"))[0]
     _key, parts = next(iter_samples(shard))
@@ -343,7 +343,7 @@ def test_presets_and_cli(corpus: Path, tmp_path: Path,
     assert "no reference model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["freeze", "config"])
+@pytest.mark.parametrize("module", ["model.freeze", "config"])
 def test_doctests(module: str) -> None:
     import doctest
     import importlib

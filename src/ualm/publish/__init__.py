@@ -56,7 +56,7 @@ class PublishResult:
 
 def _blend_entry(blend: str | Path, corpus: Path, url: str) -> tuple[FileEntry, dict[str, Any]]:
     """The blend spec as published: the corpus's own entries point at the published URL."""
-    from ualm.train.blend_spec import load_blend
+    from ualm.train.blend.spec import load_blend
 
     spec = load_blend(blend).to_dict()
     here = remote.location(corpus)

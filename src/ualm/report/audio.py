@@ -74,7 +74,7 @@ def listen_to(corpus: str | Path, samples: list[dict[str, Any]], tokens: dict[st
     layout = CorpusLayout(corpus)
     codec, record = None, None
     if tokens and samples:
-        from ualm.train.infer import corpus_codec_model
+        from ualm.train.model.infer import corpus_codec_model
 
         record = tokens[sorted(tokens)[0]]
         codec = corpus_codec_model(corpus, record["codec_id"], device)

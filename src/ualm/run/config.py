@@ -150,7 +150,7 @@ class PublishSection(EntrySection):
 
 @dataclass(frozen=True)
 class BlendSection:
-    """`ualm blend`: each source's share of training tokens (ualm.train.blend)."""
+    """`ualm blend`: each source's share of training tokens (ualm.train.blend.weights)."""
 
     enabled: bool = True
     """Off: the trainer draws every source equally often."""

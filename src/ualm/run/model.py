@@ -29,9 +29,9 @@ def _codec_id(ctx: Context) -> str | None:
 
 
 def _blend(ctx: Context) -> StageResult:
-    from ualm.train.blend import BlendOptions, compute_blend, format_blend
-    from ualm.train.blend_stats import corpus_stats
-    from ualm.train.text_tokenizer import load_text_tokenizer
+    from ualm.train.blend.stats import corpus_stats
+    from ualm.train.blend.weights import BlendOptions, compute_blend, format_blend
+    from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 
     b = ctx.config.blend
     options = BlendOptions(**({"targets": b.targets} if b.targets else {}),
@@ -98,8 +98,8 @@ def stage_folder(run: Path, name: str, plan: list[tuple[str, Any]]) -> Path:
 
 
 def _train(ctx: Context) -> StageResult:
-    from ualm.train.blend_spec import load_blend
-    from ualm.train.stages import run_stage
+    from ualm.train.blend.spec import load_blend
+    from ualm.train.stages.stage import run_stage
 
     plan = stage_plan(ctx.config, _codec_id(ctx))
     folders = [stage_folder(ctx.run, name, plan) for name, _ in plan]
@@ -157,8 +157,8 @@ def _preference_summary(ctx: Context, out: Path) -> dict[str, Any]:
 def _evaluate_final(ctx: Context, stage: tuple[str, Any], checkpoint: Path, heldout: Path,
                     folder: Path) -> float | None:
     """The final model's held-out loss per task, written to `folder/eval.json`."""
-    from ualm.train.evaluate import evaluate
-    from ualm.train.module import load_trained
+    from ualm.train.model.evaluate import evaluate
+    from ualm.train.model.module import load_trained
 
     name, config = stage
     evaluation = evaluate(load_trained(checkpoint), [heldout], config.data.seq_len,
@@ -207,8 +207,8 @@ def _question(ctx: Context) -> tuple[Path, str, str | None]:
 
 
 def _generate(ctx: Context) -> StageResult:
-    from ualm.train.generate import GenerationConfig
-    from ualm.train.infer import FRAME_RATE, generate_wav, understand_file
+    from ualm.train.model.generate import GenerationConfig
+    from ualm.train.model.infer import FRAME_RATE, generate_wav, understand_file
 
     g = ctx.config.generate
     checkpoint, corpus = ctx.output("train", "checkpoint"), ctx.output("build", "corpus")

@@ -128,14 +128,14 @@ def _tokens(text: str) -> int:
 
 
 def _stats(args: argparse.Namespace) -> Any:
-    from ualm.train.blend_stats import corpus_stats
-    from ualm.train.text_tokenizer import load_text_tokenizer
+    from ualm.train.blend.stats import corpus_stats
+    from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 
     return corpus_stats(args.corpora, load_text_tokenizer(args.tokenizer), args.codec_id)
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from ualm.train.blend_stats import format_stats
+    from ualm.train.blend.stats import format_stats
 
     stats = _stats(args)
     print(json.dumps(stats.to_dict(), sort_keys=True) if args.json else format_stats(stats))
@@ -145,11 +145,12 @@ def _run_stats(args: argparse.Namespace) -> int:
 def _run_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ualm.train.blend_fit import FitOptions, fit_blend
+    from ualm.train.blend.fit import FitOptions
+    from ualm.train.stages.proxies import fit_blend
 
     weights = None
     if args.task_weights:
-        from ualm.train.blend import parse_targets
+        from ualm.train.blend.weights import parse_targets
 
         weights = parse_targets(args.task_weights)
     options = FitOptions(proxies=args.proxies, steps=args.steps, config=args.config,
@@ -167,7 +168,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_compute(args: argparse.Namespace) -> int:
-    from ualm.train.blend import BlendOptions, compute_blend, format_blend, parse_targets
+    from ualm.train.blend.weights import BlendOptions, compute_blend, format_blend, parse_targets
 
     targets = parse_targets(args.targets) if args.targets else None
     options = BlendOptions(**({"targets": targets} if targets else {}),

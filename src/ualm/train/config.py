@@ -17,8 +17,8 @@ import yaml
 from ualm.errors import UalmError
 from ualm.sections import from_sections
 from ualm.train import STAGES
-from ualm.train.data import DataConfig
-from ualm.train.model import ModelConfig
+from ualm.train.data.datamodule import DataConfig
+from ualm.train.model.model import ModelConfig
 
 PRESETS = Path(__file__).parent / "presets"
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")

@@ -84,9 +84,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ualm.train.blend_spec import load_blend
+    from ualm.train.blend.spec import load_blend
     from ualm.train.config import TrainConfig
-    from ualm.train.stages import run_stage
+    from ualm.train.stages.stage import run_stage
 
     config = TrainConfig.from_yaml(args.config)
     overrides = {"max_steps": args.max_steps, "strategy": args.strategy,
@@ -128,8 +128,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from ualm.train.generate import GenerationConfig
-    from ualm.train.infer import FRAME_RATE, generate_wav
+    from ualm.train.model.generate import GenerationConfig
+    from ualm.train.model.infer import FRAME_RATE, generate_wav
 
     config = GenerationConfig(args.guidance, args.top_k, args.temperature,
                               max(1, round(args.max_seconds * FRAME_RATE)), args.seed)
@@ -142,7 +142,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_understand(args: argparse.Namespace) -> int:
-    from ualm.train.infer import understand_file
+    from ualm.train.model.infer import understand_file
 
     print(understand_file(args.checkpoint, args.corpus, args.audio, args.question, args.device,
                           args.max_new_tokens))
@@ -150,8 +150,8 @@ def _run_understand(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from ualm.train.evaluate import evaluate
-    from ualm.train.module import load_trained
+    from ualm.train.model.evaluate import evaluate
+    from ualm.train.model.module import load_trained
 
     model = load_trained(args.checkpoint, args.device)
     result = evaluate(model, args.corpora, args.seq_len, args.batch_size,

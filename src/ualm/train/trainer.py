@@ -22,10 +22,10 @@ import torch
 import yaml
 
 from ualm.errors import UalmError
-from ualm.train.blend_spec import BlendSpec
+from ualm.train.blend.spec import BlendSpec
 from ualm.train.config import TrainConfig
-from ualm.train.data import UALMDataModule
-from ualm.train.module import UALMModule
+from ualm.train.data.datamodule import UALMDataModule
+from ualm.train.model.module import UALMModule
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
 
 
 def _heldout_loss(corpora: Sequence[str | Path], config: TrainConfig) -> Any:
-    from ualm.train.validate import HeldoutLoss
+    from ualm.train.model.validate import HeldoutLoss
 
     return HeldoutLoss(corpora, config.run.val_every or 1, config.data.seq_len,
                        config.data.batch_size, config.data.codec_id, config.run.val_batches)

@@ -19,7 +19,7 @@ understanding rows and chat rows get one at ingest). Otherwise chat `messages` m
 an audio sample with a conversation is `understanding`, and any other audio sample is
 `generation`: its first caption is the condition (none: it trains unconditional generation,
 as classifier-free guidance's dropped condition does). The trainer lays samples out by the same
-rule (`ualm.train.chat`).
+rule (`ualm.train.sequence.chat`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ualm.train.text_tokenizer import TextTokenizer
+from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 
 def sample_text(meta: Mapping[str, Any]) -> str:

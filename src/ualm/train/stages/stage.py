@@ -30,16 +30,16 @@ from typing import Any
 import torch
 
 from ualm.errors import UalmError
-from ualm.train.blend_spec import BlendSpec
+from ualm.train.blend.spec import BlendSpec
 from ualm.train.config import STAGES, TrainConfig
-from ualm.train.data import UALMDataModule
-from ualm.train.dpo import DPOModule
-from ualm.train.layout import BLOCK, N_SPECIAL
-from ualm.train.model import ModelConfig
-from ualm.train.module import UALMModule, read_checkpoint
-from ualm.train.pairs import PairDataModule, discover_pairs
-from ualm.train.sources import Source, discover, probabilities
-from ualm.train.text_tokenizer import load_text_tokenizer
+from ualm.train.data.datamodule import UALMDataModule
+from ualm.train.data.sources import Source, discover, probabilities
+from ualm.train.model.model import ModelConfig
+from ualm.train.model.module import UALMModule, read_checkpoint
+from ualm.train.sequence.layout import BLOCK, N_SPECIAL
+from ualm.train.sequence.text_tokenizer import load_text_tokenizer
+from ualm.train.stages.dpo import DPOModule
+from ualm.train.stages.pairs import PairDataModule, discover_pairs
 from ualm.train.trainer import TrainResult, fit, optim_dict, prepare
 
 REASONING = "reasoning"

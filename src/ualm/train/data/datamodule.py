@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ualm.errors import UalmError
-from ualm.train.blend_spec import BlendSpec
-from ualm.train.sources import Source, discover, probabilities
-from ualm.train.stream import PackedStream, StreamConfig
-from ualm.train.text_tokenizer import TextTokenizer
+from ualm.train.blend.spec import BlendSpec
+from ualm.train.data.sources import Source, discover, probabilities
+from ualm.train.data.stream import PackedStream, StreamConfig
+from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 STATE_KEY = "stream_state"
 

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ualm.errors import UalmError
-from ualm.train.blend_spec import TASKS, WEIGHT_TOLERANCE, BlendSpec, SourceSpec
-from ualm.train.blend_stats import CorpusStats, corpus_label, format_table
-from ualm.train.water_fill import SLACK, water_fill
+from ualm.train.blend.spec import TASKS, WEIGHT_TOLERANCE, BlendSpec, SourceSpec
+from ualm.train.blend.stats import CorpusStats, corpus_label, format_table
+from ualm.train.blend.water_fill import SLACK, water_fill
 
 DEFAULT_TARGETS = {"understanding": 0.277, "generation": 0.331, "text": 0.392}
 """UALM's unified model, by tokens (arXiv 2510.12000)."""

@@ -10,7 +10,7 @@ was always zero is exactly zero, so the frozen weights stay bit-identical (tests
 Under FSDP the hooks must see the original parameters: use Lightning's
 `FSDPStrategy(use_orig_params=True)` for the align stage.
 
->>> from ualm.train.model import ModelConfig, UALMModel
+>>> from ualm.train.model.model import ModelConfig, UALMModel
 >>> model = UALMModel(ModelConfig(hidden_size=32, layers=1, heads=2, kv_heads=1,
 ...                               intermediate_size=64))
 >>> record = apply_stage(model, "align")
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ualm.train.layout import N_SPECIAL
+from ualm.train.sequence.layout import N_SPECIAL
 
 ALL = "all"
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from ualm.errors import UalmError
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
-from ualm.train.chat import sample_task
-from ualm.train.sources import Source
+from ualm.train.data.sources import Source
+from ualm.train.sequence.chat import sample_task
 
 Parsed = tuple[dict, dict[str, memoryview]]
 """A sample's metadata and its members' bytes."""

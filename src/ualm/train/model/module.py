@@ -11,11 +11,11 @@ import lightning as L
 import torch
 
 from ualm.errors import UalmError
-from ualm.train.data import STATE_KEY
-from ualm.train.freeze import apply_stage, row_masked
-from ualm.train.layout import TASK_IDS
-from ualm.train.model import ModelConfig, UALMModel
-from ualm.train.schedule import warmup_cosine
+from ualm.train.data.datamodule import STATE_KEY
+from ualm.train.model.freeze import apply_stage, row_masked
+from ualm.train.model.model import ModelConfig, UALMModel
+from ualm.train.model.schedule import warmup_cosine
+from ualm.train.sequence.layout import TASK_IDS
 
 CHECKPOINT_KEY = "ualm"
 

@@ -1,7 +1,7 @@
 """`ualm blend stats`: samples, hours and tokens per source x task x language of some corpora.
 
-Tokens follow the trainer's rule (`ualm.train.counting`): text tokens with the configured text
-tokenizer plus audio frames x codebooks of the chosen token set. Nothing is decoded: audio
+Tokens follow the trainer's rule (`ualm.train.blend.counting`): text tokens with the configured
+text tokenizer plus audio frames x codebooks of the chosen token set. Nothing is decoded: audio
 samples are read from the parquet manifests (captions, task, conversation) joined shard by shard
 with the token manifests (frames, codebooks); text samples from the text shards' JSON. Memory
 holds one shard at a time, whatever the corpus size.
@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
-from ualm.train.blend_spec import TASKS, CorpusRef, corpus_hash
-from ualm.train.counting import code_tokens, sample_task, sample_tokens
-from ualm.train.text_tokenizer import TextTokenizer, load_text_tokenizer
+from ualm.train.blend.counting import code_tokens, sample_task, sample_tokens
+from ualm.train.blend.spec import TASKS, CorpusRef, corpus_hash
+from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
 
 SAMPLE_COLUMNS = ["key", "source", "task", "language", "seconds", "captions", "extra"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from ualm import remote
 from ualm.errors import UalmError
 from ualm.manifests.token_sets import corpus_codec, row_task
-from ualm.train.blend_spec import BlendSpec, SourceSpec
+from ualm.train.blend.spec import BlendSpec, SourceSpec
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ualm.errors import UalmError
-from ualm.train.layout import BLOCK, IGNORE, N_SPECIAL, TASK_IDS, Vocab
-from ualm.train.text_tokenizer import TextTokenizer, load_text_tokenizer
+from ualm.train.sequence.layout import BLOCK, IGNORE, N_SPECIAL, TASK_IDS, Vocab
+from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from ualm.train.chat import build_sample, sample_task
-from ualm.train.counting import code_tokens, sample_tokens
-from ualm.train.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
-from ualm.train.source_reader import Codes, Ref, ShardCache, SourceReader
-from ualm.train.sources import Source
-from ualm.train.text_tokenizer import TextTokenizer
+from ualm.train.blend.counting import code_tokens, sample_tokens
+from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
+from ualm.train.data.sources import Source
+from ualm.train.sequence.chat import build_sample, sample_task
+from ualm.train.sequence.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
+from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 
 @dataclass(frozen=True)

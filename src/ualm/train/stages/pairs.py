@@ -29,10 +29,10 @@ from ualm import remote
 from ualm.errors import UalmError
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
-from ualm.train.chat import build_sample
-from ualm.train.data import STATE_KEY, DataConfig
-from ualm.train.layout import TASK_IDS, empty_rows, place, with_labels
-from ualm.train.text_tokenizer import TextTokenizer
+from ualm.train.data.datamodule import STATE_KEY, DataConfig
+from ualm.train.sequence.chat import build_sample
+from ualm.train.sequence.layout import TASK_IDS, empty_rows, place, with_labels
+from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 MAX_HELDOUT = 512
 """Held-out pairs evaluated at most (the first ones in key order)."""

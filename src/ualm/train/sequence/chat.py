@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ualm.train.layout import (
+from ualm.train.sequence.layout import (
     ASSISTANT,
     BOS,
     EOS,
@@ -27,7 +27,7 @@ from ualm.train.layout import (
     USER,
     SequenceBuilder,
 )
-from ualm.train.text_tokenizer import TextTokenizer
+from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 SOUND_TAG = "<sound>"
 DESCRIBE = "Describe the audio."

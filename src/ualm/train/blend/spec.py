@@ -29,11 +29,11 @@ A blend spec is a YAML file that people read and review, so it names everything 
 The trainer samples source `s` with probability proportional to weight_s / mean tokens per sample
 of `s`, so that its *token* shares match the weights; and it logs the shares it realised.
 
-`ualm blend` writes these files (the rule that computes the weights is in `ualm.train.blend`;
-token counts follow `ualm.train.counting`). A source whose task has target 0 is listed with
-weight 0, so the spec shows what was left out. When the targets were infeasible and the spec was
-written anyway (`--allow-infeasible`), `notes` names every binding constraint and the task
-shares actually planned, which then differ from `targets`.
+`ualm blend` writes these files (the rule that computes the weights is in
+`ualm.train.blend.weights`; token counts follow `ualm.train.blend.counting`). A source whose task
+has target 0 is listed with weight 0, so the spec shows what was left out. When the targets were
+infeasible and the spec was written anyway (`--allow-infeasible`), `notes` names every binding
+constraint and the task shares actually planned, which then differ from `targets`.
 
 Loading (`load_blend`) checks the format version, that every task is known, that weights are
 non-negative and sum to 1, that no source is listed twice, that every source's corpus is under

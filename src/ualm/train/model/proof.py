@@ -35,9 +35,9 @@ import numpy as np
 from ualm.audio.events import EventWorld
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
-from ualm.train.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
-from ualm.train.layout import CODEBOOK_SIZE
-from ualm.train.model import UALMModel
+from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
+from ualm.train.model.model import UALMModel
+from ualm.train.sequence.layout import CODEBOOK_SIZE
 
 SEGMENTS = 3
 CODEBOOKS = 2

@@ -11,9 +11,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ualm.train.chat import prompt_for_generation, prompt_for_understanding, text_ids
-from ualm.train.layout import ASSISTANT, AUDIO, BOS, CODE_PAD, EOS, EOT, FRAME, N_SPECIAL, PAD, USER
-from ualm.train.model import UALMModel
+from ualm.train.model.model import UALMModel
+from ualm.train.sequence.chat import prompt_for_generation, prompt_for_understanding, text_ids
+from ualm.train.sequence.layout import (
+    ASSISTANT,
+    AUDIO,
+    BOS,
+    CODE_PAD,
+    EOS,
+    EOT,
+    FRAME,
+    N_SPECIAL,
+    PAD,
+    USER,
+)
 
 
 @dataclass(frozen=True)

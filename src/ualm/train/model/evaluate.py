@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from ualm.train.layout import TASK_IDS
-from ualm.train.model import UALMModel
-from ualm.train.sources import discover
-from ualm.train.stream import PackedStream, Sample, StreamConfig
+from ualm.train.data.sources import discover
+from ualm.train.data.stream import PackedStream, Sample, StreamConfig
+from ualm.train.model.model import UALMModel
+from ualm.train.sequence.layout import TASK_IDS
 
 
 class OnePass(PackedStream):

@@ -14,8 +14,8 @@ import soundfile as sf
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import corpus_codec
-from ualm.train.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
-from ualm.train.module import load_trained
+from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
+from ualm.train.model.module import load_trained
 
 FRAME_RATE = 75.0
 

@@ -22,11 +22,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from ualm.train.data import STATE_KEY
-from ualm.train.layout import IGNORE
-from ualm.train.model import ModelConfig, UALMModel
-from ualm.train.module import CHECKPOINT_KEY, adamw_warmup_cosine, checkpoint_meta
-from ualm.train.pairs import REPLAY_KEY
+from ualm.train.data.datamodule import STATE_KEY
+from ualm.train.model.model import ModelConfig, UALMModel
+from ualm.train.model.module import CHECKPOINT_KEY, adamw_warmup_cosine, checkpoint_meta
+from ualm.train.sequence.layout import IGNORE
+from ualm.train.stages.pairs import REPLAY_KEY
 
 REFERENCE = "reference."
 

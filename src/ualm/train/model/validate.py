@@ -4,7 +4,7 @@ next to the training loss (metrics.csv, loss.png, `ualm report`).
 
 Every rank evaluates the same batches, so a sharded model (FSDP) gathers its weights on all of
 them; rank 0 logs. The pass reads the shards in order with no shuffling or condition dropout
-(`ualm.train.evaluate`), so the numbers at a step do not depend on the run's data order.
+(`ualm.train.model.evaluate`), so the numbers at a step do not depend on the run's data order.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from ualm.train.evaluate import evaluate
+from ualm.train.model.evaluate import evaluate
 
 
 class HeldoutLoss(L.Callback):
