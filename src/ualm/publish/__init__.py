@@ -64,7 +64,7 @@ def _blend_entry(blend: str | Path, corpus: Path, url: str) -> tuple[FileEntry, 
         key = "path" if "path" in item else "corpus"
         if remote.location(item[key]) == here:
             item[key] = url
-    text = "# ualm blend spec (format 1; see ualm.train.blend_spec)\n" + yaml.safe_dump(
+    text = "# ualm blend spec (format 1; see ualm.train.blend.spec)\n" + yaml.safe_dump(
         spec, sort_keys=False, allow_unicode=True)
     return FileEntry.of_bytes(BLEND, text.encode()), spec
 

@@ -131,14 +131,14 @@ class BlendSpec:
         """Writes the spec atomically: a trainer never reads half a spec."""
         from ualm.manifests.layout import atomic_write_bytes
 
-        text = (f"# ualm blend spec (format {FORMAT_VERSION}; see ualm.train.blend_spec)\n"
+        text = (f"# ualm blend spec (format {FORMAT_VERSION}; see ualm.train.blend.spec)\n"
                 + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
         atomic_write_bytes(Path(path), text.encode())
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "blend spec") -> BlendSpec:
         if not isinstance(data, dict):
-            raise UalmError(f"{where} is not a mapping", fix="see ualm.train.blend_spec")
+            raise UalmError(f"{where} is not a mapping", fix="see ualm.train.blend.spec")
         version = data.get("ualm_blend")
         if version != FORMAT_VERSION:
             raise UalmError(f"{where} has format version {version!r}; this ualm reads "
@@ -148,7 +148,7 @@ class BlendSpec:
             corpora = tuple(CorpusRef(**c) for c in data.get("corpora") or ())
         except TypeError as exc:
             raise UalmError(f"{where}: bad source or corpus entry ({exc})",
-                            fix="see the format in ualm.train.blend_spec") from exc
+                            fix="see the format in ualm.train.blend.spec") from exc
         spec = cls(sources=sources, corpora=corpora, targets=dict(data.get("targets") or {}),
                    budget_tokens=int(data.get("budget_tokens") or 0),
                    tokenizer=str(data.get("tokenizer", "bytes-v1")),
