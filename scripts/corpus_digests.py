@@ -9,26 +9,26 @@ Build with the old code and the new at the same folder (manifests record input p
     .venv/bin/python scripts/corpus_digests.py /tmp/digests dask > new.json
     cmp old.json new.json
 
-The world has 12 clips with every kind of hostile input; the build tokenizes with the seeded
-random codec, so token shards are compared too.
+The world has 12 clips (`--clips`) with every kind of hostile input; the build tokenizes with
+the seeded random codec, so token shards are compared too. `--clips 300 --default-config` is a
+corpus of benchmark size with the default config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 
-def main(out: Path, engine: str) -> dict[str, str]:
+def main(out: Path, engine: str, clips: int = 12, default_config: bool = False) -> dict[str, str]:
     from ualm.audio.synthetic import make_world
     from ualm.config import BuildConfig
     from ualm.pipelines.build import build_corpus
 
-    world = make_world(out / "world", n_clips=12, seed=7)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 7},
-                                    "work": {"unit_size": 5, "dedup_buckets": 3}})
+    world = make_world(out / "world", n_clips=clips, seed=7)
+    config = BuildConfig() if default_config else BuildConfig.from_dict(
+        {"shards": {"max_samples": 7}, "work": {"unit_size": 5, "dedup_buckets": 3}})
     root = build_corpus([world.manifest], out / "corpus", config, engine=engine,
                         progress=False).corpus
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -37,5 +37,15 @@ def main(out: Path, engine: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":  # Dask's workers import this file again
-    print(json.dumps(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "local"),
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("engine", nargs="?", default="local", choices=["local", "dask", "beam"])
+    parser.add_argument("--clips", type=int, default=12, help="good clips in the world")
+    parser.add_argument("--default-config", action="store_true",
+                        help="the default build config (units of 64, tokens on) instead of "
+                             "small units and shards that exercise every boundary")
+    args = parser.parse_args()
+    print(json.dumps(main(args.out, args.engine, args.clips, args.default_config),
                      indent=1, sort_keys=True))
