@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import storage
 
 BLOCK = 512
 
@@ -42,7 +42,7 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
     """(name, data) of every regular file in the tar, in order (a path, or a URL of a published
     corpus: the whole shard is fetched in one read either way)."""
     try:
-        data = remote.read_bytes(path)
+        data = storage.read_bytes(path)
     except FileNotFoundError as exc:
         raise UalmError(f"shard {path} is missing", fix="rebuild or re-download the corpus") from exc
     view = memoryview(data)
