@@ -119,13 +119,19 @@ class CorpusLayout(LayoutNames):
         """Whether any file below `folder` ends with `suffix`."""
         if self.local:
             return any(Path(folder).glob(f"**/*{suffix}"))
-        return any(p.endswith(suffix) for p in self.fs.find(folder))
+        return any(p.endswith(suffix) for p in self._find(folder))
 
     def walk(self) -> list[str]:
         """Every file of the corpus, sorted (full names)."""
         if self.local:
             return sorted(str(p) for p in Path(self.root).rglob("*") if p.is_file())
-        return sorted(self.fs.find(self.root))
+        return sorted(self._find(self.root))
+
+    def _find(self, folder: str) -> list[str]:
+        try:
+            return self.fs.find(folder)
+        except FileNotFoundError:
+            return []
 
     def read_table(self, files: str | list[str], columns: list[str] | None = None,
                    schema: Any = None, filters: Any = None) -> pa.Table:
@@ -157,9 +163,14 @@ class CorpusLayout(LayoutNames):
 
     def iter_samples(self, path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
         """(key, {extension: data}) of every sample of a shard, read in one go."""
-        from ualm.manifests.shard_reader import iter_samples
+        from ualm.manifests.shard_reader import members_of, samples_of
 
-        return iter_samples(path if self.local else self.url(self.relative(path)))
+        try:
+            data = self.read_bytes(path)
+        except FileNotFoundError as exc:
+            raise UalmError(f"shard {self._name(path)} is missing",
+                            fix="rebuild or re-download the corpus") from exc
+        return samples_of(members_of(data))
 
     def meta(self, fix: str = "run `ualm build` on it first") -> dict[str, Any]:
         """corpus.json; a clear error when the corpus is not complete."""
