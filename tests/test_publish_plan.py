@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ def test_batches_hold_files_and_bytes_limits() -> None:
 
 def test_card_aggregates_licences_and_names_every_subset(publish_corpus: Path) -> None:
     layout = CorpusLayout(publish_corpus)
-    corpus = json.loads(layout.corpus_file.read_text())
+    corpus = layout.meta()
     facts = card_facts(layout)
     assert facts.subsets == ["traces", "pairs"] and "generation" in facts.tasks
     mixed = CardFacts(["cc-by-4.0", "mit"], facts.sources, ["generation", "understanding"],

@@ -36,18 +36,16 @@ def _count_members(task: tuple[str, int]) -> dict[str, int]:
     layout = CorpusLayout(corpus)
     import tarfile
 
-    with tarfile.open(layout.root / "audio" / f"audio-{shard:06d}.tar") as tar:
+    with layout.open(layout.audio_shard(shard)) as handle, tarfile.open(fileobj=handle) as tar:
         members = len(tar.getnames())
-    out = layout.work / "member-counts" / f"{shard}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"members": members}))
+    out = layout.path(f"_work/member-counts/{shard}.json")
+    layout.write_json(out, {"members": members})
     write_done(layout, "member-count", shard, [out], {"members": members})
     return {"members": members}
 
 
 def _shards(ctx: Context) -> list[tuple[str, int]]:
-    return [(str(ctx.layout.root), int(p.stem.split("-")[1]))
-            for p in sorted((ctx.layout.root / "audio").glob("audio-*.tar"))]
+    return [(ctx.layout.location, shard) for shard in ctx.layout.shards("audio")]
 
 
 MEMBER_COUNT = Stage("member-count", "map", reads=("audio shards",), writes=("member counts",),

@@ -178,11 +178,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from ualm.audio.synthetic import make_world
     from ualm.config import BuildConfig
     from ualm.manifests.inspect import format_summary, plot_funnel
+    from ualm.manifests.layout import CorpusLayout
     from ualm.pipelines.build import build_corpus
     from ualm.tokenize.listen import listen
 
@@ -198,8 +197,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     funnel = plot_funnel(result.summary, out / "funnel.png")
     print(f"\ncorpus: {result.corpus}\nfunnel: {funnel}")
     if result.tokens:
-        first = pq.read_table(result.corpus / "manifests" / "samples" / "audio-000000.parquet",
-                              columns=["key"]).column("key")[0].as_py()
+        layout = CorpusLayout(result.corpus)
+        first = layout.read_table(layout.samples_part("audio", 0),
+                                  columns=["key"]).column("key")[0].as_py()
         heard = listen(result.corpus, first, out / "listen.wav")
         print(f"listen: {heard.path} ({first} decoded from its codes"
               + (", random codec: noise)" if heard.random_weights else ")"))

@@ -21,7 +21,7 @@ from ualm.manifests.card_sections import (
     random_codec_banner,
     sources_section,
 )
-from ualm.manifests.layout import CorpusLayout, atomic_write_bytes
+from ualm.manifests.layout import CorpusLayout
 
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
           (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
@@ -120,4 +120,4 @@ def _tokens_section(corpus: dict[str, Any]) -> str:
 
 def write_card(layout: CorpusLayout, corpus: dict[str, Any], summary: dict[str, Any]) -> None:
     card = render_card(corpus, summary, card_facts(layout))
-    atomic_write_bytes(layout.root / "README.md", card.encode())
+    layout.write_bytes(layout.card, card.encode())

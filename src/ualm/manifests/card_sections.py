@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ualm.manifests import schema
+from ualm.manifests import names, schema
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import row_task
 
 # Hub task categories for the tasks a corpus serves.
 TASK_CATEGORIES = {"generation": "text-to-audio", "understanding": "audio-text-to-text",
                    "text": "text-generation", "reasoning": "text-generation"}
-EXTRA_SUBSETS = ("traces", "pairs")
+EXTRA_SUBSETS = names.EXTRA_SUBSETS
 """Shard folders written by later stages (reasoning traces, preference pairs)."""
 
 
@@ -32,14 +32,13 @@ class CardFacts:
 
 
 def card_facts(layout: CorpusLayout) -> CardFacts:
-    import pyarrow.dataset as ds
-
-    files = sorted(str(p) for p in (layout.root / "manifests" / "samples").glob("*.parquet"))
-    subsets = [s for s in EXTRA_SUBSETS if any((layout.root / s).glob("**/*.tar"))]
-    if not files:
+    subsets = [s for s in EXTRA_SUBSETS if layout.has_tree(layout.shard_folder(s), ".tar")]
+    table = layout.folder_table(layout.manifest_folder("samples"), schema=schema.SAMPLES,
+                                columns=["source", "license", "seconds", "task", "modality",
+                                         "extra"])
+    if table is None:
         return CardFacts([], subsets=subsets)
-    rows = ds.dataset(files, format="parquet", schema=schema.SAMPLES).to_table(
-        columns=["source", "license", "seconds", "task", "modality", "extra"]).to_pylist()
+    rows = table.to_pylist()
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"samples": 0, "seconds": 0.0,
                                                           "licences": set()})
     tasks = set()

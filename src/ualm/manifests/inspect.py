@@ -6,40 +6,34 @@ recorded at build time, the three outcomes from three different manifests.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ualm import remote
-from ualm.errors import UalmError
 from ualm.manifests import schema
+from ualm.manifests.layout import CorpusLayout
 
 
-def _read(folder: str, table_schema: Any, columns: list[str]) -> list[dict[str, Any]]:
-    table = remote.parquet_table(folder, columns, schema=table_schema)
+def _read(layout: CorpusLayout, kind: str, table_schema: Any,
+          columns: list[str]) -> list[dict[str, Any]]:
+    table = layout.folder_table(layout.manifest_folder(kind), columns, schema=table_schema)
     return [] if table is None else table.to_pylist()
 
 
-def summarize(corpus: str | Path, expected_inputs: int | None = None) -> dict[str, Any]:
+def summarize(corpus: str | Path | CorpusLayout,
+              expected_inputs: int | None = None) -> dict[str, Any]:
     """Counts, reasons and the funnel in hours, from the manifests of a corpus folder (or of a
     published corpus: an hf:// or s3:// URL)."""
-    root = str(corpus).rstrip("/") if remote.is_remote(corpus) else str(Path(corpus))
+    layout = corpus if isinstance(corpus, CorpusLayout) else CorpusLayout(corpus)
+    root = layout.location
     if expected_inputs is None:
-        try:
-            meta = json.loads(remote.read_bytes(remote.join(root, "corpus.json")))
-        except FileNotFoundError:
-            raise UalmError(f"{root} is not a complete ualm corpus (no corpus.json)",
-                            fix="run `ualm build` on it first, or point at a corpus folder (or "
-                                "at a URL that `ualm publish` finished)") from None
+        meta = layout.meta(fix="run `ualm build` on it first, or point at a corpus folder (or "
+                               "at a URL that `ualm publish` finished)")
         expected_inputs = meta["inputs"]["rows"]
-    manifests = remote.join(root, "manifests")
-    samples = _read(remote.join(manifests, "samples"), schema.SAMPLES,
+    samples = _read(layout, "samples", schema.SAMPLES,
                     ["input_index", "modality", "seconds", "shard", "source"])
-    rejects = _read(remote.join(manifests, "rejects"), schema.REJECTS,
-                    ["level", "reason", "seconds"])
-    duplicates = _read(remote.join(manifests, "duplicates"), schema.DUPLICATES,
-                       ["seconds", "kind"])
+    rejects = _read(layout, "rejects", schema.REJECTS, ["level", "reason", "seconds"])
+    duplicates = _read(layout, "duplicates", schema.DUPLICATES, ["seconds", "kind"])
 
     kept_inputs = len({s["input_index"] for s in samples})
     input_rejects = [r for r in rejects if r["level"] == "input"]

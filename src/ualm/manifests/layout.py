@@ -1,202 +1,278 @@
-"""Where everything lives in a corpus folder, and the two write primitives every stage uses:
-atomic writes (temporary name, then rename) and completion records (hashes of what a unit wrote).
+"""One corpus on an fsspec filesystem (a local folder today): the full name of every file
+(`names` spells them relative to the root) and all I/O on them, so that no stage builds a corpus
+path or opens a shard by name. Writes are atomic: on a local folder a temporary sibling, then a
+rename; elsewhere one put per object under its final, deterministic name. Every finished unit
+leaves a completion record with the hashes of what it wrote.
 
-    corpus/
-      corpus.json                    written last: its presence means the corpus is complete
-      README.md                      dataset card
-      audio/audio-000000.tar         WebDataset shards: <key>.flac + <key>.json
-      text/text-000000.tar           text-only samples: <key>.json
-      tokens/<codec id>/tokens-000000.tar  codec tokens: <key>.npy (int16 [codebooks, frames]) + <key>.json
-      manifests/samples/part-*.parquet     kept samples, one part per shard
-      manifests/rejects/part-*.parquet     rejected inputs and dropped windows, one part per unit
-      manifests/duplicates/part-*.parquet  duplicate inputs, one part per dedup bucket
-      manifests/tokens/<codec id>/part-*.parquet  token rows, one part per token shard
-      _work/                         unit outputs, completion records, run log (internal)
+>>> layout = CorpusLayout("/data/c")
+>>> layout.audio_shard(3), layout.relative(layout.audio_shard(3))
+('/data/c/audio/audio-000003.tar', 'audio/audio-000003.tar')
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-CORPUS_FILE = "corpus.json"
-WORK = "_work"
+from ualm.errors import UalmError
+from ualm.manifests import atomic, names, storage
+from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
+from ualm.manifests.atomic import atomic_write_json as atomic_write_json
+from ualm.manifests.atomic import atomic_write_table as atomic_write_table
+from ualm.manifests.atomic import sha256_file as sha256_file
+from ualm.manifests.atomic import temporary_sibling as temporary_sibling
+from ualm.manifests.layout_names import LayoutNames
 
-
-class CorpusLayout:
-    """Paths of one corpus folder; pure naming, no I/O.
-
-    >>> CorpusLayout("/data/c").audio_shard(3).name
-    'audio-000003.tar'
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @property
-    def corpus_file(self) -> Path:
-        return self.root / CORPUS_FILE
-
-    @property
-    def work(self) -> Path:
-        return self.root / WORK
-
-    @property
-    def plan_file(self) -> Path:
-        return self.work / "plan.json"
-
-    @property
-    def runs_log(self) -> Path:
-        return self.work / "runs.jsonl"
-
-    def done_record(self, stage: str, index: int) -> Path:
-        return self.work / "done" / f"{stage}-{index:06d}.json"
-
-    def unit_records(self, unit: int) -> Path:
-        return self.work / "listing" / f"unit-{unit:06d}.jsonl"
-
-    def unit_inputs(self, unit: int) -> Path:
-        return self.work / "ingest" / f"unit-{unit:06d}.inputs.parquet"
-
-    def unit_segments(self, unit: int) -> Path:
-        return self.work / "ingest" / f"unit-{unit:06d}.segments.parquet"
-
-    def unit_payload(self, unit: int) -> Path:
-        return self.work / "ingest" / f"unit-{unit:06d}.payload.parquet"
-
-    def dedup_bucket(self, bucket: int) -> Path:
-        return self.work / "dedup" / f"bucket-{bucket:04d}.parquet"
-
-    @property
-    def near_dedup_decisions(self) -> Path:
-        return self.work / "near-dedup" / "decisions.parquet"
-
-    @property
-    def caption_dedup_decisions(self) -> Path:
-        return self.work / "caption-dedup" / "decisions.parquet"
-
-    @property
-    def caption_groups(self) -> Path:
-        return self.work / "caption-dedup" / "groups.parquet"
-
-    def rejects_part(self, unit: int) -> Path:
-        return self.root / "manifests" / "rejects" / f"part-{unit:06d}.parquet"
-
-    def duplicates_part(self, bucket: int) -> Path:
-        return self.root / "manifests" / "duplicates" / f"part-{bucket:06d}.parquet"
-
-    def samples_part(self, modality: str, shard: int) -> Path:
-        return self.root / "manifests" / "samples" / f"{modality}-{shard:06d}.parquet"
-
-    def audio_shard(self, shard: int) -> Path:
-        return self.root / "audio" / f"audio-{shard:06d}.tar"
-
-    def text_shard(self, shard: int) -> Path:
-        return self.root / "text" / f"text-{shard:06d}.tar"
-
-    def shard(self, modality: str, shard: int) -> Path:
-        return self.audio_shard(shard) if modality == "audio" else self.text_shard(shard)
-
-    def token_shard(self, codec_id: str, shard: int) -> Path:
-        return self.root / "tokens" / codec_id / f"tokens-{shard:06d}.tar"
-
-    def tokens_part(self, codec_id: str, shard: int) -> Path:
-        return self.root / "manifests" / "tokens" / codec_id / f"part-{shard:06d}.parquet"
-
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+CORPUS_FILE = names.CORPUS_FILE
+WORK = names.WORK
 
 
-def temporary_sibling(path: Path) -> Path:
-    """A unique temporary name next to `path`: two attempts at the same unit never collide."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+class CorpusLayout(LayoutNames):
+    """A corpus by location (a local folder or a URL): its filesystem `fs`, its `root` inside
+    it, and `location` (as given: what tasks carry to workers and what `url` joins onto)."""
+
+    def __init__(self, corpus: str | Path) -> None:
+        self.fs, root = storage.corpus_filesystem(corpus)
+        self.local = storage.is_local(self.fs)
+        self.root = root if self.local else root.rstrip("/")
+        self.location = root if self.local else storage.location(corpus)
+
+    def path(self, name: str) -> str:
+        """The full name of a file in the corpus from its relative name."""
+        return str(Path(self.root) / name) if self.local else f"{self.root}/{name}"
+
+    def relative(self, path: str) -> str:
+        if self.local:
+            return Path(path).relative_to(self.root).as_posix()
+        return path[len(self.root) + 1:]
+
+    def url(self, name: str) -> str:
+        """Where a reader given only a location (a trainer's shard list) finds the file of this
+        relative name."""
+        return storage.join(self.location, name)
+
+    def local_path(self, path: str) -> Path:
+        """The one gate for stages that hand a file to a library taking only local paths (the
+        payload staging writer, an engine's scratch folder)."""
+        if not self.local:
+            raise UalmError(f"{self.location} is not a local folder",
+                            fix="build into a local folder, then `ualm publish` it")
+        return Path(path)
+
+    # reading
+    def exists(self, path: str) -> bool:
+        """True when `path` is a file."""
+        if self.local:
+            return os.path.isfile(path)
+        try:
+            self.size(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def size(self, path: str) -> int:
+        if self.local:
+            return os.path.getsize(path)
+        return storage.fs_size(self.fs, path, self._name(path))
+
+    def read_bytes(self, path: str) -> bytes:
+        """The whole file; FileNotFoundError when it is not there."""
+        if self.local:
+            with open(path, "rb") as handle:
+                return handle.read()
+        return storage.fs_read_bytes(self.fs, path, self._name(path))
+
+    def read_json(self, path: str) -> Any:
+        return json.loads(self.read_bytes(path))
+
+    def open(self, path: str, mode: str = "rb") -> BinaryIO:
+        return open(path, mode) if self.local else self.fs.open(path, mode)
+
+    def list(self, folder: str, prefix: str = "", suffix: str = "") -> list[str]:
+        """Files directly inside `folder` (a full name) whose names start with `prefix` and end
+        with `suffix`, sorted; [] when the folder is absent."""
+        if self.local:
+            found = os.listdir(folder) if os.path.isdir(folder) else []
+            kept = [n for n in found if os.path.isfile(os.path.join(folder, n))]
+        else:
+            kept = storage.fs_list_names(self.fs, folder, self._name(folder))
+        base = folder if self.local else folder.rstrip("/")
+        return sorted(str(Path(base) / n) if self.local else f"{base}/{n}"
+                      for n in kept if n.startswith(prefix) and n.endswith(suffix))
+
+    def entries(self) -> list[str]:
+        """Names of everything directly inside the root (files and folders)."""
+        if self.local:
+            return sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.root, detail=False))
+
+    def is_folder(self, path: str) -> bool:
+        return os.path.isdir(path) if self.local else self.fs.isdir(path)
+
+    def has_tree(self, folder: str, suffix: str) -> bool:
+        """Whether any file below `folder` ends with `suffix`."""
+        if self.local:
+            return any(Path(folder).glob(f"**/*{suffix}"))
+        return any(p.endswith(suffix) for p in self._find(folder))
+
+    def walk(self) -> list[str]:
+        """Every file of the corpus, sorted (full names)."""
+        if self.local:
+            return sorted(str(p) for p in Path(self.root).rglob("*") if p.is_file())
+        return sorted(self._find(self.root))
+
+    def _find(self, folder: str) -> list[str]:
+        try:
+            return self.fs.find(folder)
+        except FileNotFoundError:
+            return []
+
+    def read_table(self, files: str | list[str], columns: list[str] | None = None,
+                   schema: Any = None, filters: Any = None) -> pa.Table:
+        """One parquet file, or several as one table (`filters`: a pyarrow expression)."""
+        import pyarrow.dataset as ds
+
+        many = [files] if isinstance(files, str) else files
+        if self.local:
+            return ds.dataset(many, format="parquet", schema=schema).to_table(
+                columns=columns, filter=filters)
+        return storage.fs_parquet_table(self.fs, many, columns, schema, self.location, filters)
+
+    def dataset(self, files: list[str], schema: Any = None) -> Any:
+        """A pyarrow dataset of parquet files (for reading only the columns it has)."""
+        import pyarrow.dataset as ds
+
+        if self.local:
+            return ds.dataset(files, format="parquet", schema=schema)
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        return ds.dataset(files, format="parquet", schema=schema,
+                          filesystem=PyFileSystem(FSSpecHandler(self.fs)))
+
+    def folder_table(self, folder: str, columns: list[str] | None = None, schema: Any = None,
+                     prefix: str = "", filters: Any = None) -> pa.Table | None:
+        """The parquet parts of a manifest folder as one table; None when there are none."""
+        files = self.list(folder, prefix, ".parquet")
+        return self.read_table(files, columns, schema, filters) if files else None
+
+    def iter_samples(self, path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
+        """(key, {extension: data}) of every sample of a shard, read in one go."""
+        from ualm.manifests.shard_reader import members_of, samples_of
+
+        try:
+            data = self.read_bytes(path)
+        except FileNotFoundError as exc:
+            raise UalmError(f"shard {self._name(path)} is missing",
+                            fix="rebuild or re-download the corpus") from exc
+        return samples_of(members_of(data))
+
+    def meta(self, fix: str = "run `ualm build` on it first") -> dict[str, Any]:
+        """corpus.json; a clear error when the corpus is not complete."""
+        try:
+            return self.read_json(self.corpus_file)
+        except FileNotFoundError:
+            raise UalmError(f"{self.location} is not a complete ualm corpus (no corpus.json)",
+                            fix=fix) from None
+
+    def is_complete(self) -> bool:
+        return self.exists(self.corpus_file)
+
+    # writing
+    def write_bytes(self, path: str, data: bytes) -> None:
+        if self.local:
+            atomic.atomic_write_bytes(path, data)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes(path, atomic.json_bytes(obj))
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        """Parquet with no writer-specific metadata, so equal tables give equal bytes."""
+        if self.local:
+            atomic.atomic_write_table(path, table)
+            return
+        buffer = io.BytesIO()
+        atomic.write_parquet(table, buffer)
+        self.fs.pipe_file(path, buffer.getvalue())
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        """Writes corpus.json, the commit readers trust."""
+        self.write_json(self.corpus_file, meta)
+
+    def shard_writer(self, path: str) -> Any:
+        from ualm.manifests.shards import TarShardWriter
+
+        return TarShardWriter(path, None if self.local else self.fs)
+
+    def remove(self, path: str) -> None:
+        if self.local:
+            Path(path).unlink(missing_ok=True)
+        elif self.fs.exists(path):
+            self.fs.rm(path)
+
+    def append_line(self, path: str, line: str) -> None:
+        """Appends to a log under _work (a local folder's)."""
+        local = self.local_path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with open(local, "a") as handle:
+            handle.write(line + "\n")
+
+    def check_writable(self) -> None:
+        """Creates the work folder; OSError when the corpus cannot be written."""
+        work = self.local_path(self.work)
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+    def sha256(self, path: str) -> str:
+        if self.local:
+            return atomic.sha256_file(path)
+        with self.fs.open(path, "rb") as handle:
+            return atomic.sha256_stream(handle)
+
+    def _name(self, path: str) -> str:
+        return storage.join(self.location, self.relative(path))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never a part. No fsync: the failure this
-    guards against is a killed process or worker (the rename is atomic), and a flush per unit
-    would stall every worker on the disk; a host crash is recovered by rebuilding the corpus."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_write_table(path: Path, table: pa.Table) -> None:
-    """Parquet with no writer-specific metadata, so equal tables give equal bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    pq.write_table(table.replace_schema_metadata(None), tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-class HashingWriter:
-    """A write-only file wrapper that hashes what passes through it."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self._digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self._digest.update(data)
-        return self._handle.write(data)
-
-    def tell(self) -> int:
-        return self._handle.tell()
-
-    def flush(self) -> None:
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[Path],
+def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[str],
                summary: dict[str, Any] | None = None,
-               known_hashes: dict[Path, str] | None = None) -> None:
+               known_hashes: dict[str, str] | None = None) -> None:
     """Records that a unit finished, with the hash and size of every file it wrote
     (`known_hashes` spares re-reading files whose hash was taken while writing)."""
     known = known_hashes or {}
     files = {
-        layout.relative(p): {"sha256": known.get(p) or sha256_file(p), "bytes": p.stat().st_size}
+        layout.relative(p): {"sha256": known.get(p) or layout.sha256(p), "bytes": layout.size(p)}
         for p in sorted(outputs)
     }
-    atomic_write_json(layout.done_record(stage, index), {"files": files, "summary": summary or {}})
+    layout.write_json(layout.done_record(stage, index), {"files": files, "summary": summary or {}})
 
 
 def read_done(layout: CorpusLayout, stage: str, index: int) -> dict[str, Any] | None:
     """The completion record of a unit if it is valid (every file present with its size)."""
-    record_path = layout.done_record(stage, index)
     try:
-        record = json.loads(record_path.read_text())
+        record = layout.read_json(layout.done_record(stage, index))
     except (OSError, ValueError):
         return None
     for rel, meta in record.get("files", {}).items():
-        target = layout.root / rel
-        if not target.is_file() or target.stat().st_size != meta["bytes"]:
+        target = layout.path(rel)
+        if not layout.exists(target) or layout.size(target) != meta["bytes"]:
             return None
     return record
+
+
+def done_records(layout: CorpusLayout) -> Iterator[dict[str, Any]]:
+    """Every readable completion record of the corpus, in name order (a damaged one is
+    skipped: a rebuild redoes its unit)."""
+    for path in layout.list(layout.path(names.DONE), suffix=".json"):
+        try:
+            yield layout.read_json(path)
+        except (OSError, ValueError):
+            continue

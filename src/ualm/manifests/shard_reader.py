@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import storage
 
 BLOCK = 512
 
@@ -42,9 +42,14 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
     """(name, data) of every regular file in the tar, in order (a path, or a URL of a published
     corpus: the whole shard is fetched in one read either way)."""
     try:
-        data = remote.read_bytes(path)
+        data = storage.read_bytes(path)
     except FileNotFoundError as exc:
         raise UalmError(f"shard {path} is missing", fix="rebuild or re-download the corpus") from exc
+    yield from members_of(data)
+
+
+def members_of(data: bytes) -> Iterator[tuple[str, memoryview]]:
+    """(name, data) of every regular file of a tar held in memory."""
     view = memoryview(data)
     at, end, long_name = 0, len(data), None
     while at + BLOCK <= end:
@@ -74,9 +79,15 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
 
 def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, memoryview]]]:
     """(key, {extension: data}) per sample: consecutive members sharing a key."""
+    yield from samples_of(iter_members(path))
+
+
+def samples_of(members: Iterator[tuple[str, memoryview]]
+               ) -> Iterator[tuple[str, dict[str, memoryview]]]:
+    """Members grouped into samples by key."""
     key: str | None = None
     parts: dict[str, memoryview] = {}
-    for name, body in iter_members(path):
+    for name, body in members:
         slash = name.rfind("/")
         dot = name.find(".", slash + 1)
         member_key, ext = name[:dot], name[dot + 1 :]

@@ -23,17 +23,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ualm.manifests.layout import HashingWriter, temporary_sibling
+from ualm.manifests.atomic import HashingWriter, temporary_sibling
 
 FIXED_MTIME = 0
 _KEY = re.compile(r"^[A-Za-z0-9_\-:]+(/[A-Za-z0-9_\-:]+)*$")
 
 
 class TarShardWriter:
-    """Writes one tar atomically: members go to a temporary file, renamed on a clean exit."""
+    """Writes one tar atomically: members go to a temporary file, renamed on a clean exit. On a
+    filesystem `fs` other than the local one (an object store: no rename), straight to its
+    deterministic name."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, fs: Any = None) -> None:
         self.path = Path(path)
+        self._fs, self._name = fs, str(path)
         self.count = 0
         self.payload_bytes = 0
         self._keys: set[str] = set()
@@ -41,8 +44,11 @@ class TarShardWriter:
         self._tar: tarfile.TarFile | None = None
 
     def __enter__(self) -> TarShardWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = HashingWriter(open(self._tmp, "wb"))
+        if self._fs is not None:
+            self._file = HashingWriter(self._fs.open(self._name, "wb"))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = HashingWriter(open(self._tmp, "wb"))
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
         return self
 
@@ -75,7 +81,10 @@ class TarShardWriter:
         assert self._tar is not None
         self._tar.close()
         self._file.close()
-        if exc_type is None:
+        if self._fs is not None:
+            if exc_type is not None and self._fs.exists(self._name):
+                self._fs.rm(self._name)
+        elif exc_type is None:
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)

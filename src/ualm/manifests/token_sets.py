@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests.layout import CorpusLayout
 
 
 def row_task(task: str | None, modality: str, extra: str | None) -> str:
@@ -22,12 +22,8 @@ def row_task(task: str | None, modality: str, extra: str | None) -> str:
 def corpus_codec(corpus: str | Path, codec_id: str | None = None) -> str:
     """The id of the token set to train on: `codec_id` if the corpus holds it, else its only
     one; a clear error for a folder that is no corpus, or a choice the user must make."""
-    try:
-        meta = json.loads(remote.read_bytes(remote.join(str(corpus), "corpus.json")))
-    except FileNotFoundError:
-        raise UalmError(f"{corpus} is not a complete ualm corpus (no corpus.json)",
-                        fix="pass corpus folders that `ualm build` wrote (or URLs that "
-                            "`ualm publish` finished)") from None
+    meta = CorpusLayout(corpus).meta(fix="pass corpus folders that `ualm build` wrote (or URLs "
+                                         "that `ualm publish` finished)")
     tokens = meta.get("tokens") or {}
     if codec_id is not None:
         if codec_id not in tokens:

@@ -8,7 +8,6 @@ what was unfinished and ends with the same bytes as a clean run.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.inputs.listing import InputListing, list_inputs
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import CorpusLayout, atomic_write_json
+from ualm.manifests.layout import WORK, CorpusLayout
 from ualm.pipelines.build_stages import BUILD_STAGES
 from ualm.pipelines.stage_list import Context, run_stages
 
@@ -56,14 +55,14 @@ def build_corpus(
     listing = list_inputs(inputs, allow_roots, config.crawl)
     _prepare_output(layout, config, listing)
     ctx = Context(layout, config, _count_units(listing, config), listing)
-    committed = layout.corpus_file.is_file()
+    committed = layout.is_complete()
     started = time.time()
     with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
         skipped = run_stages(BUILD_STAGES, runner, ctx, progress)
     if not committed:
         _log_run(layout, runner.name, started, skipped)
-    summary = ctx.outputs.get("summary") or summarize(layout.root)
-    return BuildResult(layout.root, summary, skipped, ctx.outputs.get("tokens"))
+    summary = ctx.outputs.get("summary") or summarize(layout)
+    return BuildResult(Path(layout.root), summary, skipped, ctx.outputs.get("tokens"))
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
@@ -73,31 +72,27 @@ def _count_units(listing: InputListing, config: BuildConfig) -> int:
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
     """Creates the folder, or checks that an existing one belongs to the same inputs and config."""
     try:
-        layout.work.mkdir(parents=True, exist_ok=True)
-        probe = layout.work / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        layout.check_writable()
     except OSError as exc:
         raise UalmError(f"cannot write to output folder {layout.root}: {exc.strerror}",
                         fix="choose a writable --out folder") from exc
     state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
              "inputs": listing.count}
-    if layout.plan_file.is_file():
-        previous = json.loads(layout.plan_file.read_text())
+    if layout.exists(layout.plan_file):
+        previous = layout.read_json(layout.plan_file)
         if previous != state:
             raise UalmError(
                 f"{layout.root} holds a corpus built from other inputs or another config",
                 fix="use a new --out folder, or delete the old one to rebuild",
             )
-    elif any(p.name != "_work" for p in layout.root.iterdir()):
+    elif any(name != WORK for name in layout.entries()):
         raise UalmError(f"output folder {layout.root} is not empty and holds no ualm build",
                         fix="choose an empty or new --out folder")
     else:
-        atomic_write_json(layout.plan_file, state)
+        layout.write_json(layout.plan_file, state)
 
 
 def _log_run(layout: CorpusLayout, engine: str, started: float, skipped: int) -> None:
     line = json.dumps({"engine": engine, "started": started, "seconds": time.time() - started,
                        "skipped_units": skipped, "ualm_version": __version__})
-    with open(layout.runs_log, "a") as handle:
-        handle.write(line + "\n")
+    layout.append_line(layout.runs_log, line)

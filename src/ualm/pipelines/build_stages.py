@@ -15,9 +15,9 @@ from typing import Any
 from ualm import __version__
 from ualm.config import SCHEMA_VERSION
 from ualm.filters import chain as filter_chain
+from ualm.manifests import names
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import atomic_write_json
 from ualm.pipelines import caption_dedup, dedup, ingest, near_dedup, shard
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
@@ -28,7 +28,7 @@ def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
     """Streams the listing into the pending units' record files; a task is just a unit number."""
     units = write_unit_records(ctx.layout, ctx.listing, ctx.config.work.unit_size, ingest.STAGE)
     config = ctx.config.to_dict()
-    return [ingest.IngestTask(str(ctx.layout.root), u, config) for u in range(units)]
+    return [ingest.IngestTask(ctx.layout.location, u, config) for u in range(units)]
 
 
 def _check_filters(ctx: Context) -> None:
@@ -43,18 +43,18 @@ INGEST = Stage(
 
 EXACT_DEDUP = Stage(
     dedup.STAGE, "reduce", reads=("unit segments",), writes=("dedup decisions",),
-    tasks=lambda ctx: [dedup.FingerprintTask(str(ctx.layout.root), u) for u in range(ctx.units)],
+    tasks=lambda ctx: [dedup.FingerprintTask(ctx.layout.location, u) for u in range(ctx.units)],
     unit=dedup.emit_fingerprints,
-    reduce=lambda ctx: partial(dedup.reduce_bucket, str(ctx.layout.root)),
+    reduce=lambda ctx: partial(dedup.reduce_bucket, ctx.layout.location),
     keys=lambda ctx: list(range(ctx.config.work.dedup_buckets)))
 
 NEAR_DEDUP = Stage(
     near_dedup.STAGE, "reduce", reads=("unit segments", "dedup decisions"),
     writes=("near-duplicate pairs", "near-duplicate groups"),
-    tasks=lambda ctx: [near_dedup.BandTask(str(ctx.layout.root), u, ctx.config.to_dict())
+    tasks=lambda ctx: [near_dedup.BandTask(ctx.layout.location, u, ctx.config.to_dict())
                        for u in range(ctx.units)],
     unit=near_dedup.emit_bands,
-    reduce=lambda ctx: partial(near_dedup.reduce_near_bucket, str(ctx.layout.root),
+    reduce=lambda ctx: partial(near_dedup.reduce_near_bucket, ctx.layout.location,
                                ctx.config.near_dedup.max_bit_error),
     keys=lambda ctx: list(range(ctx.config.near_dedup.buckets)),
     merge=(near_dedup.MERGE_STAGE, near_dedup.merge_near_duplicates),
@@ -63,10 +63,10 @@ NEAR_DEDUP = Stage(
 CAPTION_DEDUP = Stage(
     caption_dedup.STAGE, "reduce", reads=("unit segments", "dedup decisions"),
     writes=("caption pairs", "caption groups"),
-    tasks=lambda ctx: [caption_dedup.CaptionTask(str(ctx.layout.root), u, ctx.config.to_dict())
+    tasks=lambda ctx: [caption_dedup.CaptionTask(ctx.layout.location, u, ctx.config.to_dict())
                        for u in range(ctx.units)],
     unit=caption_dedup.emit_caption_bands,
-    reduce=lambda ctx: partial(caption_dedup.reduce_caption_bucket, str(ctx.layout.root),
+    reduce=lambda ctx: partial(caption_dedup.reduce_caption_bucket, ctx.layout.location,
                                ctx.config.caption_dedup.threshold),
     keys=lambda ctx: list(range(ctx.config.caption_dedup.buckets)),
     merge=(caption_dedup.MERGE_STAGE, caption_dedup.merge_caption_groups),
@@ -83,7 +83,7 @@ def commit(ctx: Context) -> dict[str, Any]:
     """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
     drops the staged payloads, whose bytes now live in the shards."""
     layout, config, listing = ctx.layout, ctx.config, ctx.listing
-    summary = summarize(layout.root, expected_inputs=listing.count)
+    summary = summarize(layout, expected_inputs=listing.count)
     corpus = {
         "schema_version": SCHEMA_VERSION,
         "ualm_version": __version__,
@@ -100,14 +100,14 @@ def commit(ctx: Context) -> dict[str, Any]:
         corpus["filters"] = [{"name": f.name, "description": f.description,
                               "reasons": list(f.reasons)} for f in declared]
     write_card(layout, corpus, summary)
-    atomic_write_json(layout.corpus_file, corpus)
+    layout.commit(corpus)
     for unit in range(ctx.units):
-        layout.unit_payload(unit).unlink(missing_ok=True)
+        layout.remove(layout.unit_payload(unit))
     ctx.outputs["summary"] = summary
     return summary
 
 
-COMMIT = Stage("commit", "commit", reads=("manifests",), writes=("corpus.json", "README.md"),
+COMMIT = Stage("commit", "commit", reads=("manifests",), writes=(names.CORPUS_FILE, names.CARD),
                tasks=lambda ctx: [], unit=commit)
 
 BUILD_STAGES = (INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, SHARD, COMMIT, TOKENS)

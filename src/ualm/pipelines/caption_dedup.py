@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from ualm.config import BuildConfig
 from ualm.filters.caption_minhash import caption_signature, jaccard_distance, signature_band_keys
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.near_dedup import EDGES, connected_groups, near_pairs
 
@@ -41,12 +40,12 @@ class CaptionTask:
     config: dict[str, Any]
 
 
-def edges_path(layout: CorpusLayout, bucket: int) -> Any:
-    return layout.work / "caption-dedup" / f"edges-{bucket:04d}.parquet"
+def edges_path(layout: CorpusLayout, bucket: int) -> str:
+    return layout.caption_edges(bucket)
 
 
-def duplicates_path(layout: CorpusLayout) -> Any:
-    return layout.root / "manifests" / "duplicates" / "captions-000000.parquet"
+def duplicates_path(layout: CorpusLayout) -> str:
+    return layout.caption_duplicates
 
 
 def emit_caption_bands(task: CaptionTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
@@ -54,7 +53,7 @@ def emit_caption_bands(task: CaptionTask) -> list[tuple[int, tuple[int, int, lis
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     decisions = load_decisions(layout, config.work.dedup_buckets, near=True)
-    table = pq.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
+    table = layout.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
                           columns=["input_index", "record"],
                           filters=(ds.field("status") == "kept"))
     pairs = []
@@ -77,16 +76,15 @@ def reduce_caption_bucket(corpus: str, threshold: float, bucket: int,
     edges, candidates = near_pairs(values, 1.0 - threshold, distance=jaccard_distance,
                                    dtype=np.uint64)
     path = edges_path(layout, bucket)
-    atomic_write_table(path, schema.table(edges, EDGES))
+    layout.write_table(path, schema.table(edges, EDGES))
     summary = {"bucket": bucket, "candidate_pairs": candidates, "near_pairs": len(edges)}
     write_done(layout, STAGE, bucket, [path], summary)
     return summary
 
 
 def merge_caption_groups(layout: CorpusLayout, config: BuildConfig) -> dict[str, Any]:
-    files = [str(edges_path(layout, b)) for b in range(config.caption_dedup.buckets)]
-    groups = connected_groups(ds.dataset(files, format="parquet", schema=EDGES).to_table()
-                              .to_pylist())
+    files = [edges_path(layout, b) for b in range(config.caption_dedup.buckets)]
+    groups = connected_groups(layout.read_table(files, schema=EDGES).to_pylist())
     members = sorted(i for group in groups.values() for i in group)
     rows = _rows(layout, config, members)
     cap = config.caption_dedup.max_clips_per_group
@@ -106,9 +104,9 @@ def merge_caption_groups(layout: CorpusLayout, config: BuildConfig) -> dict[str,
                 "kind": KIND, "fingerprint": row["fingerprint"], "seconds": row["kept_seconds"],
                 "captions": row["captions"], "source": row["source"], "path": row["path"],
             })
-    atomic_write_table(layout.caption_groups, schema.table(group_rows, GROUPS))
-    atomic_write_table(layout.caption_dedup_decisions, schema.table(decisions, schema.DEDUP))
-    atomic_write_table(duplicates_path(layout), schema.table(duplicates, schema.DUPLICATES))
+    layout.write_table(layout.caption_groups, schema.table(group_rows, GROUPS))
+    layout.write_table(layout.caption_dedup_decisions, schema.table(decisions, schema.DEDUP))
+    layout.write_table(duplicates_path(layout), schema.table(duplicates, schema.DUPLICATES))
     summary = {"groups": len(groups), "grouped_inputs": len(members),
                "duplicates": len(duplicates)}
     write_done(layout, MERGE_STAGE, 0, [layout.caption_groups, layout.caption_dedup_decisions,
@@ -119,10 +117,10 @@ def merge_caption_groups(layout: CorpusLayout, config: BuildConfig) -> dict[str,
 def load_caption_groups(layout: CorpusLayout) -> dict[int, dict[str, Any]]:
     """input_index → {caption_group, caption_group_size} for grouped inputs (none if the stage
     did not run)."""
-    if not layout.caption_groups.is_file():
+    if not layout.exists(layout.caption_groups):
         return {}
     return {row.pop("input_index"): row
-            for row in pq.read_table(layout.caption_groups).to_pylist()}
+            for row in layout.read_table(layout.caption_groups).to_pylist()}
 
 
 def _rows(layout: CorpusLayout, config: BuildConfig, indexes: list[int]
@@ -130,7 +128,7 @@ def _rows(layout: CorpusLayout, config: BuildConfig, indexes: list[int]
     rows: dict[int, dict[str, Any]] = {}
     units = sorted({i // config.work.unit_size for i in indexes})
     for unit in units:
-        table = pq.read_table(layout.unit_inputs(unit), schema=schema.UNIT_INPUTS,
+        table = layout.read_table(layout.unit_inputs(unit), schema=schema.UNIT_INPUTS,
                               columns=["input_index", "input_id", "fingerprint", "kept_seconds",
                                        "record"],
                               filters=ds.field("input_index").isin(indexes))

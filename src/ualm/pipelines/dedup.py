@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.pipelines.faults import maybe_fail
 
 STAGE = "dedup"
@@ -34,7 +33,7 @@ class FingerprintTask:
 def emit_fingerprints(task: FingerprintTask) -> list[tuple[int, dict[str, Any]]]:
     """(bucket, row) for each kept input of the unit."""
     layout = CorpusLayout(task.corpus)
-    table = pq.read_table(
+    table = layout.read_table(
         layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
         columns=["input_index", "input_id", "fingerprint", "kept_seconds", "bucket", "record"],
         filters=ds.field("status") == "kept")
@@ -75,8 +74,8 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
             })
     decisions.sort(key=lambda d: d["input_index"])
     duplicates.sort(key=lambda d: d["input_index"])
-    atomic_write_table(layout.dedup_bucket(bucket), schema.table(decisions, schema.DEDUP))
-    atomic_write_table(layout.duplicates_part(bucket), schema.table(duplicates, schema.DUPLICATES))
+    layout.write_table(layout.dedup_bucket(bucket), schema.table(decisions, schema.DEDUP))
+    layout.write_table(layout.duplicates_part(bucket), schema.table(duplicates, schema.DUPLICATES))
     summary = {"bucket": bucket, "candidates": len(rows), "duplicates": len(duplicates)}
     write_done(layout, STAGE, bucket,
                [layout.dedup_bucket(bucket), layout.duplicates_part(bucket)], summary)
@@ -87,12 +86,12 @@ def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True
                    ) -> dict[int, dict[str, Any]]:
     """input_index → decision, for the (usually few) inputs that took part in a duplicate group;
     near-duplicate audio and caption decisions (where those stages ran) override exact ones."""
-    files = [str(layout.dedup_bucket(b)) for b in range(buckets)]
-    table = ds.dataset(files, format="parquet", schema=schema.DEDUP).to_table()
+    files = [layout.dedup_bucket(b) for b in range(buckets)]
+    table = layout.read_table(files, schema=schema.DEDUP)
     decisions = {row["input_index"]: row for row in table.to_pylist()}
     if near:  # later global steps' decisions override earlier ones
         for extra in (layout.near_dedup_decisions, layout.caption_dedup_decisions):
-            if extra.is_file():
+            if layout.exists(extra):
                 decisions.update((row["input_index"], row)
-                                 for row in pq.read_table(extra).to_pylist())
+                                 for row in layout.read_table(extra).to_pylist())
     return decisions

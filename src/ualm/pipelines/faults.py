@@ -61,7 +61,7 @@ def maybe_fail(layout: CorpusLayout, stage: str, unit: int) -> None:
         if rule.action == "sleep":
             time.sleep(rule.arg or 0.0)
             continue
-        folder = layout.work / "faults"
+        folder = layout.local_path(layout.faults)
         folder.mkdir(parents=True, exist_ok=True)
         attempt = 1 + sum(1 for _ in folder.glob(f"{stage}-{unit}-*"))
         (folder / f"{stage}-{unit}-{attempt}-{os.getpid()}").touch()

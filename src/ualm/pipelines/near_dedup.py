@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from ualm.config import BuildConfig
 from ualm.filters.fingerprint import band_keys, bit_error_rate
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
+from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
 
@@ -45,16 +44,16 @@ class BandTask:
     config: dict[str, Any]
 
 
-def edges_path(layout: CorpusLayout, bucket: int) -> Any:
-    return layout.work / "near-dedup" / f"edges-{bucket:04d}.parquet"
+def edges_path(layout: CorpusLayout, bucket: int) -> str:
+    return layout.near_edges(bucket)
 
 
-def decisions_path(layout: CorpusLayout) -> Any:
+def decisions_path(layout: CorpusLayout) -> str:
     return layout.near_dedup_decisions
 
 
-def duplicates_path(layout: CorpusLayout) -> Any:
-    return layout.root / "manifests" / "duplicates" / "near-000000.parquet"
+def duplicates_path(layout: CorpusLayout) -> str:
+    return layout.near_duplicates
 
 
 def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
@@ -62,7 +61,7 @@ def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     exact = load_decisions(layout, config.work.dedup_buckets, near=False)
-    table = pq.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
+    table = layout.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
                           columns=["input_index", "chromaprint"],
                           filters=(ds.field("status") == "kept"))
     near = config.near_dedup
@@ -84,7 +83,7 @@ def reduce_near_bucket(corpus: str, max_bit_error: float, bucket: int,
     maybe_fail(layout, STAGE, bucket)
     edges, candidates = near_pairs(values, max_bit_error)
     path = edges_path(layout, bucket)
-    atomic_write_table(path, schema.table(edges, EDGES))
+    layout.write_table(path, schema.table(edges, EDGES))
     summary = {"bucket": bucket, "candidate_pairs": candidates, "near_pairs": len(edges)}
     write_done(layout, STAGE, bucket, [path], summary)
     return summary
@@ -133,8 +132,8 @@ def connected_groups(edges: list[dict[str, Any]]) -> dict[int, list[int]]:
 def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str, Any]:
     """Groups the copies found by every bucket, picks each group's survivor, and writes the
     decisions (read by the shard plan) and the near-duplicate rows of the duplicates manifest."""
-    files = [str(edges_path(layout, b)) for b in range(config.near_dedup.buckets)]
-    edges = ds.dataset(files, format="parquet", schema=EDGES).to_table().to_pylist()
+    files = [edges_path(layout, b) for b in range(config.near_dedup.buckets)]
+    edges = layout.read_table(files, schema=EDGES).to_pylist()
     groups = connected_groups(edges)
     rows = _member_rows(layout, config, sorted(i for members in groups.values() for i in members))
     exact = load_decisions(layout, config.work.dedup_buckets, near=False)
@@ -162,8 +161,8 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
             })
     decisions.sort(key=lambda d: d["input_index"])
     duplicates.sort(key=lambda d: d["input_index"])
-    atomic_write_table(decisions_path(layout), schema.table(decisions, schema.DEDUP))
-    atomic_write_table(duplicates_path(layout), schema.table(duplicates, schema.DUPLICATES))
+    layout.write_table(decisions_path(layout), schema.table(decisions, schema.DEDUP))
+    layout.write_table(duplicates_path(layout), schema.table(duplicates, schema.DUPLICATES))
     summary = {"groups": len(groups), "duplicates": len(duplicates)}
     write_done(layout, MERGE_STAGE, 0, [decisions_path(layout), duplicates_path(layout)], summary)
     return summary
@@ -180,7 +179,7 @@ def _member_rows(layout: CorpusLayout, config: BuildConfig,
     rows: dict[int, dict[str, Any]] = {}
     for unit, group in groupby(indexes, key=lambda i: i // config.work.unit_size):
         wanted = list(group)
-        table = pq.read_table(layout.unit_inputs(unit), schema=schema.UNIT_INPUTS,
+        table = layout.read_table(layout.unit_inputs(unit), schema=schema.UNIT_INPUTS,
                               filters=ds.field("input_index").isin(wanted))
         for row in table.to_pylist():
             record = json.loads(row.pop("record"))

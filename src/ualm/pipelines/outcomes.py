@@ -14,7 +14,7 @@ from ualm.config import BuildConfig
 from ualm.filters.base import Rejection
 from ualm.inputs.records import InputRecord
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table
+from ualm.manifests.layout import CorpusLayout
 
 
 @dataclass
@@ -67,9 +67,9 @@ def write_unit_tables(layout: CorpusLayout, unit: int, outcomes: list[InputOutco
                  "reason": d["reason"], "detail": d["detail"], "seconds": d["seconds"]}
                 for d in o.dropped
             )
-    atomic_write_table(layout.unit_inputs(unit), schema.table(inputs, schema.UNIT_INPUTS))
-    atomic_write_table(layout.unit_segments(unit), schema.table(segments, schema.UNIT_SEGMENTS))
-    atomic_write_table(layout.rejects_part(unit), schema.table(rejects, schema.REJECTS))
+    layout.write_table(layout.unit_inputs(unit), schema.table(inputs, schema.UNIT_INPUTS))
+    layout.write_table(layout.unit_segments(unit), schema.table(segments, schema.UNIT_SEGMENTS))
+    layout.write_table(layout.rejects_part(unit), schema.table(rejects, schema.REJECTS))
 
 
 def _quality_columns(quality: tuple[bool, int, int] | None) -> dict[str, Any]:

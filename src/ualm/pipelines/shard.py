@@ -17,8 +17,8 @@ import pyarrow.dataset as ds
 
 from ualm.config import BuildConfig
 from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
-from ualm.manifests.shards import TarShardWriter, plan_shards
+from ualm.manifests.layout import CorpusLayout, write_done
+from ualm.manifests.shards import plan_shards
 from ualm.pipelines.caption_dedup import load_caption_groups
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
@@ -43,9 +43,10 @@ class ShardTask:
 def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTask]:
     decisions = load_decisions(layout, config.work.dedup_buckets)
     duplicate = {i for i, d in decisions.items() if d["keeper_index"] != i}
-    files = [str(layout.unit_segments(u)) for u in range(units)]
-    table = ds.dataset(files, format="parquet", schema=schema.UNIT_SEGMENTS).to_table(
-        columns=["key", "input_index", "segment", "modality", "payload_bytes"])
+    files = [layout.unit_segments(u) for u in range(units)]
+    table = layout.read_table(files, schema=schema.UNIT_SEGMENTS,
+                              columns=["key", "input_index", "segment", "modality",
+                                       "payload_bytes"])
     rows = sorted(
         (r for r in table.to_pylist() if r["input_index"] not in duplicate),
         key=lambda r: (r["input_index"], r["segment"]),
@@ -58,7 +59,7 @@ def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTas
         for shard, (start, stop) in enumerate(ranges):
             entries = tuple((r["input_index"] // config.work.unit_size, r["key"])
                             for r in mine[start:stop])
-            tasks.append(ShardTask(str(layout.root), modality, shard, len(tasks),
+            tasks.append(ShardTask(layout.location, modality, shard, len(tasks),
                                    config.to_dict(), entries))
     return tasks
 
@@ -73,7 +74,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     shard_name = layout.relative(shard_path)
     config_hash = config.hash()
     manifest_rows = []
-    with TarShardWriter(shard_path) as writer:
+    with layout.shard_writer(shard_path) as writer:
         for segment, record, payload in _samples(layout, task.entries):
             captions = record["captions"]
             decision = decisions.get(segment["input_index"])
@@ -108,7 +109,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
                 "shard": shard_name, "config_hash": config_hash,
             })
     part = layout.samples_part(task.modality, task.shard)
-    atomic_write_table(part, schema.table(manifest_rows, schema.SAMPLES))
+    layout.write_table(part, schema.table(manifest_rows, schema.SAMPLES))
     summary = {"shard": shard_name, "samples": len(manifest_rows),
                "seconds": sum(r["seconds"] for r in manifest_rows)}
     write_done(layout, STAGE, task.stage_index, [shard_path, part], summary,
@@ -124,19 +125,19 @@ def _samples(layout: CorpusLayout,
         wanted = set(keys)
         segments = {
             r["key"]: r
-            for r in ds.dataset(str(layout.unit_segments(unit)), format="parquet")
-            .to_table(filter=ds.field("key").isin(keys)).to_pylist()
+            for r in layout.read_table(layout.unit_segments(unit),
+                                       filters=ds.field("key").isin(keys)).to_pylist()
         }
         indexes = sorted({s["input_index"] for s in segments.values()})
         records = {}
-        inputs = ds.dataset(str(layout.unit_inputs(unit)), format="parquet").to_table(
-            columns=["input_index", "fingerprint", "record"],
-            filter=ds.field("input_index").isin(indexes))
+        inputs = layout.read_table(layout.unit_inputs(unit),
+                                   columns=["input_index", "fingerprint", "record"],
+                                   filters=ds.field("input_index").isin(indexes))
         for row in inputs.to_pylist():
             records[row["input_index"]] = {**json.loads(row["record"]),
                                            "fingerprint": row["fingerprint"]}
         expected = iter(keys)
-        for key, payload in read_payloads(layout.unit_payload(unit), wanted):
+        for key, payload in read_payloads(layout.local_path(layout.unit_payload(unit)), wanted):
             if key != next(expected):
                 raise RuntimeError(f"payload order of unit {unit} differs from the shard plan")
             segment = segments[key]

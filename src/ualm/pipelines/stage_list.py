@@ -110,7 +110,7 @@ def run_stages(stages: Sequence[Stage], engine: Engine, ctx: Context, progress: 
         if stage.check is not None:
             stage.check(ctx)
     commit = next((i for i, s in enumerate(enabled) if s.kind == "commit"), -1)
-    committed = commit >= 0 and ctx.layout.corpus_file.is_file()
+    committed = commit >= 0 and ctx.layout.is_complete()
     skipped = ctx.units if committed else 0  # a committed corpus: its build stages all finished
     for position, stage in enumerate(enabled):
         if committed and position <= commit:

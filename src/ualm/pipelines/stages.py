@@ -31,7 +31,8 @@ def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: S
     pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
-        results = engine.map(fn, pending, stage, _counting(meter), scratch=layout.work)
+        results = engine.map(fn, pending, stage, _counting(meter),
+                             scratch=layout.local_path(layout.work))
         for task, result in zip(pending, results, strict=True):
             if isinstance(result, UnitFailed):
                 _handle_failure(stage, index(task), result, on_failure, task)
@@ -48,7 +49,7 @@ def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
         results = engine.map_reduce(emit, tasks, reduce, pending, stage, _counting(meter),
-                                     scratch=layout.work)
+                                     scratch=layout.local_path(layout.work))
         for key, result in zip(pending, results, strict=True):
             if isinstance(result, UnitFailed):
                 _handle_failure(stage, index(key), result, None, key)

@@ -8,7 +8,6 @@ every shard complete and does nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import CorpusLayout, atomic_write_json, read_done
+from ualm.manifests.layout import CorpusLayout, read_done
 from ualm.pipelines.stage_list import Context, Stage, run_stages
 from ualm.tokenize.stage import (
     _WORKER_CODECS,
@@ -42,9 +41,7 @@ def tokenize_corpus(
 ) -> dict[str, Any]:
     """Tokenizes (or resumes tokenizing) a corpus; returns the token set's record."""
     layout = CorpusLayout(corpus)
-    if not layout.corpus_file.is_file():
-        raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
-                        fix="run `ualm build` first")
+    layout.meta(fix="run `ualm build` first")
     ctx = Context(layout, BuildConfig(tokenize=config or TokenizeConfig()))
     with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
         run_stages([TOKENS], runner, ctx, progress)
@@ -57,8 +54,8 @@ def _spec(config: TokenizeConfig) -> CodecSpec:
 
 def _corpus_rate(ctx: Context) -> int:
     """The corpus's sample rate: as committed, or as the build config will make it."""
-    if ctx.layout.corpus_file.is_file():
-        return json.loads(ctx.layout.corpus_file.read_text())["config"]["audio"]["sample_rate"]
+    if ctx.layout.is_complete():
+        return ctx.layout.meta()["config"]["audio"]["sample_rate"]
     return ctx.config.audio.sample_rate
 
 
@@ -76,12 +73,12 @@ def _codec_id(ctx: Context) -> str:
 
 
 def _shards(layout: CorpusLayout) -> list[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in (layout.root / "audio").glob("audio-*.tar"))
+    return sorted(layout.shards("audio"))
 
 
 def _tasks(ctx: Context) -> list[TokenizeTask]:
     spec, codec_id = _spec(ctx.config.tokenize), _codec_id(ctx)
-    return [TokenizeTask(str(ctx.layout.root), s, spec, codec_id, ctx.config.tokenize.cache_dir)
+    return [TokenizeTask(ctx.layout.location, s, spec, codec_id, ctx.config.tokenize.cache_dir)
             for s in _shards(ctx.layout)]
 
 
@@ -89,10 +86,10 @@ def _record_token_set(ctx: Context, skipped: int) -> None:
     """corpus.json and the card name the token set, with its deterministic totals."""
     layout, codec = ctx.layout, _codec(ctx)
     record = _token_record(layout, codec, _spec(ctx.config.tokenize), _shards(layout))
-    meta = json.loads(layout.corpus_file.read_text())
+    meta = layout.meta()
     meta.setdefault("tokens", {})[codec.info.codec_id] = record
-    write_card(layout, meta, summarize(layout.root))
-    atomic_write_json(layout.corpus_file, meta)
+    write_card(layout, meta, summarize(layout))
+    layout.commit(meta)
     ctx.outputs["tokens"] = {**record, "skipped_shards": skipped}
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from itertools import islice
 
 from ualm.inputs.records import InputRecord
-from ualm.manifests.layout import CorpusLayout, atomic_write_bytes, read_done
+from ualm.manifests.layout import CorpusLayout, read_done
 
 
 def write_unit_records(layout: CorpusLayout, records: Iterable[InputRecord], unit_size: int,
@@ -24,12 +24,12 @@ def write_unit_records(layout: CorpusLayout, records: Iterable[InputRecord], uni
     while batch := list(islice(stream, unit_size)):
         if read_done(layout, stage, unit) is None:
             lines = (json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in batch)
-            atomic_write_bytes(layout.unit_records(unit), "".join(lines).encode())
+            layout.write_bytes(layout.unit_records(unit), "".join(lines).encode())
         unit += 1
     return unit
 
 
 def read_unit_records(layout: CorpusLayout, unit: int) -> list[InputRecord]:
     """The records of one unit, in listing order."""
-    text = layout.unit_records(unit).read_text(encoding="utf-8")
+    text = layout.read_bytes(layout.unit_records(unit)).decode("utf-8")
     return [InputRecord.from_dict(json.loads(line)) for line in text.splitlines()]

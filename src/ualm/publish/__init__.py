@@ -15,7 +15,6 @@ again, and readers see the corpus as complete (corpus.json, publish.json) only a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import storage
 from ualm.manifests.layout import CORPUS_FILE, CorpusLayout
 from ualm.publish.destinations import HubDestination, parse_destination
 from ualm.publish.plan import (
@@ -59,10 +58,10 @@ def _blend_entry(blend: str | Path, corpus: Path, url: str) -> tuple[FileEntry, 
     from ualm.train.blend.spec import load_blend
 
     spec = load_blend(blend).to_dict()
-    here = remote.location(corpus)
+    here = storage.location(corpus)
     for item in [*spec["corpora"], *spec["sources"]]:
         key = "path" if "path" in item else "corpus"
-        if remote.location(item[key]) == here:
+        if storage.location(item[key]) == here:
             item[key] = url
     text = "# ualm blend spec (format 1; see ualm.train.blend.spec)\n" + yaml.safe_dump(
         spec, sort_keys=False, allow_unicode=True)
@@ -74,8 +73,8 @@ def _card_entry(layout: CorpusLayout, url: str, blend: dict[str, Any] | None) ->
     from ualm.manifests.card_sections import card_facts
     from ualm.manifests.inspect import summarize
 
-    corpus = json.loads(layout.corpus_file.read_text())
-    card = render_card(corpus, summarize(layout.root), card_facts(layout), url=url, blend=blend)
+    corpus = layout.meta()
+    card = render_card(corpus, summarize(layout), card_facts(layout), url=url, blend=blend)
     return FileEntry.of_bytes(CARD, card.encode())
 
 
@@ -83,17 +82,18 @@ def plan_files(corpus: str | Path, url: str, blend: str | Path | None = None) ->
     """Every file the destination will hold, in publish order: data files, then the card,
     corpus.json and the publish record."""
     layout = CorpusLayout(corpus)
-    entries = {e.path: e for e in corpus_files(layout.root)}
+    entries = {e.path: e for e in corpus_files(layout.location)}
     spec = None
     if blend is not None:
-        entry, spec = _blend_entry(blend, layout.root, url)
+        entry, spec = _blend_entry(blend, layout.location, url)
         entries[BLEND] = entry
     elif BLEND in entries:
         spec = yaml.safe_load(entries[BLEND].read())
     entries[CARD] = _card_entry(layout, url, spec)
     data, last = ordered(sorted(entries.values(), key=lambda e: e.path))
     everything = data + last
-    record = FileEntry.of_bytes(RECORD, publish_record(everything, layout.corpus_file.read_bytes()))
+    record = FileEntry.of_bytes(RECORD, publish_record(everything,
+                                                       layout.read_bytes(layout.corpus_file)))
     return [*everything, record]
 
 

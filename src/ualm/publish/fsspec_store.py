@@ -18,8 +18,8 @@ import json
 import uuid
 from typing import Any
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import storage
 from ualm.publish.destinations import StoreDestination
 from ualm.publish.plan import FileEntry
 
@@ -43,14 +43,14 @@ class FsspecStore:
 
     def __init__(self, destination: StoreDestination, workers: int = 8) -> None:
         self.destination, self.workers = destination, workers
-        if remote.is_remote(destination.url):
-            self.fs, self.root = remote.filesystem(destination.url)
+        if storage.is_remote(destination.url):
+            self.fs, self.root = storage.filesystem(destination.url)
         else:
             from fsspec.implementations.local import LocalFileSystem
 
             self.fs, self.root = LocalFileSystem(), destination.url
         self.root = self.root.rstrip("/")
-        self.local = not remote.is_remote(destination.url)
+        self.local = not storage.is_remote(destination.url)
         self.index: dict[str, dict[str, Any]] = {}
         self.parts = 0  # index parts at the destination; the next one is numbered after them
         self.loaded: set[str] = set()  # parts already read (or written) by this publisher

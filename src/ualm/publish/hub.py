@@ -39,7 +39,7 @@ class HubStore:
         from huggingface_hub import HfApi, get_token
         from huggingface_hub.utils import disable_progress_bars
 
-        from ualm.remote import check_online
+        from ualm.manifests.storage import check_online
 
         check_online()
         disable_progress_bars()  # one line per batch is ours to print

@@ -20,15 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ualm.errors import UalmError
-from ualm.manifests.layout import (
-    CORPUS_FILE,
-    WORK,
-    CorpusLayout,
-    atomic_write_json,
-    sha256_file,
-)
+from ualm.manifests.layout import CORPUS_FILE, WORK, CorpusLayout, done_records, sha256_file
+from ualm.manifests.names import CARD
 
-CARD = "README.md"
 RECORD = "publish.json"
 """The publish record: every published file with its sha256 and size; written last."""
 LAST = (CARD, CORPUS_FILE)
@@ -63,23 +57,22 @@ def git_blob_sha1(data: bytes) -> str:
 
 def _recorded(layout: CorpusLayout) -> dict[str, dict]:
     recorded: dict[str, dict] = {}
-    for record in sorted((layout.work / "done").glob("*.json")):
-        try:
-            files = json.loads(record.read_text()).get("files", {})
-        except (OSError, ValueError):
-            continue  # a damaged record: its unit would be redone by a rebuild; hash the files
+    for record in done_records(layout):  # a damaged one is skipped: the files get hashed
+        files = record.get("files", {})
         recorded.update({k: v for k, v in files.items() if not k.startswith(WORK + "/")})
     return recorded
 
 
-def _published(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] == WORK or not path.is_file():
+def _published(layout: CorpusLayout) -> Iterator[tuple[str, Path]]:
+    """(relative name, local file) of every file to publish (a corpus is published from a
+    local folder)."""
+    for path in layout.walk():
+        parts = layout.relative(path).split("/")
+        if parts[0] == WORK:
             continue
-        if any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in parts):
             continue  # temporary names of atomic writes, editor and OS droppings
-        yield path
+        yield "/".join(parts), layout.local_path(path)
 
 
 class _HashCache:
@@ -88,9 +81,9 @@ class _HashCache:
     read-only mount just goes without."""
 
     def __init__(self, layout: CorpusLayout) -> None:
-        self.path = layout.work / "publish-hashes.json"
+        self.layout, self.path = layout, layout.publish_hashes
         try:
-            self.known: dict[str, list] = json.loads(self.path.read_text())
+            self.known: dict[str, list] = layout.read_json(self.path)
         except (OSError, ValueError):
             self.known = {}
         self.fresh: dict[str, list] = {}
@@ -109,22 +102,19 @@ class _HashCache:
         if self.fresh == self.known:
             return
         with contextlib.suppress(OSError):
-            atomic_write_json(self.path, self.fresh)
+            self.layout.write_json(self.path, self.fresh)
 
 
 def corpus_files(corpus: str | Path) -> list[FileEntry]:
     """Every file to publish, in path order, hashed and checked against the build's records."""
     layout = CorpusLayout(corpus)
-    if not layout.root.is_dir():
+    if not layout.is_folder(layout.root):
         raise UalmError(f"corpus {layout.root} not found", fix="pass a corpus folder")
-    if not layout.corpus_file.is_file():
-        raise UalmError(f"{layout.root} is not a complete ualm corpus (no corpus.json)",
-                        fix="finish it with `ualm build` (rerun the same command) first")
+    layout.meta(fix="finish it with `ualm build` (rerun the same command) first")
     recorded = _recorded(layout)
     cache = _HashCache(layout)
     entries = []
-    for path in _published(layout.root):
-        rel = layout.relative(path)
+    for rel, path in _published(layout):
         digest, size = cache.sha256(rel, path)
         expected = recorded.get(rel)
         if expected is not None and (expected["sha256"] != digest or expected["bytes"] != size):

@@ -55,8 +55,9 @@ def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _stored(corpus: Path, sample: dict[str, Any]) -> tuple[np.ndarray, int]:
-    with tarfile.open(corpus / sample["shard"]) as tar:
+def _stored(layout: CorpusLayout, sample: dict[str, Any]) -> tuple[np.ndarray, int]:
+    shard = layout.path(sample["shard"])
+    with layout.open(shard) as handle, tarfile.open(fileobj=handle) as tar:
         member = tar.extractfile(f"{sample['key']}.flac")
         if member is None:
             raise KeyError(sample["key"])
@@ -70,7 +71,6 @@ def listen_to(corpus: str | Path, samples: list[dict[str, Any]], tokens: dict[st
     set (by codec id) decodes; its checksum is checked as `ualm listen` does."""
     from ualm.tokenize.listen import load_codes
 
-    corpus = Path(corpus)
     layout = CorpusLayout(corpus)
     codec, record = None, None
     if tokens and samples:
@@ -80,7 +80,7 @@ def listen_to(corpus: str | Path, samples: list[dict[str, Any]], tokens: dict[st
         codec = corpus_codec_model(corpus, record["codec_id"], device)
     heard = []
     for s in samples:
-        audio, rate = _stored(corpus, s)
+        audio, rate = _stored(layout, s)
         decoded = None
         if codec is not None:
             codes = load_codes(layout, record["codec_id"], s["key"])

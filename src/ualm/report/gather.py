@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
-
 from ualm.errors import UalmError
 from ualm.manifests import schema
 from ualm.manifests.inspect import summarize
+from ualm.manifests.layout import CorpusLayout
 from ualm.train.metrics import read_metrics
 
 SAMPLE_COLUMNS = ["key", "modality", "seconds", "source", "license", "task", "language",
@@ -67,7 +66,7 @@ class RunFacts:
 
 
 def is_corpus(path: Path) -> bool:
-    return (path / "corpus.json").is_file()
+    return CorpusLayout(path).is_complete()
 
 
 def is_run(path: Path) -> bool:
@@ -76,10 +75,10 @@ def is_run(path: Path) -> bool:
 
 def gather_corpus(path: str | Path) -> CorpusFacts:
     path = Path(path)
-    summary = summarize(path)
-    folder = path / "manifests" / "samples"
-    files = sorted(str(p) for p in folder.glob("*.parquet"))
-    dataset = ds.dataset(files, format="parquet") if files else None
+    layout = CorpusLayout(path)
+    summary = summarize(layout)
+    files = layout.manifest_parts("samples")
+    dataset = layout.dataset(files) if files else None
     names = set(dataset.schema.names) if dataset is not None else set()
     extra = [c for c in (*SCORE_COLUMNS, "clap_embedding") if c in names]
     samples: list[dict[str, Any]] = []
@@ -93,17 +92,17 @@ def gather_corpus(path: str | Path) -> CorpusFacts:
             values = value if isinstance(value, list) else [value]
             clap_scores += [float(v) for v in values if v is not None and math.isfinite(v)]
     embedded = sum(1 for s in samples if s.pop("clap_embedding", None) is not None)
-    corpus = json.loads((path / "corpus.json").read_text())
-    return CorpusFacts(path, summary, samples, _caption_rejects(path), embedded, clap_scores,
+    corpus = layout.meta()
+    return CorpusFacts(path, summary, samples, _caption_rejects(layout), embedded, clap_scores,
                        corpus.get("tokens") or {}, corpus.get("config_hash", ""))
 
 
-def _caption_rejects(path: Path) -> dict[str, int]:
-    files = sorted(str(p) for p in (path / "manifests" / "rejects").glob("*.parquet"))
-    if not files:
+def _caption_rejects(layout: CorpusLayout) -> dict[str, int]:
+    table = layout.folder_table(layout.manifest_folder("rejects"), ["level", "reason"],
+                                schema=schema.REJECTS)
+    if table is None:
         return {}
-    rows = ds.dataset(files, format="parquet", schema=schema.REJECTS).to_table(
-        columns=["level", "reason"]).to_pylist()
+    rows = table.to_pylist()
     return dict(sorted(Counter(r["reason"] for r in rows if r["level"] == "caption").items()))
 
 

@@ -4,11 +4,11 @@ a held-out one), then codec token shards, on the configured engine."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from ualm.errors import UalmError
+from ualm.manifests.layout import CorpusLayout
 from ualm.run.config import EventsSection, PipelineConfig
 from ualm.run.registry import Context, Stage, StageResult, register
 
@@ -65,10 +65,10 @@ def _build(ctx: Context) -> StageResult:
 def _same_plan(ctx: Context, corpus: Path) -> bool:
     """Whether the corpus on disk was planned with today's config (a changed config would make
     build_corpus refuse the folder; say so in terms of the run config instead)."""
-    plan = corpus / "_work" / "plan.json"
-    if not plan.is_file():
+    layout = CorpusLayout(corpus)
+    if not layout.exists(layout.plan_file):
         return True
-    recorded = json.loads(plan.read_text()).get("config_hash")
+    recorded = layout.read_json(layout.plan_file).get("config_hash")
     return recorded == ctx.config.build.build_config().hash()
 
 
@@ -109,7 +109,7 @@ def _tokenize(ctx: Context) -> StageResult:
             continue
         tokens = tokenize_corpus(corpus, ctx.config.tokenize, progress=ctx.progress,
                                  **_engine(ctx.config))
-        outputs[name] = corpus / "tokens" / tokens["codec_id"]
+        outputs[name] = Path(CorpusLayout(corpus).token_folder(tokens["codec_id"]))
         summary[name] = {"codec_id": tokens["codec_id"], "tokens": tokens["tokens"],
                          "samples": tokens["samples"], "random_weights": tokens["random_weights"]}
         ctx.say(f"{name}: {tokens['samples']:,} samples → {tokens['tokens']:,} tokens "

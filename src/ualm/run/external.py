@@ -14,9 +14,12 @@ Both are off unless enabled; an enabled stage whose entry point is missing is sk
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from ualm.errors import UalmError
+from ualm.manifests import names
+from ualm.manifests.layout import CorpusLayout
 from ualm.run.config import EntrySection
 from ualm.run.registry import Context, Stage, StageResult, find_entry, register
 
@@ -42,11 +45,12 @@ def _synth(ctx: Context) -> StageResult:
     if corpus is None:
         raise UalmError("synth needs the corpus of the build stage", fix="enable sources")
     _call(ctx.config.synth, corpus)
-    funnel = corpus / "synth" / "funnel.json"
-    if not funnel.is_file():
+    layout = CorpusLayout(corpus)
+    funnel = Path(layout.synth(names.SYNTH_FUNNEL))
+    if not layout.exists(str(funnel)):
         raise UalmError(f"{ctx.config.synth.entry} wrote no trace funnel at {funnel}",
                         fix="check the synth options; the entry must write traces into the corpus")
-    ctx.say(f"traces: {corpus / 'traces'} (funnel: {funnel.with_suffix('.png')})")
+    ctx.say(f"traces: {layout.shard_folder('traces')} (funnel: {funnel.with_suffix('.png')})")
     return StageResult({"funnel": funnel})
 
 

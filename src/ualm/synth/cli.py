@@ -44,6 +44,8 @@ def add_synth_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    from ualm.manifests import names
+    from ualm.manifests.layout import CorpusLayout
     from ualm.synth.run import synth_corpus
 
     config = SynthConfig(
@@ -63,7 +65,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     s = result.stats
     print(f"run      {s['requests_sent']} requests sent, {s['cache_hits']} from the cache, "
           f"{s['retries']} retries, {s['tokens']:,} tokens in {s['seconds']:.1f} s")
-    print(f"funnel   {result.corpus / 'synth' / 'funnel.json'} (+ funnel.png)")
+    print(f"funnel   {CorpusLayout(result.corpus).synth(names.SYNTH_FUNNEL)} (+ funnel.png)")
     return 0
 
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 
 from ualm.errors import UalmError
-from ualm.manifests.shard_reader import iter_samples
+from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import corpus_codec
 
 
@@ -45,20 +44,20 @@ def _tags(extra: str | None) -> tuple[str, ...]:
 
 def load_clips(corpus: str | Path, codec_id: str | None = None) -> tuple[str, list[Clip]]:
     """(codec id, every tokenized audio clip of the corpus in key order)."""
-    root = Path(corpus)
-    codec = corpus_codec(root, codec_id)
-    samples_dir = root / "manifests" / "samples"
-    tokens_dir = root / "manifests" / "tokens" / codec
-    if not tokens_dir.is_dir():
+    layout = CorpusLayout(corpus)
+    codec = corpus_codec(corpus, codec_id)
+    tokens_table = layout.folder_table(layout.tokens_manifests(codec),
+                                       ["key", "shard", "audio_shard"])
+    if tokens_table is None:
         raise UalmError(f"{corpus} has no token manifests for {codec}",
                         fix="run `ualm tokenize` on the corpus first")
-    samples = ds.dataset(str(samples_dir), format="parquet")
+    files = layout.manifest_parts("samples")
+    samples = layout.dataset(files) if files else None
     columns = [c for c in ("key", "modality", "captions", "seconds", "source", "transcript",
-                           "clap_embedding", "extra") if c in samples.schema.names]
+                           "clap_embedding", "extra") if samples and c in samples.schema.names]
     rows = {r["key"]: r for r in samples.to_table(columns=columns).to_pylist()
-            if r["modality"] == "audio"}
-    tokens = ds.dataset(str(tokens_dir), format="parquet").to_table(
-        columns=["key", "shard", "audio_shard"]).to_pylist()
+            if r["modality"] == "audio"} if samples else {}
+    tokens = tokens_table.to_pylist()
     clips = []
     for t in sorted(tokens, key=lambda r: r["key"]):
         row = rows.get(t["key"])
@@ -78,8 +77,9 @@ def read_codes(root: str | Path, clips: Iterable[Clip]) -> dict[str, bytes]:
     for clip in clips:
         by_shard[clip.token_shard].add(clip.key)
     out: dict[str, bytes] = {}
+    layout = CorpusLayout(root)
     for shard, keys in sorted(by_shard.items()):
-        for key, parts in iter_samples(Path(root) / shard):
+        for key, parts in layout.iter_samples(layout.path(shard)):
             if key in keys:
                 out[key] = bytes(parts["npy"])
     return out
@@ -95,8 +95,9 @@ def read_audio(root: str | Path, clips: Iterable[Clip]) -> dict[str, tuple[np.nd
     for clip in clips:
         by_shard[clip.audio_shard].add(clip.key)
     out: dict[str, tuple[np.ndarray, int]] = {}
+    layout = CorpusLayout(root)
     for shard, keys in sorted(by_shard.items()):
-        for key, parts in iter_samples(Path(root) / shard):
+        for key, parts in layout.iter_samples(layout.path(shard)):
             if key in keys:
                 ext = next(e for e in parts if e != "json")
                 data, rate = sf.read(io.BytesIO(bytes(parts[ext])), dtype="float32")

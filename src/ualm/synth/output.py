@@ -22,9 +22,10 @@ from typing import Any
 import pyarrow as pa
 
 from ualm.filters.caption_minhash import NUM_PERM, as_minhash, caption_signature, jaccard_distance
-from ualm.manifests.layout import atomic_write_json, atomic_write_table
+from ualm.manifests import names
+from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.schema import table
-from ualm.manifests.shards import TarShardWriter, plan_shards
+from ualm.manifests.shards import plan_shards
 
 TRACES = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()),
@@ -59,26 +60,26 @@ def write_set(root: Path, name: str, samples: Sequence[dict[str, Any]],
     """Shards `<name>/<name>-%06d.tar` and parts `manifests/<name>/part-%06d.parquet`, samples
     in the given order; rows[i] describes samples[i] and gets its `shard`. Returns the shards
     written."""
+    layout = CorpusLayout(root)
     ranges = plan_shards([0] * len(samples), max_samples, 1)
     for index, (start, stop) in enumerate(ranges):
-        shard = root / name / f"{name}-{index:06d}.tar"
-        with TarShardWriter(shard) as writer:
+        shard = layout.shard(name, index)
+        with layout.shard_writer(shard) as writer:
             for sample in samples[start:stop]:
                 writer.write(sample)
-        rel = shard.relative_to(root).as_posix()
-        part = [{**row, "shard": rel} for row in rows[start:stop]]
-        atomic_write_table(root / "manifests" / name / f"part-{index:06d}.parquet",
-                           table(part, schema))
-    _remove_stale(root / name, f"{name}-", ".tar", len(ranges))
-    _remove_stale(root / "manifests" / name, "part-", ".parquet", len(ranges))
+        part = [{**row, "shard": layout.relative(shard)} for row in rows[start:stop]]
+        layout.write_table(layout.part(name, index), table(part, schema))
+    _remove_stale(layout, layout.shard_folder(name), f"{name}-", ".tar", len(ranges))
+    _remove_stale(layout, layout.manifest_folder(name), "part-", ".parquet", len(ranges))
     return len(ranges)
 
 
-def _remove_stale(folder: Path, prefix: str, suffix: str, count: int) -> None:
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        index = path.name[len(prefix):-len(suffix)]
+def _remove_stale(layout: CorpusLayout, folder: str, prefix: str, suffix: str,
+                  count: int) -> None:
+    for path in layout.list(folder, prefix, suffix):
+        index = path.rsplit("/", 1)[-1][len(prefix):-len(suffix)]
         if index.isdigit() and int(index) >= count:
-            path.unlink()
+            layout.remove(path)
 
 
 def near_duplicates(texts: Sequence[str], threshold: float) -> dict[int, tuple[int, float]]:
@@ -109,8 +110,10 @@ def near_duplicates(texts: Sequence[str], threshold: float) -> dict[int, tuple[i
 
 def write_funnel(root: Path, funnel: dict[str, Any]) -> tuple[Path, Path]:
     """synth/funnel.json and a bar chart of it, synth/funnel.png."""
-    json_path, png_path = root / "synth" / "funnel.json", root / "synth" / "funnel.png"
-    atomic_write_json(json_path, funnel)
+    layout = CorpusLayout(root)
+    json_path = layout.local_path(layout.synth(names.SYNTH_FUNNEL))
+    png_path = layout.local_path(layout.synth(names.SYNTH_FUNNEL_PLOT))
+    layout.write_json(str(json_path), funnel)
     plot_funnel(funnel, png_path)
     return json_path, png_path
 

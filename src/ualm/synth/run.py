@@ -23,7 +23,8 @@ from typing import Any, TextIO
 
 from ualm.engines.progress import stage_bar
 from ualm.errors import UalmError
-from ualm.manifests.layout import WORK, atomic_write_table
+from ualm.manifests import names
+from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.schema import table
 from ualm.sections import build_section
 from ualm.synth import output
@@ -143,7 +144,8 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
                                 "detail": "no other clip of different content to play v1"})
             else:
                 jobs.append(Job(kind, clip, near.get(clip.key) if kind == "reflection" else None))
-    cache = ReplyCache(config.cache_dir or root / WORK / "synth" / "cache")
+    layout = CorpusLayout(root)
+    cache = ReplyCache(config.cache_dir or layout.local_path(layout.synth(names.SYNTH_CACHE)))
     outcomes, requester, teacher = asyncio.run(_ask_all(jobs, config, cache, progress))
 
     funnel = _write(root, config, codec, clips, jobs, outcomes, rejects, pair_choices, teacher,
@@ -153,10 +155,8 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
     stats = {"requests_sent": s.sent, "cache_hits": s.cache_hits, "retries": s.retries,
              "tokens": s.tokens, "seconds": round(seconds, 3),
              "requests_per_second": round(s.sent / seconds, 3) if seconds else 0.0}
-    log = root / WORK / "synth" / "runs.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as handle:
-        handle.write(json.dumps({"teacher": teacher, **stats}, sort_keys=True) + "\n")
+    layout.append_line(layout.synth(names.SYNTH_RUNS_LOG),
+                       json.dumps({"teacher": teacher, **stats}, sort_keys=True))
     return SynthResult(root, funnel, stats)
 
 
@@ -210,8 +210,10 @@ def _write(root: Path, config: SynthConfig, codec: str, clips: Sequence[Clip],
             for job, meta, refs in kept]
     output.write_set(root, "traces", samples, rows, output.TRACES, config.max_samples)
     pairs = _write_pairs(root, config, codec, clips, pair_choices, codes, scorer)
-    atomic_write_table(root / "synth" / "rejects.parquet", table(rejects, output.REJECTS))
-    atomic_write_table(root / "synth" / "duplicates.parquet", table(duplicates, output.DUPLICATES))
+    layout = CorpusLayout(root)
+    layout.write_table(layout.synth(names.SYNTH_REJECTS), table(rejects, output.REJECTS))
+    layout.write_table(layout.synth(names.SYNTH_DUPLICATES),
+                       table(duplicates, output.DUPLICATES))
     config_record = {k: v for k, v in config.to_dict().items() if k != "cache_dir"}
     funnel = {"teacher": teacher, "scorer": scorer, "codec_id": codec, "config": config_record,
               "traces": {k: {**c, "rejected": dict(sorted(c["rejected"].items()))}

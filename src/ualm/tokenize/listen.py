@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,7 @@ class Listened:
 
 
 def _token_set(layout: CorpusLayout, codec_id: str | None) -> dict:
-    if not layout.corpus_file.is_file():
-        raise UalmError(f"{layout.root} is not a complete ualm corpus", fix="run `ualm build`")
-    tokens = json.loads(layout.corpus_file.read_text()).get("tokens", {})
+    tokens = layout.meta(fix="run `ualm build`").get("tokens", {})
     if not tokens:
         raise UalmError(f"{layout.root} has no token shards", fix="run `ualm tokenize` first")
     if codec_id is None:
@@ -42,14 +39,13 @@ def _token_set(layout: CorpusLayout, codec_id: str | None) -> dict:
 
 
 def load_codes(layout: CorpusLayout, codec_id: str, key: str) -> np.ndarray:
-    folder = layout.root / "manifests" / "tokens" / codec_id
-    table = ds.dataset(str(folder), format="parquet").to_table(
-        columns=["key", "shard"], filter=ds.field("key") == key)
-    if table.num_rows == 0:
+    table = layout.folder_table(layout.tokens_manifests(codec_id), ["key", "shard"],
+                                filters=ds.field("key") == key)
+    if table is None or table.num_rows == 0:
         raise UalmError(f"no sample with key {key!r} in token set {codec_id}",
                         fix="take a key from manifests/samples (column `key`)")
-    shard = layout.root / table.column("shard")[0].as_py()
-    with tarfile.open(shard) as tar:
+    shard = layout.path(table.column("shard")[0].as_py())
+    with layout.open(shard) as handle, tarfile.open(fileobj=handle) as tar:
         data = tar.extractfile(f"{key}.npy").read()
     return np.load(io.BytesIO(data), allow_pickle=False)
 

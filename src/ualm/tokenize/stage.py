@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ualm.manifests import schema
-from ualm.manifests.layout import CorpusLayout, atomic_write_table, write_done
-from ualm.manifests.shards import TarShardWriter
+from ualm.manifests import names, schema
+from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.tokenize.cache import TokenCache, audio_hash, npy_bytes
 
 CHUNK = 64
@@ -59,7 +58,7 @@ def worker_codec(spec: CodecSpec) -> Any:
 
 
 def stage_name(codec_id: str) -> str:
-    return f"tokens-{codec_id}"
+    return names.token_stage(codec_id)
 
 
 def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
     audio_shard = layout.relative(layout.audio_shard(task.shard))
     rows: list[dict[str, Any]] = []
     encoded = cached = 0
-    with TarShardWriter(shard_path) as writer:
+    with layout.shard_writer(shard_path) as writer:
         for chunk in _chunks(layout, task.shard):
             codes, hits = _codes_for(chunk, codec, cache)
             encoded += len(chunk) - hits
@@ -86,12 +85,12 @@ def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
                 rows.append({**token_meta, "key": key, "shard": layout.relative(shard_path),
                              "audio_shard": audio_shard, "codec": info["name"]})
     part = layout.tokens_part(task.codec_id, task.shard)
-    atomic_write_table(part, schema.table(rows, schema.TOKENS))
+    layout.write_table(part, schema.table(rows, schema.TOKENS))
     summary = {"shard": task.shard, "samples": len(rows), "encoded": encoded, "cached": cached,
                "frames": sum(r["frames"] for r in rows),
                "seconds": sum(r["seconds"] or 0.0 for r in rows),
-               "token_bytes": shard_path.stat().st_size,
-               "audio_bytes": layout.audio_shard(task.shard).stat().st_size}
+               "token_bytes": layout.size(shard_path),
+               "audio_bytes": layout.size(layout.audio_shard(task.shard))}
     write_done(layout, stage_name(task.codec_id), task.shard, [shard_path, part], summary,
                known_hashes={shard_path: writer.sha256})
     return summary
@@ -100,7 +99,7 @@ def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
 def _chunks(layout: CorpusLayout, shard: int) -> Iterator[list[tuple[str, dict, np.ndarray, str]]]:
     """(key, audio json, float32 audio, audio hash) in shard order, CHUNK samples at a time."""
     chunk: list[tuple[str, dict, np.ndarray, str]] = []
-    with tarfile.open(layout.audio_shard(shard)) as tar:
+    with layout.open(layout.audio_shard(shard)) as handle, tarfile.open(fileobj=handle) as tar:
         members: dict[str, dict[str, bytes]] = {}
         for member in tar:
             key, _, ext = member.name.partition(".")

@@ -188,10 +188,10 @@ def load_blend(path: str | Path, check_corpora: bool = True) -> BlendSpec:
     """Reads and validates a spec (a file, or the URL of one published with a corpus); with
     check_corpora, also that every corpus is there (local paths) and unchanged since the blend
     was computed."""
-    from ualm import remote
+    from ualm.manifests import storage
 
     try:
-        data = yaml.safe_load(remote.read_bytes(path))
+        data = yaml.safe_load(storage.read_bytes(path))
     except FileNotFoundError as exc:
         raise UalmError(f"blend spec {path} not found", fix="compute one with `ualm blend`") from exc
     except yaml.YAMLError as exc:
@@ -210,10 +210,11 @@ def load_blend(path: str | Path, check_corpora: bool = True) -> BlendSpec:
 def corpus_hash(corpus: str | Path) -> str:
     """sha256 of a corpus's corpus.json: it names the config, inputs, counts and token sets.
     A published corpus (hf://, s3://) keeps the bytes, so its hash is the one it was built with."""
-    from ualm import remote
+    from ualm.manifests.layout import CorpusLayout
 
+    layout = CorpusLayout(corpus)
     try:
-        return hashlib.sha256(remote.read_bytes(remote.join(str(corpus), "corpus.json"))).hexdigest()
+        return hashlib.sha256(layout.read_bytes(layout.corpus_file)).hexdigest()
     except FileNotFoundError as exc:
         raise UalmError(f"{corpus} is not a ualm corpus (no corpus.json)",
                         fix="pass corpus folders that `ualm build` wrote") from exc

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from ualm.errors import UalmError
+from ualm.manifests import names
 from ualm.manifests.layout import CorpusLayout
-from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
+from ualm.manifests.shard_reader import load_json, load_npy
 from ualm.train.blend.counting import code_tokens, sample_task, sample_tokens
 from ualm.train.blend.spec import TASKS, CorpusRef, corpus_hash
 from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
@@ -90,11 +89,11 @@ def corpus_stats(corpora: Sequence[str | Path], tokenizer: TextTokenizer | None 
         raise UalmError("no corpus given", fix="pass one or more corpus folders")
     tokenizer = tokenizer or load_text_tokenizer(None)
     layouts = [CorpusLayout(Path(c).resolve()) for c in corpora]
-    roots = [str(layout.root) for layout in layouts]
+    roots = [layout.root for layout in layouts]
     if len(set(roots)) != len(roots):
         raise UalmError("a corpus is given twice", fix="pass each corpus folder once")
     hashes = [corpus_hash(layout.root) for layout in layouts]  # also: each is a corpus
-    audio = {str(layout.root): _token_sets(layout) for layout in layouts if _has_audio(layout)}
+    audio = {layout.root: _token_sets(layout) for layout in layouts if _has_audio(layout)}
     chosen = choose_codec(audio, codec_id)
     totals: dict[tuple[int, str, str, str | None], list[float]] = {}
     for index, layout in enumerate(layouts):
@@ -146,19 +145,23 @@ def choose_codec(token_sets: Mapping[str, set[str]], requested: str | None) -> s
 
 
 def _has_audio(layout: CorpusLayout) -> bool:
-    return any((layout.root / "manifests" / "samples").glob("audio-*.parquet"))
+    return bool(_audio_parts(layout))
+
+
+def _audio_parts(layout: CorpusLayout) -> list[str]:
+    return layout.samples_parts("audio")
 
 
 def _token_sets(layout: CorpusLayout) -> set[str]:
-    return set(json.loads(layout.corpus_file.read_text()).get("tokens") or {})
+    return set(layout.meta().get("tokens") or {})
 
 
 def _samples(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, int]]:
     """(metadata for counting, seconds, audio tokens) of every sample, shard by shard."""
-    for part in sorted((layout.root / "manifests" / "samples").glob("audio-*.parquet")):
+    for part in _audio_parts(layout):
         yield from _audio_shard(layout, part, str(codec_id))
-    for shard in sorted((layout.root / "text").glob("text-*.tar")):
-        with tarfile.open(shard) as tar:
+    for shard in layout.shard_files("text"):
+        with layout.open(shard) as handle, tarfile.open(fileobj=handle) as tar:
             for member in tar:
                 if member.isfile() and member.name.endswith(".json"):
                     yield json.loads(tar.extractfile(member).read()), 0.0, 0
@@ -168,24 +171,24 @@ def _samples(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict,
 def _traces(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, int]]:
     """Reasoning traces (`ualm synth`) of the token set: their text and all their audio
     arrays count as tokens; no seconds (their clips are counted as samples already)."""
-    for shard in sorted((layout.root / "traces").glob("traces-*.tar")):
-        for _, parts in iter_samples(shard):
+    for shard in layout.shard_files("traces"):
+        for _, parts in layout.iter_samples(shard):
             meta = load_json(parts["json"])
             if meta.get("codec_id") == codec_id:
                 arrays = {e: load_npy(v) for e, v in parts.items() if e.endswith(".npy")}
                 yield meta, 0.0, code_tokens(arrays)
 
 
-def _audio_shard(layout: CorpusLayout, part: Path,
+def _audio_shard(layout: CorpusLayout, part: str,
                  codec_id: str) -> Iterator[tuple[dict, float, int]]:
-    shard = int(part.stem.split("-")[1])
+    shard = names.shard_index(part)
     tokens_part = layout.tokens_part(codec_id, shard)
-    if not tokens_part.is_file():
+    if not layout.exists(tokens_part):
         raise UalmError(f"token set {codec_id} of {layout.root} lacks shard {shard}",
                         fix=f"rerun `ualm tokenize {layout.root}` with the same codec")
-    sizes = {r["key"]: r["frames"] * r["codebooks"] for r in pq.read_table(
+    sizes = {r["key"]: r["frames"] * r["codebooks"] for r in layout.read_table(
         tokens_part, columns=["key", "frames", "codebooks"]).to_pylist()}
-    for row in pq.read_table(part, columns=SAMPLE_COLUMNS).to_pylist():
+    for row in layout.read_table(part, columns=SAMPLE_COLUMNS).to_pylist():
         if row["key"] not in sizes:
             raise UalmError(f"sample {row['key']} of {layout.root} has no tokens in {codec_id}",
                             fix=f"rerun `ualm tokenize {layout.root}` with the same codec")

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import names, storage
+from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import corpus_codec, row_task
 from ualm.train.blend.spec import BlendSpec, SourceSpec
 
@@ -35,21 +36,21 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
     """Every (corpus, source, task) in the corpora's manifests, in a stable order."""
     found: list[Source] = []
     for corpus in corpora:
-        root = remote.location(corpus)
+        root = storage.location(corpus)
         codec = corpus_codec(root, codec_id)
-        table = remote.parquet_table(remote.join(root, "manifests/samples"),
-                                     ["shard", "modality", "source", "task", "extra"])
+        layout = CorpusLayout(root)
+        table = layout.folder_table(layout.manifest_folder("samples"),
+                                    ["shard", "modality", "source", "task", "extra"])
         if table is None:
             continue
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for row in table.to_pylist():
             shard = row["shard"]
             if row["modality"] == "audio":
-                index = Path(shard).stem.split("-")[1]
-                shard = f"tokens/{codec}/tokens-{index}.tar"
+                shard = names.token_shard(codec, names.shard_index(shard))
             task = row_task(row["task"], row["modality"], row["extra"])
-            groups[(row["source"], task)][remote.join(root, shard)] += 1
-        _add_traces(root, codec, groups)
+            groups[(row["source"], task)][layout.url(shard)] += 1
+        _add_traces(layout, codec, groups)
         for (name, task), shards in sorted(groups.items()):
             found.append(Source(root, name, task, tuple(sorted(shards)),
                                 sum(shards.values()), codec))
@@ -58,16 +59,17 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
     return found
 
 
-def _add_traces(root: str, codec: str, groups: dict[tuple[str, str], dict[str, int]]) -> None:
+def _add_traces(layout: CorpusLayout, codec: str,
+                groups: dict[tuple[str, str], dict[str, int]]) -> None:
     """Reasoning traces (`ualm synth`): one source per trace kind, shards from their manifest.
     Traces carry codes of one codec; those of another token set are not this run's data."""
-    table = remote.parquet_table(remote.join(root, "manifests/traces"),
-                                 ["shard", "source", "task", "codec_id"])
+    table = layout.folder_table(layout.manifest_folder("traces"),
+                                ["shard", "source", "task", "codec_id"])
     if table is None:
         return
     for row in table.to_pylist():
         if row["codec_id"] == codec:
-            groups[(row["source"], row["task"])][remote.join(root, row["shard"])] += 1
+            groups[(row["source"], row["task"])][layout.url(row["shard"])] += 1
 
 
 def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[float]:
@@ -76,11 +78,11 @@ def probabilities(sources: Sequence[Source], blend: BlendSpec | None) -> list[fl
     that the corpora lack is an error."""
     if blend is None:
         return [1.0 / len(sources)] * len(sources)
-    by_key = {(remote.location(s.corpus), s.name, s.task): p
+    by_key = {(storage.location(s.corpus), s.name, s.task): p
               for s, p in zip(blend.sources, blend.sampling_probabilities(), strict=True)}
     known = {(s.corpus, s.name, s.task) for s in sources}
     for spec, p in zip(blend.sources, blend.sampling_probabilities(), strict=True):
-        key = (remote.location(spec.corpus), spec.name, spec.task)
+        key = (storage.location(spec.corpus), spec.name, spec.task)
         if p > 0 and key not in known:
             raise UalmError(f"the blend names source {spec.name!r} ({spec.task}) of corpus "
                             f"{spec.corpus}, which the given corpora do not hold",

@@ -3,7 +3,6 @@ caption to a WAV file and from an audio file to an answer."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ def corpus_codec_model(corpus: str | Path, codec_id: str | None = None,
     from ualm.tokenize.stage import CodecSpec, worker_codec
 
     codec_id = corpus_codec(corpus, codec_id)
-    record = json.loads(CorpusLayout(corpus).corpus_file.read_text())["tokens"][codec_id]
+    record = CorpusLayout(corpus).meta()["tokens"][codec_id]
     codec = worker_codec(CodecSpec(record["source"], record["bandwidth"], record.get("seed", 0),
                                    device))
     if codec.info.checkpoint_sha256 != record["checkpoint_sha256"]:

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ualm.audio.events import EventWorld
-from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
+from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.shard_reader import load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
 from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
 from ualm.train.model.model import UALMModel
@@ -48,10 +49,10 @@ SMOOTHING = 1e-3
 def token_samples(corpus: str | Path, codec_id: str | None = None
                   ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """(metadata, codes) of every audio sample of a corpus, in shard order."""
-    root = Path(corpus)
-    codec = corpus_codec(root, codec_id)
-    for shard in sorted((root / "tokens" / codec).glob("tokens-*.tar")):
-        for _, parts in iter_samples(shard):
+    layout = CorpusLayout(corpus)
+    codec = corpus_codec(corpus, codec_id)
+    for shard in layout.token_shards(codec):
+        for _, parts in layout.iter_samples(shard):
             yield load_json(parts["json"]), load_npy(parts["npy"])
 
 

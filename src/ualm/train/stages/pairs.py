@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from ualm import remote
 from ualm.errors import UalmError
+from ualm.manifests import storage
+from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
 from ualm.train.data.datamodule import STATE_KEY, DataConfig
@@ -63,13 +64,13 @@ def discover_pairs(corpora: Sequence[str | Path], codec_id: str | None = None) -
     """Every preference pair of the corpora (of their token set), sorted by shard and key."""
     found = []
     for corpus in corpora:
-        root = remote.location(corpus)
-        codec = corpus_codec(root, codec_id)
-        table = remote.parquet_table(remote.join(root, "manifests/pairs"),
-                                     ["key", "shard", "chosen_key", "rejected_key", "codec_id"])
+        layout = CorpusLayout(storage.location(corpus))
+        codec = corpus_codec(layout.location, codec_id)
+        table = layout.folder_table(layout.manifest_folder("pairs"),
+                                    ["key", "shard", "chosen_key", "rejected_key", "codec_id"])
         if table is None:
             continue
-        found += [PairRef(remote.join(root, r["shard"]), r["key"], r["rejected_key"],
+        found += [PairRef(layout.url(r["shard"]), r["key"], r["rejected_key"],
                           r["chosen_key"])
                   for r in table.to_pylist() if r["codec_id"] == codec]
     return sorted(found, key=lambda r: (r.shard, r.key))

@@ -1,6 +1,8 @@
-"""Corpora by URL: `hf://datasets/ORG/NAME[@REVISION]`, `s3://bucket/prefix`, `gs://...` and
-any other fsspec URL, read through `huggingface_hub.HfFileSystem` or fsspec. Local paths take
-the same plain `open`/`pathlib` route as before, so reading a local corpus costs nothing more.
+"""Where a corpus lives: a local folder, or a URL (`hf://datasets/ORG/NAME[@REVISION]`,
+`s3://bucket/prefix`, `gs://...`, `memory://...`, any fsspec URL) read through
+`huggingface_hub.HfFileSystem` or fsspec. `corpus_filesystem` gives the (filesystem, root) pair
+that `CorpusLayout` holds; the functions on URLs serve readers given one file's location (a
+trainer's shard). Local paths take plain `open`/`pathlib`, so a local corpus costs nothing more.
 
 Locations are strings: a resolved local path, or a URL without a trailing slash.
 
@@ -58,6 +60,24 @@ def check_online() -> None:
                             "hf:// corpora")
 
 
+def corpus_filesystem(corpus: str | Path) -> tuple[Any, str]:
+    """(fsspec filesystem, root inside it) of a corpus: fsspec's LocalFileSystem and the path as
+    given for a local folder (`file://` stripped), the URL's backend for a URL."""
+    if is_remote(corpus):
+        return filesystem(str(corpus).rstrip("/"))
+    from fsspec.implementations.local import LocalFileSystem
+
+    text = str(corpus)
+    text = text[len("file://"):] if text.startswith("file://") else text
+    return LocalFileSystem(), str(Path(text))
+
+
+def is_local(fs: Any) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
+
+
 def filesystem(url: str) -> tuple[Any, str]:
     """(filesystem, path inside it) for a URL."""
     if url.startswith("hf://"):
@@ -85,15 +105,19 @@ def read_bytes(path: str | Path) -> bytes:
     """The whole file; FileNotFoundError when it is not there (local or remote)."""
     if not is_remote(path):
         return Path(path).read_bytes()
-    fs, inner = filesystem(str(path))
+    return fs_read_bytes(*filesystem(str(path)), str(path))
+
+
+def fs_read_bytes(fs: Any, inner: str, name: str) -> bytes:
+    """As read_bytes, on a filesystem; `name` is what errors call the file."""
     try:
         return fs.cat_file(inner)
     except FileNotFoundError:
         raise
     except Exception as exc:
         if _is_not_found(exc):
-            raise FileNotFoundError(str(path)) from exc
-        raise _remote_error(str(path), exc) from exc
+            raise FileNotFoundError(name) from exc
+        raise _remote_error(name, exc) from exc
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -113,7 +137,11 @@ def is_file(path: str | Path) -> bool:
 
 
 def read_size(url: str) -> int:
-    fs, inner = filesystem(url)
+    return fs_size(*filesystem(url), url)
+
+
+def fs_size(fs: Any, inner: str, url: str) -> int:
+    """Size of a file; FileNotFoundError when it is no file."""
     try:
         info = fs.info(inner)
     except FileNotFoundError:
@@ -135,7 +163,11 @@ def list_files(folder: str | Path, suffix: str = "") -> list[str]:
         return sorted(str(p) for p in root.iterdir() if p.is_file() and p.name.endswith(suffix)) \
             if root.is_dir() else []
     url = str(folder).rstrip("/")
-    fs, inner = filesystem(url)
+    return [f"{url}/{n}" for n in fs_list_names(*filesystem(url), url, suffix)]
+
+
+def fs_list_names(fs: Any, inner: str, url: str, suffix: str = "") -> list[str]:
+    """Names of the files directly inside a folder of a filesystem, sorted; [] when none."""
     try:
         entries = fs.ls(inner, detail=True)
     except FileNotFoundError:
@@ -145,7 +177,7 @@ def list_files(folder: str | Path, suffix: str = "") -> list[str]:
             return []
         raise _remote_error(url, exc) from exc
     names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"]
-    return sorted(f"{url}/{n}" for n in names if n.endswith(suffix))
+    return sorted(n for n in names if n.endswith(suffix))
 
 
 def parquet_table(folder: str | Path, columns: list[str], schema: Any = None) -> Any:
@@ -157,12 +189,19 @@ def parquet_table(folder: str | Path, columns: list[str], schema: Any = None) ->
         return None
     if not is_remote(folder):
         return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns)
+    fs, _ = filesystem(str(folder))
+    return fs_parquet_table(fs, [filesystem(f)[1] for f in files], columns, schema, str(folder))
+
+
+def fs_parquet_table(fs: Any, files: list[str], columns: list[str] | None, schema: Any,
+                     name: str, filters: Any = None) -> Any:
+    """Parquet files of a (non-local) filesystem as one pyarrow table."""
+    import pyarrow.dataset as ds
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, _ = filesystem(str(folder))
-    inner = [filesystem(f)[1] for f in files]
     try:
-        return ds.dataset(inner, format="parquet", schema=schema,
-                          filesystem=PyFileSystem(FSSpecHandler(fs))).to_table(columns=columns)
+        return ds.dataset(files, format="parquet", schema=schema,
+                          filesystem=PyFileSystem(FSSpecHandler(fs))).to_table(columns=columns,
+                                                                             filter=filters)
     except OSError as exc:
-        raise _remote_error(str(folder), exc) from exc
+        raise _remote_error(name, exc) from exc
