@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ualm.flags import Command, plain_command
 from ualm.run.registry import ORDER
 
 
-def add_run_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="the whole pipeline from one YAML config (examples/demo.yaml)")
+def run_commands() -> dict[str, Command]:
+    help = "the whole pipeline from one YAML config (examples/demo.yaml)"
+    return {"run": plain_command(help, _add, _run)}
+
+
+def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--until", metavar="STAGE", help=f"stop after this stage ({', '.join(ORDER)})")
     p.add_argument("--from", dest="start", metavar="STAGE",
@@ -20,7 +25,6 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="check the config and say which stages would run; run nothing")
     p.add_argument("--quiet", action="store_true", help="stage lines only, no unit progress")
-    p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
