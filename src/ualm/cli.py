@@ -102,14 +102,20 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _run_build(prog: str, argv: list[str]) -> int:
+def parse_build(argv: list[str], prog: str = "ualm build") -> tuple[Any, Any]:
+    """`ualm build`'s arguments and its BuildConfig (preset, then --config, then flags)."""
     from ualm.config import BuildConfig
-    from ualm.manifests.inspect import format_summary
-    from ualm.pipelines.build import build_corpus
 
     args, given = _parse_engine(_build_parser(prog), argv, BUILD_SPELLINGS)
     given = flags.pick(given, flags.field_names(BuildConfig))
-    config = BuildConfig.from_sources(args.preset, args.config, overrides=given)
+    return args, BuildConfig.from_sources(args.preset, args.config, overrides=given)
+
+
+def _run_build(prog: str, argv: list[str]) -> int:
+    from ualm.manifests.inspect import format_summary
+    from ualm.pipelines.build import build_corpus
+
+    args, config = parse_build(argv, prog)
     result = build_corpus(args.input, args.out, config, engine=args.engine,
                           scheduler=args.scheduler, workers=args.workers,
                           beam_runner=args.runner, beam_options=args.beam_options,
@@ -131,13 +137,19 @@ def _print_tokens(tokens: dict) -> None:
               "with real EnCodec weights for training data")
 
 
-def _run_tokenize(prog: str, argv: list[str]) -> int:
+def parse_tokenize(argv: list[str], prog: str = "ualm tokenize") -> tuple[Any, Any]:
+    """`ualm tokenize`'s arguments and its TokenizeConfig."""
     from ualm.config import BuildConfig, TokenizeConfig
-    from ualm.pipelines.tokens import tokenize_corpus
 
     args, given = _parse_engine(_tokenize_parser(prog), argv, TOKENIZE_SPELLINGS)
     given = flags.pick(given, flags.field_names(TokenizeConfig))
-    config = BuildConfig.from_dict({"tokenize": given}, source="the command line").tokenize
+    return args, BuildConfig.from_dict({"tokenize": given}, source="the command line").tokenize
+
+
+def _run_tokenize(prog: str, argv: list[str]) -> int:
+    from ualm.pipelines.tokens import tokenize_corpus
+
+    args, config = parse_tokenize(argv, prog)
     tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,
                              workers=args.workers, beam_runner=args.runner,
                              beam_options=args.beam_options, progress=not args.quiet)

@@ -2,10 +2,11 @@
 
 A config field is never declared a second time as a flag: `add_config` turns a dataclass into
 dotted flags (`--tokenize.codec`, `--optim.lr`), typed by its annotations and documented by its
-field docstrings. `parse` reads a command line into the plain arguments and the config values the
-user gave (only those), and `config_data` lays those over a YAML file's mapping, so that a flag
-always wins over the file. The merged mapping then goes through the config's own typed loader
-(`from_dict`), the one place that checks keys and types and names the file.
+field docstrings. `parse` reads a command line into the plain arguments and the config values
+the user gave (only those), which each command lays over its YAML file's mapping (`merged`), so
+that a flag always wins over the file, wherever it stands on the line. The merged mapping then
+goes through the config's own typed loader (`from_dict`, `ualm.sections`), the one place that
+checks keys and types and names the file.
 
 Old spellings of flags are kept by `Spellings`: a table from the old flag to the new one (and,
 for a switch, the value it sets), applied to the command line before parsing; a flag spelt with
@@ -56,7 +57,8 @@ def parser(prog: str, description: str | None = None, epilog: str | None = None)
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     return ArgumentParser(prog=prog, description=description, epilog=epilog,
-                          exit_on_error=False, env_prefix=False, default_env=False)
+                          exit_on_error=False, env_prefix=False, default_env=False,
+                          allow_abbrev=False)
 
 
 def add_config(p: Any, cls: type, key: str | None = None, skip: Sequence[str] = ()) -> None:
@@ -73,11 +75,10 @@ def option_strings(p: Any) -> set[str]:
 class Spellings:
     """Old flags and what they now are. `renamed[old]` is the new flag, or `new=value` for an
     old switch that took no value; `convert[new]` turns an old-style value into the new one
-    (e.g. `a,b` into a list); `gone[old]` is the message for a flag with no new spelling."""
+    (e.g. `a,b` into a list)."""
 
     renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
     convert: Mapping[str, Callable[[str], str]] = dataclasses.field(default_factory=dict)
-    gone: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def apply(self, argv: Sequence[str], known: set[str]) -> list[str]:
         out: list[str] = []
@@ -91,8 +92,6 @@ class Spellings:
             if not name.startswith("--"):
                 out.append(arg)
                 continue
-            if name in self.gone:
-                raise UsageError(f"{name} is gone: {self.gone[name]}", fix=HELP_FIX)
             new = self.renamed.get(name) or _underscored(name, known) or name
             if "=" in new:  # an old switch: it sets a value, and takes none
                 if eq:

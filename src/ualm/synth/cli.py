@@ -43,11 +43,16 @@ def load_config(path: str | None, given: dict[str, Any]) -> SynthConfig:
                          source=path or "the command line")
 
 
+def parse_synth(argv: list[str], prog: str = "ualm synth") -> tuple[Any, SynthConfig]:
+    """`ualm synth`'s arguments and its SynthConfig (--config, then the flags)."""
+    args, given, _ = flags.parse(_parser(prog), argv, SPELLINGS)
+    return args, load_config(args.config, flags.pick(given, flags.field_names(SynthConfig)))
+
+
 def _run(prog: str, argv: list[str]) -> int:
     from ualm.synth.run import synth_corpus
 
-    args, given, _ = flags.parse(_parser(prog), argv, SPELLINGS)
-    config = load_config(args.config, flags.pick(given, flags.field_names(SynthConfig)))
+    args, config = parse_synth(argv, prog)
     result = synth_corpus(args.corpus, config, progress=not args.quiet)
     if args.json:
         print(json.dumps({"funnel": result.funnel, "run": result.stats}, sort_keys=True))

@@ -94,9 +94,12 @@ def _mapping(value: str) -> str:
     return "{" + ", ".join(f"{k.strip()}: {v.strip()}" for k, _, v in pairs) + "}"
 
 
-def _options(cls: type, given: dict[str, Any]) -> Any:
-    return build_section(cls, "blend", flags.pick(given, flags.field_names(cls)),
-                         "blend options", "see `ualm blend --help`", source="the command line")
+def parse_options(p: Any, cls: type, argv: list[str]) -> tuple[Any, Any]:
+    """The arguments, and `cls` (BlendOptions or FitOptions) from the flags."""
+    args, given, _ = flags.parse(p, argv, SPELLINGS)
+    return args, build_section(cls, "blend", flags.pick(given, flags.field_names(cls)),
+                               "blend options", "see `ualm blend --help`",
+                               source="the command line")
 
 
 def _tokens(text: str) -> int:
@@ -135,8 +138,7 @@ def _run_fit(prog: str, argv: list[str]) -> int:
     from ualm.train.blend.fit import FitOptions
     from ualm.train.stages.proxies import fit_blend
 
-    args, given, _ = flags.parse(_fit_parser(prog), argv, SPELLINGS)
-    options = _options(FitOptions, given)
+    args, options = parse_options(_fit_parser(prog), FitOptions, argv)
     out = Path(args.out)
     workdir = Path(args.workdir) if args.workdir else out.with_name(out.stem + "-fit")
     spec, report = fit_blend(args.corpora, args.heldout, _stats(args), options, workdir)
@@ -152,8 +154,7 @@ def _run_fit(prog: str, argv: list[str]) -> int:
 def _run_compute(prog: str, argv: list[str]) -> int:
     from ualm.train.blend.weights import BlendOptions, compute_blend, format_blend
 
-    args, given, _ = flags.parse(_compute_parser(prog), argv, SPELLINGS)
-    options = _options(BlendOptions, given)
+    args, options = parse_options(_compute_parser(prog), BlendOptions, argv)
     stats = _stats(args)
     spec = compute_blend(stats, options)
     spec.dump(args.out)

@@ -91,16 +91,22 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
-def _run_train(prog: str, argv: list[str]) -> int:
-    from ualm.train.blend.spec import load_blend
+def parse_train(argv: list[str], prog: str = "ualm train") -> tuple[Any, Any]:
+    """`ualm train`'s arguments and its TrainConfig (--config, then the flags)."""
     from ualm.train.config import TrainConfig
-    from ualm.train.stages.stage import run_stage
 
     args, given, _ = flags.parse(_train_parser(prog), argv, SPELLINGS)
     given = flags.pick(given, flags.field_names(TrainConfig))
     if args.quiet:
         given = merged(given, {"run": {"progress_bar": False}})
-    config = TrainConfig.from_yaml(args.config, overrides=given)
+    return args, TrainConfig.from_yaml(args.config, overrides=given)
+
+
+def _run_train(prog: str, argv: list[str]) -> int:
+    from ualm.train.blend.spec import load_blend
+    from ualm.train.stages.stage import run_stage
+
+    args, config = parse_train(argv, prog)
     blend = load_blend(args.blend) if args.blend else None
     if args.heldout and not config.run.val_every:
         raise UalmError("--heldout needs run.val_every (how often to measure)",
@@ -129,16 +135,23 @@ def _run_train(prog: str, argv: list[str]) -> int:
     return 0
 
 
-def _run_generate(prog: str, argv: list[str]) -> int:
+def parse_generate(argv: list[str], prog: str = "ualm generate") -> tuple[Any, Any]:
+    """`ualm generate`'s arguments and its GenerationConfig."""
     from ualm.train.model.generate import GenerationConfig
-    from ualm.train.model.infer import FRAME_RATE, generate_wav
+    from ualm.train.model.infer import FRAME_RATE
 
     args, given, _ = flags.parse(_generate_parser(prog), argv)
     given = flags.pick(given, flags.field_names(GenerationConfig))
     if args.max_seconds is not None and "max_frames" not in given:
         given["max_frames"] = max(1, round(args.max_seconds * FRAME_RATE))
-    config = build_section(GenerationConfig, "generate", given, "generation config",
-                           "see ualm generate --help", source="the command line")
+    return args, build_section(GenerationConfig, "generate", given, "generation config",
+                               "see ualm generate --help", source="the command line")
+
+
+def _run_generate(prog: str, argv: list[str]) -> int:
+    from ualm.train.model.infer import generate_wav
+
+    args, config = parse_generate(argv, prog)
     result = generate_wav(args.checkpoint, args.corpus, args.caption, args.out, config,
                           args.device)
     print(f"wrote {result.path} ({result.seconds:.2f} s, {result.frames} frames)")
