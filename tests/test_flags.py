@@ -101,6 +101,7 @@ def test_an_unknown_key_names_the_key_and_the_file(tmp_path: Path,
     assert "teachr" in err and str(synth_yaml) in err
     err = _error(["build", *BUILD, "--audio.sample_rat", "16000"], capsys)
     assert "unrecognized arguments: --audio.sample_rat" in err
+    assert "did you mean --audio.sample_rate?" in err
 
 
 def test_a_wrong_type_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

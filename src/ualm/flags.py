@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -128,14 +130,24 @@ def parse(p: Any, argv: Sequence[str], spellings: Spellings | None = None,
         args = p.parse_args(argv)
         given = p.parse_args(argv, defaults=False).as_dict()
     except argparse.ArgumentError as exc:
-        raise UsageError(_one_line(str(exc)), fix=HELP_FIX) from None
+        raise UsageError(_one_line(str(exc)), fix=_fix(str(exc), known)) from None
     return args, given, extra
 
 
 def _one_line(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    text = " ".join(lines)
-    return text.replace('Parser key "', 'flag --').replace('":', ":", 1)
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    text = re.sub(r"<class '(\w+)'>", r"\1", text).replace("Expected a ", "expected ")
+    return text.replace('Parser key "', "flag --").replace('":', ":", 1)
+
+
+def _fix(message: str, known: set[str]) -> str:
+    """The nearest known flag to an unknown one, else the pointer to --help."""
+    if message.startswith("unrecognized arguments:"):
+        for word in message.split(":", 1)[1].split():
+            near = difflib.get_close_matches(word.partition("=")[0], known, n=1)
+            if word.startswith("--") and near:
+                return f"did you mean {near[0]}? {HELP_FIX}"
+    return HELP_FIX
 
 
 def section(given: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def train_commands() -> dict[str, Command]:
                             _run_generate),
         "understand": plain_command("answer a question about an audio file (greedy)",
                                     _add_understand, _run_understand),
-        "eval": plain_command("held-out loss and accuracy per task", _add_eval, _run_eval),
+        "eval": Command("held-out loss and accuracy per task", _run_eval),
     }
 
 
@@ -81,14 +81,20 @@ def _add_understand(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _add_eval(p: argparse.ArgumentParser) -> None:
+def _eval_parser(prog: str) -> Any:
+    from ualm.train.data.datamodule import DataConfig
+
+    p = flags.parser(prog, "Held-out loss and accuracy per task; --seq_len and --batch_size "
+                     "are the data config's.", "old spellings still read: dashes for "
+                     "underscores (--seq-len, --batch-size)")
     p.add_argument("corpora", nargs="+", metavar="CORPUS")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-batches", type=int)
+    p.add_argument("--max-batches", type=int, help="default: one whole pass")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    flags.add_config(p, DataConfig, skip=[f for f in flags.field_names(DataConfig)
+                                          if f not in ("seq_len", "batch_size")])
+    return p
 
 
 def parse_train(argv: list[str], prog: str = "ualm train") -> tuple[Any, Any]:
@@ -168,10 +174,11 @@ def _run_understand(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval(args: argparse.Namespace) -> int:
+def _run_eval(prog: str, argv: list[str]) -> int:
     from ualm.train.model.evaluate import evaluate
     from ualm.train.model.module import load_trained
 
+    args, _, _ = flags.parse(_eval_parser(prog), argv)
     model = load_trained(args.checkpoint, args.device)
     result = evaluate(model, args.corpora, args.seq_len, args.batch_size,
                       max_batches=args.max_batches)
