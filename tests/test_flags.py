@@ -128,13 +128,26 @@ def test_old_build_and_tokenize_spellings_still_read() -> None:
     _, tok = parse_tokenize(["corpus", "--codec", "b.th", "--batch-size", "2", "--cache", "/c",
                              "--seed", "3"])
     assert (tok.codec, tok.batch_size, tok.cache_dir, tok.seed) == ("b.th", 2, "/c", 3)
+    args, _ = parse_build([*BUILD, "--engine", "local", "--workers", "2", "--scheduler",
+                           "tcp://h:8786", "--runner", "DirectRunner"])
+    new_args, _ = parse_build([*BUILD, "--engine.name", "local", "--engine.workers", "2",
+                               "--engine.scheduler", "tcp://h:8786", "--engine.runner",
+                               "DirectRunner"])
+    assert args.engine == new_args.engine and args.engine.workers == 2
+    with pytest.raises(UalmError, match=r"engine\.name must be local, dask or beam"):
+        parse_build([*BUILD, "--engine", "spark"])
     with pytest.raises(UalmError, match="--no-tokenize takes no value"):
         parse_build([*BUILD, "--no-tokenize=1"])
 
 
 def test_pipeline_options_pass_to_beam_only() -> None:
-    args, _ = parse_build([*BUILD, "--engine", "beam", "--flink_master=h:8081"])
-    assert args.beam_options == ["--flink_master=h:8081"]
+    args, _ = parse_build([*BUILD, "--engine", "beam", "--flink_master=h:8081", "--project",
+                           "P", "--save_main_session", "--runner", "FlinkRunner"])
+    assert args.engine.name == "beam" and args.engine.runner == "FlinkRunner"
+    assert args.engine.options == ("--flink_master=h:8081", "--project", "P",
+                                   "--save_main_session")
+    with pytest.raises(UalmError, match=r"did you mean --tokenize\.codec"):
+        parse_build([*BUILD, "--engine", "beam", "--tokenize.codc", "x"])  # ours, misspelt
     with pytest.raises(UalmError, match="unrecognized arguments: --flink_master=h:8081"):
         parse_build([*BUILD, "--engine", "local", "--flink_master=h:8081"])
 

@@ -13,12 +13,14 @@ from ualm import flags
 from ualm.errors import UalmError
 from ualm.flags import Command, Spellings, UsageError, plain_command
 
+ENGINE_SPELLINGS = {"--engine": "--engine.name", "--scheduler": "--engine.scheduler",
+                    "--workers": "--engine.workers", "--runner": "--engine.runner"}
 BUILD_SPELLINGS = Spellings(renamed={
-    "--codec": "--tokenize.codec", "--bandwidth": "--tokenize.bandwidth",
+    **ENGINE_SPELLINGS, "--codec": "--tokenize.codec", "--bandwidth": "--tokenize.bandwidth",
     "--device": "--tokenize.device", "--batch-size": "--tokenize.batch_size",
     "--cache": "--tokenize.cache_dir", "--no-tokenize": "--tokenize.enabled=false",
     "--allow-private-network": "--crawl.allow_private_network=true"})
-TOKENIZE_SPELLINGS = Spellings(renamed={"--cache": "--cache_dir"})
+TOKENIZE_SPELLINGS = Spellings(renamed={**ENGINE_SPELLINGS, "--cache": "--cache_dir"})
 
 
 def _epilog(spellings: Spellings) -> str:
@@ -49,14 +51,11 @@ def _build_parser(prog: str) -> Any:
 
 
 def _add_engine_options(p: Any) -> None:
-    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
-    p.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int,
-                   help="local Dask workers or DirectRunner processes (default: one per core)")
-    p.add_argument("--runner", metavar="NAME",
-                   help="Beam runner: DirectRunner (default), PortableRunner, FlinkRunner, "
-                        "SparkRunner, DataflowRunner; any further --option=value is passed to "
-                        "Beam unchanged")
+    """Where the work runs: `ualm run`'s engine section (its Beam options are the command
+    line's own `--option=value` words)."""
+    from ualm.run.config import EngineSection
+
+    flags.add_config(p, EngineSection, "engine", skip=("options",))
 
 
 def _tokenize_parser(prog: str) -> Any:
@@ -72,13 +71,26 @@ def _tokenize_parser(prog: str) -> Any:
 
 
 def _parse_engine(p: Any, argv: list[str], spellings: Spellings) -> tuple[Any, dict]:
-    """Arguments and the config flags given; `--name=value` options no flag knows go to Beam."""
+    """Arguments and the config flags given; `--name=value` options no flag knows go to Beam.
+    `args.engine` is the `EngineSection` (checked), with those options."""
+    from ualm.run.config import EngineSection
+    from ualm.sections import build_section
+
     args, given, beam = flags.parse(p, argv, spellings, passthrough=True)
-    if beam and args.engine != "beam":
+    engine = build_section(EngineSection, "engine", {**flags.section(given, "engine"),
+                                                     "options": beam},
+                           "engine", "see the command's --help", source="the command line")
+    if beam and engine.name != "beam":
         raise UsageError(f"unrecognized arguments: {' '.join(beam)}",
-                         fix="pipeline options are passed on only with --engine beam")
-    args.beam_options = beam
+                         fix="pipeline options are passed on only with --engine.name beam")
+    args.engine = engine
     return args, given
+
+
+def _engine(args: Any) -> dict[str, Any]:
+    e = args.engine
+    return {"engine": e.name, "scheduler": e.scheduler, "workers": e.workers,
+            "beam_runner": e.runner, "beam_options": list(e.options)}
 
 
 def _add_listen(p: argparse.ArgumentParser) -> None:
@@ -95,11 +107,14 @@ def _add_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG", help="also draw the funnel in hours to this file")
 
 
-def _add_demo(p: argparse.ArgumentParser) -> None:
+def _demo_parser(prog: str) -> Any:
+    p = flags.parser(prog, "Build a corpus from the package's own synthetic audio.",
+                     "old spellings still read: --engine = --engine.name")
     p.add_argument("--out", default="corpus-demo", metavar="DIR")
     p.add_argument("--clips", type=int, default=48, help="good clips in the synthetic world")
-    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world")
+    _add_engine_options(p)
+    return p
 
 
 def parse_build(argv: list[str], prog: str = "ualm build") -> tuple[Any, Any]:
@@ -116,10 +131,8 @@ def _run_build(prog: str, argv: list[str]) -> int:
     from ualm.pipelines.build import build_corpus
 
     args, config = parse_build(argv, prog)
-    result = build_corpus(args.input, args.out, config, engine=args.engine,
-                          scheduler=args.scheduler, workers=args.workers,
-                          beam_runner=args.runner, beam_options=args.beam_options,
-                          allow_roots=args.allow_root, progress=not args.quiet)
+    result = build_corpus(args.input, args.out, config, allow_roots=args.allow_root,
+                          progress=not args.quiet, **_engine(args))
     print(format_summary(result.summary))
     if result.skipped_units:
         print(f"(resumed: {result.skipped_units} finished units were not redone)")
@@ -150,9 +163,7 @@ def _run_tokenize(prog: str, argv: list[str]) -> int:
     from ualm.pipelines.tokens import tokenize_corpus
 
     args, config = parse_tokenize(argv, prog)
-    tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,
-                             workers=args.workers, beam_runner=args.runner,
-                             beam_options=args.beam_options, progress=not args.quiet)
+    tokens = tokenize_corpus(args.corpus, config, progress=not args.quiet, **_engine(args))
     _print_tokens(tokens)
     if tokens["skipped_shards"]:
         print(f"(already done: {tokens['skipped_shards']} token shards were not redone)")
@@ -179,7 +190,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(prog: str, argv: list[str]) -> int:
     import pyarrow.parquet as pq
 
     from ualm.audio.synthetic import make_world
@@ -188,12 +199,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ualm.pipelines.build import build_corpus
     from ualm.tokenize.listen import listen
 
+    args, _ = _parse_engine(_demo_parser(prog), argv, Spellings(renamed=ENGINE_SPELLINGS))
     out = Path(args.out)
     world = make_world(out / "world", n_clips=args.clips, seed=args.seed)
     # Shards of 24 samples: a demo's few minutes of audio then make several token shards, so
     # every worker tokenizes (one 1,000-sample shard would keep all but one idle).
     config = BuildConfig.from_dict({"shards": {"max_samples": 24}})
-    result = build_corpus([world.manifest], out / "corpus", config, engine=args.engine)
+    result = build_corpus([world.manifest], out / "corpus", config, **_engine(args))
     print(format_summary(result.summary))
     if result.tokens:
         _print_tokens(result.tokens)
@@ -225,8 +237,7 @@ def commands() -> dict[str, Command]:
                                 _run_listen),
         "inspect": plain_command("counts, reasons and the funnel of a corpus", _add_inspect,
                                  _run_inspect),
-        "demo": plain_command("build a corpus from the package's own synthetic audio",
-                              _add_demo, _run_demo),
+        "demo": Command("build a corpus from the package's own synthetic audio", _run_demo),
     }
     for more in (blend_commands, train_commands, synth_commands, report_commands,
                  run_commands, publish_commands):

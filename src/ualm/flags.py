@@ -117,21 +117,38 @@ def _underscored(name: str, known: set[str]) -> str | None:
 def parse(p: Any, argv: Sequence[str], spellings: Spellings | None = None,
           passthrough: bool = False) -> tuple[Any, dict[str, Any], list[str]]:
     """The parsed arguments (defaults filled in), the config values given on the command line
-    (a nested mapping of only those), and, with `passthrough`, the `--name=value` options no
-    flag knows (Beam pipeline options), which are otherwise an error."""
+    (a nested mapping of only those), and, with `passthrough`, the options no flag knows (Beam
+    pipeline options: `--name=value` or `--name value`), which are otherwise an error."""
     known = option_strings(p)
     argv = (spellings or Spellings()).apply(argv, known)
     extra: list[str] = []
     if passthrough:
-        extra = [a for a in argv if a.startswith("--") and "=" in a
-                 and a.partition("=")[0] not in known]
-        argv = [a for a in argv if a not in extra]
+        argv, extra = _split_unknown(argv, known)
     try:
         args = p.parse_args(argv)
         given = p.parse_args(argv, defaults=False).as_dict()
     except argparse.ArgumentError as exc:
         raise UsageError(_one_line(str(exc)), fix=_fix(str(exc), known)) from None
     return args, given, extra
+
+
+def _split_unknown(argv: list[str], known: set[str]) -> tuple[list[str], list[str]]:
+    """The words for this parser, and the options it does not know (`--name=value`, or
+    `--name value` when the next word is no option); a dotted name is always ours (a typo of
+    a config flag, left for the parser to refuse)."""
+    ours: list[str] = []
+    other: list[str] = []
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        name = word.partition("=")[0]
+        if not name.startswith("--") or name in known or "." in name or name == "--":
+            ours.append(word)
+            continue
+        other.append(word)
+        if "=" not in word and words and not words[0].startswith("-"):
+            other.append(words.pop(0))
+    return ours, other
 
 
 def _one_line(message: str) -> str:

@@ -89,6 +89,7 @@ class EngineSection:
     scheduler: str | None = None
     """An existing Dask scheduler (tcp://host:8786); null starts a local cluster."""
     workers: int | None = None
+    """Local Dask workers or DirectRunner processes; null: one per core."""
     runner: str | None = None
     """Beam runner: DirectRunner, PortableRunner, FlinkRunner, SparkRunner, DataflowRunner."""
     options: tuple[str, ...] = ()
