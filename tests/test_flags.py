@@ -215,3 +215,14 @@ def test_run_embeds_the_real_blend_synth_and_train_configs(
     assert "synth.options.teachr" in err and "demo.yaml" in err
     err = _error(["run", demo, "--set", "train.overrides.optim.lrr=1"], capsys)
     assert "optim.lrr" in err and "demo.yaml train.overrides" in err
+
+
+def test_the_command_table_and_its_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2 and "commands:" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in ("build", "train", "synth", "blend", "run"))
+    err = _error(["bild"], capsys)
+    assert "unknown command 'bild'" in err and "build" in err
+    err = _error(["build", *BUILD, "--loudness.normalize_lufs", "loud"], capsys)
+    assert "flag --loudness.normalize_lufs: expected float or null. Got value: loud" in err

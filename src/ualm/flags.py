@@ -154,6 +154,11 @@ def _split_unknown(argv: list[str], known: set[str]) -> tuple[list[str], list[st
 def _one_line(message: str) -> str:
     text = " ".join(line.strip() for line in message.splitlines() if line.strip())
     text = re.sub(r"<class '(\w+)'>", r"\1", text).replace("Expected a ", "expected ")
+    union = re.match(r'(Parser key "[^"]+":).*Subtypes: \[([^\]]*)\].*Given value: (.*)$',
+                     text)
+    if union:  # `int | None` and the like: one line, not one per type tried
+        kinds = union.group(2).replace("NoneType", "null").split(", ")
+        text = f"{union.group(1)} expected {' or '.join(kinds)}. Got value: {union.group(3)}"
     return text.replace('Parser key "', "flag --").replace('":', ":", 1)
 
 
