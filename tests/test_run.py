@@ -180,8 +180,8 @@ def test_optional_stages_publish_through_their_entry_point(
 @pytest.mark.parametrize(("args", "message"), [
     (["--until", "deploy"], "unknown stage 'deploy' for --until"),
     (["--until", "tokenize", "--from", "train"], "--until tokenize comes before --from train"),
-    (["--set", "engine.nmae=local"], "unknown key(s) in run config section 'engine': nmae"),
-    (["--set", "traning.config=tiny"], "unknown run config section(s): traning"),
+    (["--set", "engine.nmae=local"], "demo.yaml): engine.nmae"),
+    (["--set", "traning.config=tiny"], "unknown run config section(s) ("),
     (["--set", "build.config.tokenize.codec=random"], "codec settings live in the top-level"),
     (["--set", "build.config.shards.max_samples=0"], "shards: max_samples must be >= 1"),
     (["--set", "engine.name=spark"], "engine.name must be local, dask or beam"),

@@ -23,7 +23,8 @@ def test_unknown_sections_and_keys_are_refused_alike(cls: type, what: str) -> No
     with pytest.raises(UalmError, match=rf"unknown {what} section\(s\): bogus") as caught:
         cls.from_dict({"bogus": {}})
     assert first in caught.value.fix
-    with pytest.raises(UalmError, match=rf"unknown key\(s\) in {what} section '{first}': zzz"):
+    with pytest.raises(UalmError,
+                       match=rf"unknown key\(s\) in {what} section '{first}': {first}.zzz"):
         cls.from_dict({first: {"zzz": 1}})
     with pytest.raises(UalmError, match=rf"{what} section '{first}' must be a mapping"):
         cls.from_dict({first: [1, 2]})

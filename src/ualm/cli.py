@@ -7,17 +7,33 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from ualm import flags
 from ualm.errors import UalmError
-from ualm.publish.cli import add_publish_command
-from ualm.report.cli import add_report_command
-from ualm.run.cli import add_run_command
-from ualm.synth.cli import add_synth_command
-from ualm.train.blend_cli import add_blend_commands
+from ualm.flags import Command, Spellings, UsageError, plain_command
+
+ENGINE_SPELLINGS = {"--engine": "--engine.name", "--scheduler": "--engine.scheduler",
+                    "--workers": "--engine.workers", "--runner": "--engine.runner"}
+BUILD_SPELLINGS = Spellings(renamed={
+    **ENGINE_SPELLINGS, "--codec": "--tokenize.codec", "--bandwidth": "--tokenize.bandwidth",
+    "--device": "--tokenize.device", "--batch-size": "--tokenize.batch_size",
+    "--cache": "--tokenize.cache_dir", "--no-tokenize": "--tokenize.enabled=false",
+    "--allow-private-network": "--crawl.allow_private_network=true"})
+TOKENIZE_SPELLINGS = Spellings(renamed={**ENGINE_SPELLINGS, "--cache": "--cache_dir"})
 
 
-def _add_build(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build or resume a corpus from audio inputs")
+def _epilog(spellings: Spellings) -> str:
+    return "old spellings still read: " + ", ".join(
+        f"{old} = {new}" for old, new in spellings.renamed.items())
+
+
+def _build_parser(prog: str) -> Any:
+    from ualm.config import BuildConfig
+
+    p = flags.parser(prog, "Build or resume a corpus from audio inputs. Every config key is a "
+                     "flag (--SECTION.KEY VALUE) that wins over --preset and --config.",
+                     _epilog(BUILD_SPELLINGS))
     p.add_argument("--input", action="append", required=True, metavar="PATH",
                    help="a folder of audio, a JSONL/CSV/parquet manifest, a urls.txt, a Hugging "
                         "Face dataset (hf://datasets/ORG/NAME or a local folder in its layout) or "
@@ -30,102 +46,93 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="another folder that manifest paths may point into")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--no-tokenize", action="store_true", help="skip the codec stage")
-    p.add_argument("--allow-private-network", action="store_true",
-                   help="let the crawler fetch from loopback and private addresses (intranets, "
-                        "tests); link-local and cloud metadata addresses stay refused")
-    _add_codec_options(p, defaults=False)
-    p.set_defaults(run=_run_build)
+    flags.add_config(p, BuildConfig)
+    return p
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
-    p.add_argument("--scheduler", metavar="ADDR", help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int,
-                   help="local Dask workers or DirectRunner processes (default: one per core)")
-    p.add_argument("--runner", metavar="NAME",
-                   help="Beam runner: DirectRunner (default), PortableRunner, FlinkRunner, "
-                        "SparkRunner, DataflowRunner; any further --option=value is passed to "
-                        "Beam unchanged")
-    p.set_defaults(accepts_beam_options=True)
+def _add_engine_options(p: Any) -> None:
+    """Where the work runs: `ualm run`'s engine section (its Beam options are the command
+    line's own `--option=value` words)."""
+    from ualm.run.config import EngineSection
+
+    flags.add_config(p, EngineSection, "engine", skip=("options",))
 
 
-def _add_codec_options(p: argparse.ArgumentParser, defaults: bool) -> None:
-    """Codec options; on `build` they override the config file only when given."""
-    p.add_argument("--codec", default="random" if defaults else None, metavar="PATH|random",
-                   help="EnCodec .th checkpoint, Hugging Face EncodecModel folder, or `random`")
-    p.add_argument("--bandwidth", type=float, default=6.0 if defaults else None, metavar="KBPS",
-                   help="1.5, 3, 6, 12 or 24 kbps (2-32 codebooks); default 6")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: adapts to memory")
-    p.add_argument("--cache", default=None, metavar="DIR", help="token cache (default ~/.cache/ualm)")
+def _tokenize_parser(prog: str) -> Any:
+    from ualm.config import TokenizeConfig
 
-
-def _add_tokenize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tokenize", help="codec token shards for every audio shard of a corpus")
+    p = flags.parser(prog, "Codec token shards for every audio shard of a corpus.",
+                     _epilog(TOKENIZE_SPELLINGS))
     p.add_argument("corpus", metavar="DIR")
     _add_engine_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random codec")
     p.add_argument("--quiet", action="store_true")
-    _add_codec_options(p, defaults=True)
-    p.set_defaults(run=_run_tokenize)
+    flags.add_config(p, TokenizeConfig, skip=("enabled",))
+    return p
 
 
-def _add_listen(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("listen", help="decode a sample's codes back to a WAV file")
+def _parse_engine(p: Any, argv: list[str], spellings: Spellings) -> tuple[Any, dict]:
+    """Arguments and the config flags given; `--name=value` options no flag knows go to Beam.
+    `args.engine` is the `EngineSection` (checked), with those options."""
+    from ualm.run.config import EngineSection
+    from ualm.sections import build_section
+
+    args, given, beam = flags.parse(p, argv, spellings, passthrough=True)
+    engine = build_section(EngineSection, "engine", {**flags.section(given, "engine"),
+                                                     "options": beam},
+                           "engine", "see the command's --help", source="the command line")
+    if beam and engine.name != "beam":
+        raise UsageError(f"unrecognized arguments: {' '.join(beam)}",
+                         fix="pipeline options are passed on only with --engine.name beam")
+    args.engine = engine
+    return args, given
+
+
+def _engine(args: Any) -> dict[str, Any]:
+    e = args.engine
+    return {"engine": e.name, "scheduler": e.scheduler, "workers": e.workers,
+            "beam_runner": e.runner, "beam_options": list(e.options)}
+
+
+def _add_listen(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", metavar="DIR")
     p.add_argument("key", help="the sample key (manifests/samples, column `key`)")
     p.add_argument("-o", "--out", required=True, metavar="WAV")
     p.add_argument("--codec-id", help="which token set, when the corpus holds several")
     p.add_argument("--device", default=None)
-    p.set_defaults(run=_run_listen)
 
 
-def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="counts, reasons and the funnel of a corpus")
+def _add_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", metavar="DIR")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--plot", metavar="PNG", help="also draw the funnel in hours to this file")
-    p.set_defaults(run=_run_inspect)
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build a corpus from the package's own synthetic audio")
+def _demo_parser(prog: str) -> Any:
+    p = flags.parser(prog, "Build a corpus from the package's own synthetic audio.",
+                     "old spellings still read: --engine = --engine.name")
     p.add_argument("--out", default="corpus-demo", metavar="DIR")
     p.add_argument("--clips", type=int, default=48, help="good clips in the synthetic world")
-    p.add_argument("--engine", default="dask", choices=["local", "dask", "beam"])
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_run_demo)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world")
+    _add_engine_options(p)
+    return p
 
 
-def _codec_overrides(args: argparse.Namespace) -> dict:
-    given = {"codec": args.codec, "bandwidth": args.bandwidth, "device": args.device,
-             "batch_size": args.batch_size, "cache_dir": args.cache}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def _run_build(args: argparse.Namespace) -> int:
-    import dataclasses
-
+def parse_build(argv: list[str], prog: str = "ualm build") -> tuple[Any, Any]:
+    """`ualm build`'s arguments and its BuildConfig (preset, then --config, then flags)."""
     from ualm.config import BuildConfig
+
+    args, given = _parse_engine(_build_parser(prog), argv, BUILD_SPELLINGS)
+    given = flags.pick(given, flags.field_names(BuildConfig))
+    return args, BuildConfig.from_sources(args.preset, args.config, overrides=given)
+
+
+def _run_build(prog: str, argv: list[str]) -> int:
     from ualm.manifests.inspect import format_summary
     from ualm.pipelines.build import build_corpus
 
-    config = BuildConfig.from_sources(args.preset, args.config)
-    overrides = _codec_overrides(args)
-    if args.no_tokenize:
-        overrides["enabled"] = False
-    if overrides:
-        tokenize = BuildConfig.from_dict({"tokenize": {**dataclasses.asdict(config.tokenize),
-                                                       **overrides}}).tokenize
-        config = dataclasses.replace(config, tokenize=tokenize)
-    if args.allow_private_network:
-        config = dataclasses.replace(
-            config, crawl=dataclasses.replace(config.crawl, allow_private_network=True))
-    result = build_corpus(args.input, args.out, config, engine=args.engine,
-                          scheduler=args.scheduler, workers=args.workers,
-                          beam_runner=args.runner, beam_options=args.beam_options,
-                          allow_roots=args.allow_root, progress=not args.quiet)
+    args, config = parse_build(argv, prog)
+    result = build_corpus(args.input, args.out, config, allow_roots=args.allow_root,
+                          progress=not args.quiet, **_engine(args))
     print(format_summary(result.summary))
     if result.skipped_units:
         print(f"(resumed: {result.skipped_units} finished units were not redone)")
@@ -143,14 +150,20 @@ def _print_tokens(tokens: dict) -> None:
               "with real EnCodec weights for training data")
 
 
-def _run_tokenize(args: argparse.Namespace) -> int:
-    from ualm.config import TokenizeConfig
+def parse_tokenize(argv: list[str], prog: str = "ualm tokenize") -> tuple[Any, Any]:
+    """`ualm tokenize`'s arguments and its TokenizeConfig."""
+    from ualm.config import BuildConfig, TokenizeConfig
+
+    args, given = _parse_engine(_tokenize_parser(prog), argv, TOKENIZE_SPELLINGS)
+    given = flags.pick(given, flags.field_names(TokenizeConfig))
+    return args, BuildConfig.from_dict({"tokenize": given}, source="the command line").tokenize
+
+
+def _run_tokenize(prog: str, argv: list[str]) -> int:
     from ualm.pipelines.tokens import tokenize_corpus
 
-    config = TokenizeConfig(seed=args.seed, **_codec_overrides(args))
-    tokens = tokenize_corpus(args.corpus, config, engine=args.engine, scheduler=args.scheduler,
-                             workers=args.workers, beam_runner=args.runner,
-                             beam_options=args.beam_options, progress=not args.quiet)
+    args, config = parse_tokenize(argv, prog)
+    tokens = tokenize_corpus(args.corpus, config, progress=not args.quiet, **_engine(args))
     _print_tokens(tokens)
     if tokens["skipped_shards"]:
         print(f"(already done: {tokens['skipped_shards']} token shards were not redone)")
@@ -177,7 +190,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(prog: str, argv: list[str]) -> int:
     from ualm.audio.synthetic import make_world
     from ualm.config import BuildConfig
     from ualm.manifests.inspect import format_summary, plot_funnel
@@ -185,12 +198,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ualm.pipelines.build import build_corpus
     from ualm.tokenize.listen import listen
 
+    args, _ = _parse_engine(_demo_parser(prog), argv, Spellings(renamed=ENGINE_SPELLINGS))
     out = Path(args.out)
     world = make_world(out / "world", n_clips=args.clips, seed=args.seed)
     # Shards of 24 samples: a demo's few minutes of audio then make several token shards, so
     # every worker tokenizes (one 1,000-sample shard would keep all but one idle).
     config = BuildConfig.from_dict({"shards": {"max_samples": 24}})
-    result = build_corpus([world.manifest], out / "corpus", config, engine=args.engine)
+    result = build_corpus([world.manifest], out / "corpus", config, **_engine(args))
     print(format_summary(result.summary))
     if result.tokens:
         _print_tokens(result.tokens)
@@ -206,33 +220,53 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ualm", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_tokenize, _add_listen, _add_inspect, _add_demo):
-        add(sub)
-    add_blend_commands(sub)
-    from ualm.train.train_cli import add_train_commands
+def commands() -> dict[str, Command]:
+    """Every `ualm` command by name (each module's parsers are made only when it runs)."""
+    from ualm.publish.cli import publish_commands
+    from ualm.report.cli import report_commands
+    from ualm.run.cli import run_commands
+    from ualm.synth.cli import synth_commands
+    from ualm.train.blend_cli import blend_commands
+    from ualm.train.train_cli import train_commands
 
-    add_train_commands(sub)
-    add_synth_command(sub)
-    add_report_command(sub)
-    add_run_command(sub)
-    add_publish_command(sub)
-    return parser
+    table = {
+        "build": Command("build or resume a corpus from audio inputs", _run_build),
+        "tokenize": Command("codec token shards for every audio shard of a corpus",
+                            _run_tokenize),
+        "listen": plain_command("decode a sample's codes back to a WAV file", _add_listen,
+                                _run_listen),
+        "inspect": plain_command("counts, reasons and the funnel of a corpus", _add_inspect,
+                                 _run_inspect),
+        "demo": Command("build a corpus from the package's own synthetic audio", _run_demo),
+    }
+    for more in (blend_commands, train_commands, synth_commands, report_commands,
+                 run_commands, publish_commands):
+        table.update(more())
+    return table
+
+
+def usage(table: dict[str, Command]) -> str:
+    rows = "\n".join(f"  {name:11s} {command.help}" for name, command in table.items())
+    return (f"usage: ualm [--debug] COMMAND ...\n\n{__doc__}\n\ncommands:\n{rows}\n\n"
+            "options:\n  --debug     show tracebacks\n\n`ualm COMMAND --help` lists a "
+            "command's flags.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not (getattr(args, "accepts_beam_options", False) and args.engine == "beam"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.beam_options = extra
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(argv) and argv[0] == "--debug"
+    argv = argv[1:] if debug else argv
+    table = commands()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(table), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
     try:
-        return args.run(args)
+        if name not in table:
+            raise UsageError(f"unknown command {name!r}", fix=f"one of: {', '.join(table)}")
+        return table[name].run(f"ualm {name}", rest)
     except UalmError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"ualm: error: {exc}", file=sys.stderr)
         return 2

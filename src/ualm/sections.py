@@ -14,7 +14,7 @@ Config(run=Run(steps=5))
 >>> from_sections(Config, {"run": {"stpes": 5}}, "demo config", "see demo.yaml")
 Traceback (most recent call last):
 ...
-ualm.errors.UalmError: unknown key(s) in demo config section 'run': stpes (fix: known keys: steps)
+ualm.errors.UalmError: unknown key(s) in demo config section 'run': run.stpes (fix: known keys: steps)
 >>> from_sections(Config, {"run": {"steps": "5"}}, "demo config", "see demo.yaml")
 Traceback (most recent call last):
 ...
@@ -70,7 +70,8 @@ def from_sections(cls: type[T], data: Mapping[str, Any] | None, what: str, fix: 
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise UalmError(f"unknown {what} section(s): {', '.join(unknown)}",
+        file = f" ({source})" if source else ""
+        raise UalmError(f"unknown {what} section(s){file}: {', '.join(unknown)}",
                         fix=f"sections are: {', '.join(fields)}")
     parts = {name: build_section(section_type(f), name, data[name], what, fix, make, source)
              for name, f in fields.items() if name in data}
@@ -82,15 +83,17 @@ def build_section(factory: type, name: str, values: Any, what: str, fix: str,
                   source: str | None = None) -> Any:
     """One section: null is its defaults; anything but a mapping of known keys is an error."""
     values = {} if values is None else values
+    where = f"{what} {source}" if source else what
     if not isinstance(values, Mapping):
-        raise UalmError(f"{what} section {name!r} must be a mapping", fix=fix)
+        raise UalmError(f"{what} section {name!r} must be a mapping (in {where})", fix=fix)
     known = {g.name for g in dataclasses.fields(factory)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UalmError(f"unknown key(s) in {what} section {name!r}: {', '.join(unknown)}",
+        file = f" ({source})" if source else ""
+        raise UalmError(f"unknown key(s) in {what} section {name!r}{file}: "
+                        f"{', '.join(f'{name}.{k}' for k in unknown)}",
                         fix=f"known keys: {', '.join(sorted(known))}")
     try:
-        where = f"{what} {source}" if source else what
         return make(factory, name, typed_values(factory, name, values, where, fix))
     except TypeError as exc:
         raise UalmError(f"{what} section {name!r}: {exc}", fix=fix) from exc

@@ -83,15 +83,17 @@ class BuildConfig:
         return cls.from_dict(read_yaml_mapping(path), source=str(path))
 
     @classmethod
-    def from_sources(cls, preset: str | None = None, path: str | Path | None = None
-                     ) -> BuildConfig:
-        """A packaged preset (see `ualm.recipes`), with a YAML file merged on top."""
+    def from_sources(cls, preset: str | None = None, path: str | Path | None = None,
+                     overrides: dict[str, Any] | None = None) -> BuildConfig:
+        """A packaged preset (see `ualm.recipes`), with a YAML file merged on top, and
+        `overrides` (sections of values, e.g. from command-line flags) on top of both."""
         from ualm.recipes import load_preset, merged
 
         data = load_preset(preset) if preset else {}
         if path is not None:
             data = merged(data, read_yaml_mapping(path))
-        return cls.from_dict(data, source=str(path) if path is not None else preset)
+        return cls.from_dict(merged(data, overrides or {}),
+                             source=str(path) if path is not None else preset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ualm.flags import Command, plain_command
 
-def add_publish_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("publish", help="push a corpus to the Hugging Face Hub, an object store or "
-                                       "a folder (resumable, nothing sent twice)")
+
+def publish_commands() -> dict[str, Command]:
+    help = ("push a corpus to the Hugging Face Hub, an object store or a folder (resumable, "
+            "nothing sent twice)")
+    return {"publish": plain_command(help, _add, _run_publish)}
+
+
+def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", metavar="DIR", help="a complete corpus folder")
     p.add_argument("--to", required=True, metavar="URL",
                    help="hf://datasets/ORG/NAME[@BRANCH], s3://BUCKET/PREFIX, gs://..., or a "
@@ -22,7 +28,6 @@ def add_publish_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-files", type=int, default=200, metavar="N",
                    help="files per commit (Hub) or per index update (stores); default 200")
     p.add_argument("--quiet", action="store_true", help="only the final line")
-    p.set_defaults(run=_run_publish)
 
 
 def _run_publish(args: argparse.Namespace) -> int:

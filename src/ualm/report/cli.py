@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ualm.flags import Command, plain_command
 
-def add_report_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="one self-contained HTML page about corpora and runs")
+
+def report_commands() -> dict[str, Command]:
+    help = "one self-contained HTML page about corpora and runs"
+    return {"report": plain_command(help, _add, _run_report)}
+
+
+def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="CORPUS_OR_RUN",
                    help="corpus folders (corpus.json) and training run folders (logs/metrics.csv)")
     p.add_argument("-o", "--out", default="report.html", metavar="HTML")
@@ -14,7 +20,6 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blend", metavar="YAML", help="the blend spec a run trained with (default: "
                    "blend.yaml in the run folder)")
     p.add_argument("--device", default=None, help="where the codec decodes (default: cpu/cuda)")
-    p.set_defaults(run=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:

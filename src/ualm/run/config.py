@@ -10,19 +10,19 @@ cluster run (see examples/demo.yaml and examples/cluster.yaml).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ualm.config import BuildConfig, TokenizeConfig, read_yaml_mapping
 from ualm.errors import UalmError
+from ualm.run.overrides import FIX, apply_override, check_embedded
 from ualm.sections import build_section, from_sections
 from ualm.train import STAGES
+from ualm.train.blend.weights import DEFAULT_TARGETS, BlendOptions
 
-FIX = "see examples/demo.yaml for every section and key"
+__all__ = ["FIX", "PipelineConfig", "apply_override", "check_embedded"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class EngineSection:
     scheduler: str | None = None
     """An existing Dask scheduler (tcp://host:8786); null starts a local cluster."""
     workers: int | None = None
+    """Local Dask workers or DirectRunner processes; null: one per core."""
     runner: str | None = None
     """Beam runner: DirectRunner, PortableRunner, FlinkRunner, SparkRunner, DataflowRunner."""
     options: tuple[str, ...] = ()
@@ -149,20 +150,29 @@ class PublishSection(EntrySection):
 
 
 @dataclass(frozen=True)
-class BlendSection:
-    """`ualm blend`: each source's share of training tokens (ualm.train.blend.weights)."""
+class BlendSection(BlendOptions):
+    """`ualm blend`: the real `ualm.train.blend.weights.BlendOptions` (targets, temperature,
+    max_epochs, min_share, budget, allow_infeasible), checked when the config loads, and a
+    run's own keys."""
 
-    enabled: bool = True
-    """Off: the trainer draws every source equally often."""
-    targets: dict[str, float] | None = None
+    targets: Mapping[str, float] | None = None  # type: ignore[assignment]
     """Share of tokens per task; null: UALM's 27.7/33.1/39.2 %."""
-    temperature: float = 1.0
-    max_epochs: float | None = 4.0
-    min_share: float = 0.0
-    budget: int | None = None
     allow_infeasible: bool = True
     """Write the closest feasible blend when a task has too little data (small corpora)."""
+    enabled: bool = True
+    """Off: the trainer draws every source equally often."""
     tokenizer: str = "bytes"
+
+    def __post_init__(self) -> None:
+        given = None if self.targets is None else dict(self.targets)
+        object.__setattr__(self, "_given_targets", given)  # as written (not normalised)
+        if self.targets is None:
+            object.__setattr__(self, "targets", dict(DEFAULT_TARGETS))
+        super().__post_init__()
+
+    def settings(self) -> dict[str, Any]:
+        """What the blend stage's record is keyed by: the keys as written in the file."""
+        return {**dataclasses.asdict(self), "targets": self._given_targets}  # type: ignore
 
 
 STAGE_KEYS = ("name", "config", "overrides")
@@ -253,42 +263,20 @@ class PipelineConfig:
         type names its key, `source` (the file) and the type it needs."""
         config = from_sections(cls, data, "run config", FIX, source=source)
         config.build.build_config()  # a bad build section fails now, not after the world
+        check_embedded(config, source)
         return config
 
     @classmethod
-    def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
-        """A YAML file, with `section.key=value` overrides (values parsed as YAML)."""
+    def load(cls, path: str | Path, overrides: Sequence[str] = (),
+             given: dict[str, Any] | None = None) -> PipelineConfig:
+        """A YAML file, with `section.key=value` overrides (values parsed as YAML), and `given`
+        sections of values (command-line flags) on top."""
+        from ualm.recipes import merged
+
         data = read_yaml_mapping(path)
         for item in overrides:
             data = apply_override(data, item)
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(merged(data, given or {}), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def apply_override(data: dict[str, Any], item: str) -> dict[str, Any]:
-    """`a.b.c=value` set inside nested mappings (created as needed); the value is YAML.
-
-    >>> apply_override({"train": {"config": "tiny"}}, "train.overrides.run.max_steps=5")
-    {'train': {'config': 'tiny', 'overrides': {'run': {'max_steps': 5}}}}
-    """
-    path, sep, raw = item.partition("=")
-    if not sep or not path or any(not part for part in path.split(".")):
-        raise UalmError(f"bad override {item!r}", fix="write --set section.key=value")
-    out = dict(data)
-    node = out
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        node[part] = dict(child) if isinstance(child, dict) else {}
-        node = node[part]
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise UalmError(f"override {item!r}: the value is not YAML",
-                        fix="quote it, e.g. --set generate.caption='\"a b\"'") from exc
-    if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("{", "[")):
-        value = raw  # `a dog: barking` is a caption, not a mapping: collections need {} or []
-    node[parts[-1]] = value
-    return out

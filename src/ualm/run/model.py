@@ -33,11 +33,8 @@ def _blend(ctx: Context) -> StageResult:
     from ualm.train.blend.weights import BlendOptions, compute_blend, format_blend
     from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 
-    b = ctx.config.blend
-    options = BlendOptions(**({"targets": b.targets} if b.targets else {}),
-                           temperature=b.temperature, max_epochs=b.max_epochs,
-                           min_share=b.min_share, budget=b.budget,
-                           allow_infeasible=b.allow_infeasible)
+    b = ctx.config.blend  # a BlendOptions itself
+    options = BlendOptions(**{f.name: getattr(b, f.name) for f in dataclasses.fields(BlendOptions)})
     stats = corpus_stats(_corpora(ctx), load_text_tokenizer(b.tokenizer), _codec_id(ctx))
     spec = compute_blend(stats, options)
     out = ctx.run / "blend.yaml"
@@ -47,7 +44,7 @@ def _blend(ctx: Context) -> StageResult:
     return StageResult({"spec": out}, {"shares": spec.task_shares()})
 
 
-register(Stage("blend", _blend, lambda c: dataclasses.asdict(c.blend),
+register(Stage("blend", _blend, lambda c: c.blend.settings(),
                off=lambda c: None if c.blend.enabled else "blend.enabled is false "
                "(every source equally often)", description="token shares per source"))
 

@@ -1,62 +1,60 @@
-"""`ualm synth CORPUS --teacher ... --kinds enrichment,dialogue,reflection,pairs`: parses flags
-into a `SynthConfig` and calls `synth_corpus`."""
+"""`ualm synth CORPUS --teacher ... --kinds [enrichment,dialogue,reflection,pairs]`: flags made
+from `SynthConfig`'s fields (over an optional --config YAML) into a `SynthConfig`, then
+`synth_corpus`."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from typing import Any
 
-from ualm.synth.config import ALL_KINDS, SynthConfig
+from ualm import flags
+from ualm.flags import Command, Spellings, comma_list
+from ualm.synth.config import SynthConfig
+
+SPELLINGS = Spellings(renamed={"--cache": "--cache_dir"}, convert={"--kinds": comma_list})
 
 
-def add_synth_command(sub: argparse._SubParsersAction) -> None:
-    d = SynthConfig()
-    p = sub.add_parser("synth", help="reasoning traces and preference pairs from a teacher LLM")
+def synth_commands() -> dict[str, Command]:
+    return {"synth": Command("reasoning traces and preference pairs from a teacher LLM", _run)}
+
+
+def _parser(prog: str) -> Any:
+    p = flags.parser(prog, "Reasoning traces and preference pairs from a teacher LLM. Every "
+                     "SynthConfig field is a flag; flags win over --config.",
+                     "old spellings still read: --cache = --cache_dir, --kinds a,b = "
+                     "--kinds [a,b], and dashes for underscores (--max-retries)")
     p.add_argument("corpus", metavar="DIR", help="a built and tokenized corpus")
-    p.add_argument("--teacher", default=d.teacher, metavar="SPEC",
-                   help="rule (embedded, offline; default), openai:MODEL[@BASE_URL] (any "
-                        "OpenAI-compatible server) or local:MODEL_FOLDER (transformers)")
-    p.add_argument("--kinds", default=",".join(d.kinds),
-                   help=f"comma-separated, of: {', '.join(ALL_KINDS)}")
-    p.add_argument("--api-key-env", default=d.api_key_env, metavar="VAR",
-                   help="environment variable that holds the API key")
-    p.add_argument("--concurrency", type=int, default=d.concurrency)
-    p.add_argument("--timeout", type=float, default=d.timeout, metavar="S")
-    p.add_argument("--max-retries", type=int, default=d.max_retries)
-    p.add_argument("--max-repairs", type=int, default=d.max_repairs)
-    p.add_argument("--max-requests", type=int, default=None, help="request budget")
-    p.add_argument("--max-tokens", type=int, default=None, help="token budget")
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--reply-tokens", type=int, default=d.reply_tokens)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--clap-model", metavar="DIR", help="local CLAP folder (near-miss, pairs)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--codec-id", default=None)
-    p.add_argument("--dedup-threshold", type=float, default=d.dedup_threshold)
-    p.add_argument("--pair-margin", type=float, default=d.pair_margin)
-    p.add_argument("--pair-candidates", type=int, default=d.pair_candidates)
-    p.add_argument("--pairs-per-clip", type=int, default=d.pairs_per_clip)
-    p.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    p.add_argument("--cache", default=None, metavar="DIR", help="reply cache folder")
+    p.add_argument("--config", metavar="YAML", help="SynthConfig fields (flags win over it)")
     p.add_argument("--json", action="store_true", help="print the funnel as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(run=_run_synth)
+    flags.add_config(p, SynthConfig)
+    return p
 
 
-def _run_synth(args: argparse.Namespace) -> int:
+def load_config(path: str | None, given: dict[str, Any]) -> SynthConfig:
+    """SynthConfig from a YAML file of its fields (if any) with `given` values on top."""
+    from ualm.config import read_yaml_mapping
+    from ualm.recipes import merged
+    from ualm.sections import build_section
+
+    data = merged(read_yaml_mapping(path) if path else {}, given)
+    return build_section(SynthConfig, "synth", data, "synth config",
+                         f"SynthConfig's fields: {', '.join(flags.field_names(SynthConfig))}",
+                         source=path or "the command line")
+
+
+def parse_synth(argv: list[str], prog: str = "ualm synth") -> tuple[Any, SynthConfig]:
+    """`ualm synth`'s arguments and its SynthConfig (--config, then the flags)."""
+    args, given, _ = flags.parse(_parser(prog), argv, SPELLINGS)
+    return args, load_config(args.config, flags.pick(given, flags.field_names(SynthConfig)))
+
+
+def _run(prog: str, argv: list[str]) -> int:
     from ualm.manifests import names
     from ualm.manifests.layout import CorpusLayout
     from ualm.synth.run import synth_corpus
 
-    config = SynthConfig(
-        teacher=args.teacher, kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-        api_key_env=args.api_key_env, concurrency=args.concurrency, timeout=args.timeout,
-        max_retries=args.max_retries, max_repairs=args.max_repairs,
-        max_requests=args.max_requests, max_tokens=args.max_tokens,
-        temperature=args.temperature, reply_tokens=args.reply_tokens, seed=args.seed,
-        clap_model=args.clap_model, device=args.device, codec_id=args.codec_id,
-        dedup_threshold=args.dedup_threshold, pair_margin=args.pair_margin,
-        pair_candidates=args.pair_candidates, pairs_per_clip=args.pairs_per_clip, limit=args.limit, cache_dir=args.cache)
+    args, config = parse_synth(argv, prog)
     result = synth_corpus(args.corpus, config, progress=not args.quiet)
     if args.json:
         print(json.dumps({"funnel": result.funnel, "run": result.stats}, sort_keys=True))

@@ -150,10 +150,14 @@ class TrainConfig:
                              source=source)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None
+                  ) -> TrainConfig:
         """A YAML file, or the name of a preset (`tiny`, `qwen2.5-1.5b`). A top-level
-        `extends: PRESET_OR_FILE` starts from that config and overrides what the file sets."""
-        return cls.from_dict(_yaml_dict(path, ()), source=str(path))
+        `extends: PRESET_OR_FILE` starts from that config and overrides what the file sets;
+        `overrides` (sections of values, e.g. command-line flags) go on top of it all."""
+        from ualm.recipes import merged
+
+        return cls.from_dict(merged(_yaml_dict(path, ()), overrides or {}), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

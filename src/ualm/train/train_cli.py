@@ -4,21 +4,38 @@ is in ualm.train's library functions."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+from typing import Any
 
+from ualm import flags
 from ualm.errors import UalmError
+from ualm.flags import Command, Spellings, plain_command
+from ualm.recipes import merged
+from ualm.sections import build_section
+
+SPELLINGS = Spellings(renamed={
+    "--stage": "--stage.name", "--max-steps": "--run.max_steps", "--val-every": "--run.val_every",
+    "--devices": "--run.devices", "--strategy": "--run.strategy",
+    "--accelerator": "--run.accelerator"})
 
 
-def add_train_commands(sub: argparse._SubParsersAction) -> None:
-    _add_train(sub)
-    _add_generate(sub)
-    _add_understand(sub)
-    _add_eval(sub)
+def train_commands() -> dict[str, Command]:
+    return {
+        "train": Command("train a UALM model on token shards", _run_train),
+        "generate": Command("audio from a caption, decoded with the corpus's codec",
+                            _run_generate),
+        "understand": plain_command("answer a question about an audio file (greedy)",
+                                    _add_understand, _run_understand),
+        "eval": Command("held-out loss and accuracy per task", _run_eval),
+    }
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a UALM model on token shards")
+def _train_parser(prog: str) -> Any:
+    from ualm.train.config import TrainConfig
+
+    p = flags.parser(prog, "Train a UALM model on token shards. Every config key is a flag "
+                     "(--SECTION.KEY VALUE) that wins over --config.", "old spellings still "
+                     "read: " + ", ".join(f"{o} = {n}" for o, n in SPELLINGS.renamed.items()))
     p.add_argument("corpora", nargs="+", metavar="CORPUS", help="corpus folders to stream")
     p.add_argument("--config", required=True, metavar="YAML",
                    help="a training config, or a preset name: tiny, qwen2.5-1.5b")
@@ -26,41 +43,35 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "every source equally often)")
     p.add_argument("--out", default="runs/ualm", metavar="DIR",
                    help="run folder (rerun with the same folder to resume)")
-    p.add_argument("--stage", choices=("align", "pretrain", "sft", "dpo"),
-                   help="training stage (default: the config's stage.name, else pretrain)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (the "
                    "previous stage's; for dpo also the reference model)")
     p.add_argument("--heldout", nargs="+", default=[], metavar="CORPUS",
                    help="held-out corpora: their loss is logged every run.val_every steps")
-    p.add_argument("--val-every", type=int, help="override run.val_every")
-    p.add_argument("--max-steps", type=int, help="override run.max_steps")
-    p.add_argument("--devices", help="override run.devices (e.g. 2)")
-    p.add_argument("--strategy", help="override run.strategy (ddp, fsdp, ...)")
-    p.add_argument("--accelerator", help="override run.accelerator (cpu, gpu, auto)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint "
                    "exists in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_train)
+    flags.add_config(p, TrainConfig)
+    return p
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="audio from a caption, decoded with the corpus's codec")
+def _generate_parser(prog: str) -> Any:
+    from ualm.train.model.generate import GenerationConfig
+
+    p = flags.parser(prog, "Audio from a caption, decoded with the corpus's codec.",
+                     "old spellings still read: dashes for underscores (--top-k)")
     p.add_argument("caption")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
     p.add_argument("--corpus", required=True, metavar="DIR", help="a corpus the model was "
                    "trained on (its codec decodes the codes)")
     p.add_argument("-o", "--out", required=True, metavar="WAV")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance λ")
-    p.add_argument("--top-k", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--max-seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="length bound in seconds (instead of --max_frames; default 10)")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(run=_run_generate)
+    flags.add_config(p, GenerationConfig)
+    return p
 
 
-def _add_understand(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("understand", help="answer a question about an audio file (greedy)")
+def _add_understand(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", metavar="AUDIO")
     p.add_argument("question")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
@@ -68,42 +79,45 @@ def _add_understand(sub: argparse._SubParsersAction) -> None:
                    help="a corpus the model was trained on (its codec encodes the audio)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--device", default="cpu")
-    p.set_defaults(run=_run_understand)
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="held-out loss and accuracy per task")
+def _eval_parser(prog: str) -> Any:
+    from ualm.train.data.datamodule import DataConfig
+
+    p = flags.parser(prog, "Held-out loss and accuracy per task; --seq_len and --batch_size "
+                     "are the data config's.", "old spellings still read: dashes for "
+                     "underscores (--seq-len, --batch-size)")
     p.add_argument("corpora", nargs="+", metavar="CORPUS")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-batches", type=int)
+    p.add_argument("--max-batches", type=int, help="default: one whole pass")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.set_defaults(run=_run_eval)
+    flags.add_config(p, DataConfig, skip=[f for f in flags.field_names(DataConfig)
+                                          if f not in ("seq_len", "batch_size")])
+    return p
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from ualm.train.blend.spec import load_blend
+def parse_train(argv: list[str], prog: str = "ualm train") -> tuple[Any, Any]:
+    """`ualm train`'s arguments and its TrainConfig (--config, then the flags)."""
     from ualm.train.config import TrainConfig
+
+    args, given, _ = flags.parse(_train_parser(prog), argv, SPELLINGS)
+    given = flags.pick(given, flags.field_names(TrainConfig))
+    if args.quiet:
+        given = merged(given, {"run": {"progress_bar": False}})
+    return args, TrainConfig.from_yaml(args.config, overrides=given)
+
+
+def _run_train(prog: str, argv: list[str]) -> int:
+    from ualm.train.blend.spec import load_blend
     from ualm.train.stages.stage import run_stage
 
-    config = TrainConfig.from_yaml(args.config)
-    overrides = {"max_steps": args.max_steps, "strategy": args.strategy,
-                 "val_every": args.val_every,
-                 "accelerator": args.accelerator,
-                 "devices": int(args.devices) if args.devices and args.devices.isdigit()
-                 else args.devices}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.quiet:
-        overrides["progress_bar"] = False
-    if overrides:
-        config = dataclasses.replace(config, run=dataclasses.replace(config.run, **overrides))
+    args, config = parse_train(argv, prog)
     blend = load_blend(args.blend) if args.blend else None
     if args.heldout and not config.run.val_every:
         raise UalmError("--heldout needs run.val_every (how often to measure)",
-                        fix="add --val-every N, or set run.val_every in the config")
-    result = run_stage(args.stage, args.corpora, config, args.out, init=args.init, blend=blend,
+                        fix="add --run.val_every N, or set it in the config")
+    result = run_stage(None, args.corpora, config, args.out, init=args.init, blend=blend,
                        resume=not args.no_resume, heldout=args.heldout)
     if result.checkpoint is None:  # a non-zero rank of a multi-process run
         return 0
@@ -127,12 +141,23 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_generate(args: argparse.Namespace) -> int:
+def parse_generate(argv: list[str], prog: str = "ualm generate") -> tuple[Any, Any]:
+    """`ualm generate`'s arguments and its GenerationConfig."""
     from ualm.train.model.generate import GenerationConfig
-    from ualm.train.model.infer import FRAME_RATE, generate_wav
+    from ualm.train.model.infer import FRAME_RATE
 
-    config = GenerationConfig(args.guidance, args.top_k, args.temperature,
-                              max(1, round(args.max_seconds * FRAME_RATE)), args.seed)
+    args, given, _ = flags.parse(_generate_parser(prog), argv)
+    given = flags.pick(given, flags.field_names(GenerationConfig))
+    if args.max_seconds is not None and "max_frames" not in given:
+        given["max_frames"] = max(1, round(args.max_seconds * FRAME_RATE))
+    return args, build_section(GenerationConfig, "generate", given, "generation config",
+                               "see ualm generate --help", source="the command line")
+
+
+def _run_generate(prog: str, argv: list[str]) -> int:
+    from ualm.train.model.infer import generate_wav
+
+    args, config = parse_generate(argv, prog)
     result = generate_wav(args.checkpoint, args.corpus, args.caption, args.out, config,
                           args.device)
     print(f"wrote {result.path} ({result.seconds:.2f} s, {result.frames} frames)")
@@ -149,10 +174,11 @@ def _run_understand(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval(args: argparse.Namespace) -> int:
+def _run_eval(prog: str, argv: list[str]) -> int:
     from ualm.train.model.evaluate import evaluate
     from ualm.train.model.module import load_trained
 
+    args, _, _ = flags.parse(_eval_parser(prog), argv)
     model = load_trained(args.checkpoint, args.device)
     result = evaluate(model, args.corpora, args.seq_len, args.batch_size,
                       max_batches=args.max_batches)
