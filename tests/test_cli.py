@@ -76,3 +76,24 @@ def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path) -> None:
     corpus = json.loads((tmp_path / "demo" / "corpus" / "corpus.json").read_text())
     (record,) = corpus["tokens"].values()
     assert record["random_weights"] is True and record["codebooks"] == 8
+
+
+def test_build_dry_run_plans_from_the_stream_and_writes_nothing(tmp_path: Path,
+                                                               world: SyntheticWorld) -> None:
+    out = tmp_path / "corpus"
+    proc = _run("build", "--input", str(world.manifest), "--out", str(out), "--dry-run",
+                "--json", "--work.unit_size", "5", "--tokenize.enabled", "false")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    rows = len(world.expected)
+    at_listing = [o for o in world.expected.values()
+                  if o.startswith("manifest/") or o == "input/outside_allowed_roots"]
+    assert (plan["inputs"], plan["units"], plan["unit_size"]) == (rows, -(-rows // 5), 5)
+    assert plan["rejected_while_listing"] == len(at_listing) > 0
+    assert [s["name"] for s in plan["stages"]] == ["ingest", "dedup", "shard", "commit"]
+    assert not out.exists()
+
+    person = _run("build", "--input", str(world.manifest), "--out", str(out), "--dry-run")
+    assert person.returncode == 0, person.stderr
+    assert f"inputs   {rows}" in person.stdout and "nothing was written" in person.stdout
+    assert not out.exists()

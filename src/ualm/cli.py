@@ -46,6 +46,9 @@ def _build_parser(prog: str) -> Any:
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                    help="another folder that manifest paths may point into")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the inputs and plan the units; write nothing, run nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as one JSON line")
     flags.add_config(p, BuildConfig)
     return p
 
@@ -128,9 +131,11 @@ def parse_build(argv: list[str], prog: str = "ualm build") -> tuple[Any, Any]:
 
 def _run_build(prog: str, argv: list[str]) -> int:
     from ualm.manifests.inspect import format_summary
-    from ualm.pipelines.build import build_corpus
+    from ualm.pipelines.build import build_corpus, plan_build
 
     args, config = parse_build(argv, prog)
+    if args.dry_run:
+        return _print_plan(plan_build(args.input, config, args.allow_root), args.json)
     result = build_corpus(args.input, args.out, config, allow_roots=args.allow_root,
                           progress=not args.quiet, **_engine(args))
     print(format_summary(result.summary))
@@ -138,6 +143,19 @@ def _run_build(prog: str, argv: list[str]) -> int:
         print(f"(resumed: {result.skipped_units} finished units were not redone)")
     if result.tokens:
         _print_tokens(result.tokens)
+    return 0
+
+
+def _print_plan(plan: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(plan, sort_keys=True))
+        return 0
+    print(f"inputs   {plan['inputs']:,} ({plan['rejected_while_listing']:,} rejected while "
+          f"listing), digest {plan['inputs_digest']}")
+    print(f"units    {plan['units']:,} of up to {plan['unit_size']:,} inputs")
+    print(f"config   {plan['config_hash']}")
+    print("stages   " + " -> ".join(f"{s['name']} ({s['kind']})" for s in plan["stages"]))
+    print("(dry run: nothing was written)")
     return 0
 
 

@@ -36,6 +36,8 @@ class InputListing:
     count: int
     digest: str
     description: str
+    rejected: int = 0
+    """Records already rejected while listing (malformed rows, hostile paths, bad URLs)."""
 
     def __iter__(self) -> Iterator[InputRecord]:
         return iter_inputs(self.paths, self.allow_roots, self.crawl)
@@ -47,12 +49,13 @@ def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] =
     Errors that stop a listing (a missing manifest, an unreadable dataset) surface here."""
     paths_, roots = tuple(str(p) for p in paths), tuple(str(r) for r in allow_roots)
     crawl = crawl or CrawlConfig()
-    digest, count = hashlib.sha256(), 0
+    digest, count, rejected = hashlib.sha256(), 0, 0
     for record in iter_inputs(paths_, roots, crawl):
         digest.update(json.dumps(record.to_dict(), sort_keys=True).encode())
         count += 1
+        rejected += record.reject_reason is not None
     return InputListing(paths_, roots, crawl, count, digest.hexdigest()[:16],
-                        ", ".join(paths_))
+                        ", ".join(paths_), rejected)
 
 
 def iter_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = (),

@@ -65,6 +65,20 @@ def build_corpus(
     return BuildResult(Path(layout.root), summary, skipped, ctx.outputs.get("tokens"))
 
 
+def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
+               allow_roots: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """What `build_corpus` would do with these inputs and config, from one pass over the input
+    stream; reads the inputs, writes nothing, starts no engine (`ualm build --dry-run`)."""
+    config = config or BuildConfig()
+    listing = list_inputs(inputs, allow_roots, config.crawl)
+    return {"inputs": listing.count, "units": _count_units(listing, config),
+            "unit_size": config.work.unit_size,
+            "rejected_while_listing": listing.rejected,
+            "inputs_digest": listing.digest, "config_hash": config.hash(),
+            "stages": [{"name": s.name, "kind": s.kind} for s in BUILD_STAGES
+                       if s.enabled(config)]}
+
+
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
     return -(-listing.count // config.work.unit_size)
 
