@@ -201,7 +201,7 @@ def _check_path(record: InputRecord, base: Path, roots: list[Path]) -> InputReco
         return record
     candidate = Path(record.path)
     resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
-    if not any(resolved == root or root in resolved.parents for root in roots):
+    if not any(resolved.is_relative_to(root) for root in roots):
         return _replace(record, path=str(resolved), reject_reason="input/outside_allowed_roots",
                         reject_detail=f"{record.path} resolves outside the allowed roots "
                                       "(add --allow-root to permit it)")
