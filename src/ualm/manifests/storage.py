@@ -15,6 +15,8 @@ Locations are strings: a resolved local path, or a URL without a trailing slash.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +110,24 @@ def read_bytes(path: str | Path) -> bytes:
     return fs_read_bytes(*filesystem(str(path)), str(path))
 
 
-def fs_read_bytes(fs: Any, inner: str, name: str) -> bytes:
-    """As read_bytes, on a filesystem; `name` is what errors call the file."""
+@contextmanager
+def _remote_errors(name: str) -> Iterator[None]:
+    """A store's own "not found" (huggingface_hub has its own types) becomes FileNotFoundError
+    of `name`; any other failure one UalmError naming it."""
     try:
-        return fs.cat_file(inner)
+        yield
     except FileNotFoundError:
         raise
     except Exception as exc:
         if _is_not_found(exc):
             raise FileNotFoundError(name) from exc
         raise _remote_error(name, exc) from exc
+
+
+def fs_read_bytes(fs: Any, inner: str, name: str) -> bytes:
+    """As read_bytes, on a filesystem; `name` is what errors call the file."""
+    with _remote_errors(name):
+        return fs.cat_file(inner)
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -142,14 +152,8 @@ def read_size(url: str) -> int:
 
 def fs_size(fs: Any, inner: str, url: str) -> int:
     """Size of a file; FileNotFoundError when it is no file."""
-    try:
+    with _remote_errors(url):
         info = fs.info(inner)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        if _is_not_found(exc):
-            raise FileNotFoundError(url) from exc
-        raise _remote_error(url, exc) from exc
     if info.get("type") != "file":
         raise FileNotFoundError(url)
     return int(info["size"])
@@ -169,13 +173,10 @@ def list_files(folder: str | Path, suffix: str = "") -> list[str]:
 def fs_list_names(fs: Any, inner: str, url: str, suffix: str = "") -> list[str]:
     """Names of the files directly inside a folder of a filesystem, sorted; [] when none."""
     try:
-        entries = fs.ls(inner, detail=True)
+        with _remote_errors(url):
+            entries = fs.ls(inner, detail=True)
     except FileNotFoundError:
         return []
-    except Exception as exc:
-        if _is_not_found(exc):
-            return []
-        raise _remote_error(url, exc) from exc
     names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"]
     return sorted(n for n in names if n.endswith(suffix))
 
