@@ -95,14 +95,15 @@ def _iter_one(path: Path, allow_roots: list[Path], start: int) -> Iterator[Input
             f"cannot tell how to read {path}",
             fix="pass a folder, or a manifest ending in .jsonl, .json, .csv or .parquet",
         )
-    roots = [path.resolve().parent, *(r.resolve() for r in allow_roots)]
+    roots = [str(path.resolve().parent), *(str(r.resolve()) for r in allow_roots)]
     raw_rows = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[kind](path)
     return _manifest_records(path, raw_rows, roots, start)
 
 
-def _manifest_records(path: Path, raw_rows: Iterator[tuple[int, Any]], roots: list[Path],
+def _manifest_records(path: Path, raw_rows: Iterator[tuple[int, Any]], roots: list[str],
                       index: int) -> Iterator[InputRecord]:
     seen_ids: set[str] = set()
+    base = str(path.parent)
     for line, row in raw_rows:
         if isinstance(row, RowError):
             yield _rejected(index, f"line:{line}", row, line)
@@ -117,7 +118,7 @@ def _manifest_records(path: Path, raw_rows: Iterator[tuple[int, Any]], roots: li
         fields.setdefault("input_id", _derived_id(fields, line, seen_ids))
         seen_ids.add(fields["input_id"])
         record = check_web_url(InputRecord(index=index, line=line, **fields))
-        yield _check_path(record, path.parent, roots)
+        yield _check_path(record, base, roots)
         index += 1
 
 
@@ -195,7 +196,7 @@ def _rejected(index: int, input_id: str, err: RowError, line: int) -> InputRecor
                        reject_detail=err.detail, line=line)
 
 
-def _check_path(record: InputRecord, base: Path, roots: list[Path]) -> InputRecord:
+def _check_path(record: InputRecord, base: str, roots: list[str]) -> InputRecord:
     """Resolves a relative path against the manifest's folder and refuses anything that lands
     outside the allowed roots (after following symlinks and `..`). String paths (`os.path`),
     not `pathlib`: this runs for every row, and pathlib's parsing was most of a listing's time."""
@@ -203,7 +204,7 @@ def _check_path(record: InputRecord, base: Path, roots: list[Path]) -> InputReco
         return record
     resolved = os.path.realpath(os.path.join(base, record.path))
     if not any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
-               for root in map(str, roots)):
+               for root in roots):
         return _replace(record, path=resolved, reject_reason="input/outside_allowed_roots",
                         reject_detail=f"{record.path} resolves outside the allowed roots "
                                       "(add --allow-root to permit it)")
