@@ -19,7 +19,7 @@ import io
 import os
 import re
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class TarShardWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def plan_shards(sizes: Sequence[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:
+def plan_shards(sizes: Iterable[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:
     """Cuts samples (in their global order) into [start, stop) ranges: a shard closes when it
     holds max_samples, or before a sample that would take it past max_bytes. A single sample
     larger than max_bytes gets a shard of its own.
@@ -100,17 +100,42 @@ def plan_shards(sizes: Sequence[int], max_samples: int, max_bytes: int) -> list[
     >>> plan_shards([60, 60, 30, 200], max_samples=10, max_bytes=100)
     [(0, 1), (1, 3), (3, 4)]
     """
-    ranges: list[tuple[int, int]] = []
-    start, used = 0, 0
-    for i, size in enumerate(sizes):
-        full = i - start >= max_samples or (i > start and used + size > max_bytes)
-        if full:
-            ranges.append((start, i))
-            start, used = i, 0
-        used += size
-    if start < len(sizes):
-        ranges.append((start, len(sizes)))
+    cutter, ranges = ShardCutter(max_samples, max_bytes), []
+    for size in sizes:
+        if cutter.add(size):
+            ranges.append(cutter.closed)
+    if cutter.finish():
+        ranges.append(cutter.closed)
     return ranges
+
+
+class ShardCutter:
+    """`plan_shards` one sample at a time, for plans that stream: `add` returns True when the
+    sample opened a new shard, and `closed` is then the [start, stop) of the one it closed."""
+
+    def __init__(self, max_samples: int, max_bytes: int) -> None:
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.start = self.count = self.used = 0
+        self.closed = (0, 0)
+
+    def add(self, size: int) -> bool:
+        i = self.count
+        full = i - self.start >= self.max_samples or (
+            i > self.start and self.used + size > self.max_bytes)
+        if full:
+            self.closed = (self.start, i)
+            self.start, self.used = i, 0
+        self.used += size
+        self.count += 1
+        return full
+
+    def finish(self) -> bool:
+        """True when a last, partly filled shard remains (then in `closed`)."""
+        if self.start < self.count:
+            self.closed = (self.start, self.count)
+            self.start = self.count
+            return True
+        return False
 
 
 def safe_key(input_id: str) -> str:

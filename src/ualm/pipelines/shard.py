@@ -1,8 +1,9 @@
 """Shard assignment (a global, deterministic plan) and the shard writers (one task per shard).
 
-The plan orders every kept, non-duplicate sample by (input index, window) and cuts that list by
-count and bytes; each shard task then streams its samples' payloads from the unit files in that
-same order, so a shard's bytes depend only on the inputs and the config.
+The plan orders every kept, non-duplicate sample by (input index, window) and cuts that order by
+count and bytes, streaming unit by unit; a shard task names where its first sample sits and how
+many it takes, and its worker streams those samples' payloads from the unit files in that same
+order, so a shard's bytes depend only on the inputs and the config.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any
 
 import pyarrow.dataset as ds
@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 from ualm.config import BuildConfig
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
-from ualm.manifests.shards import plan_shards
+from ualm.manifests.shards import ShardCutter
 from ualm.pipelines.caption_dedup import load_caption_groups
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
@@ -30,38 +30,76 @@ MODALITIES = ("audio", "text")
 
 @dataclass(frozen=True)
 class ShardTask:
+    """One shard, by reference: where its first sample sits in the global order and how many
+    samples it takes from there (the worker reads its own units' rows; a task carries no keys)."""
+
     corpus: str
     modality: str
     shard: int
     stage_index: int
     """Index of this task among all shard tasks (names its completion record)."""
     config: dict[str, Any]
-    entries: tuple[tuple[int, str], ...]
-    """(unit, key) of every sample, in shard order."""
+    first_unit: int
+    """The unit holding the shard's first sample."""
+    skip: int
+    """Samples of this modality in `first_unit` that belong to earlier shards."""
+    count: int
 
 
 def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTask]:
-    decisions = load_decisions(layout, config.work.dedup_buckets)
-    duplicate = {i for i, d in decisions.items() if d["keeper_index"] != i}
-    files = [layout.unit_segments(u) for u in range(units)]
-    table = layout.read_table(files, schema=schema.UNIT_SEGMENTS,
-                              columns=["key", "input_index", "segment", "modality",
-                                       "payload_bytes"])
-    rows = sorted(
-        (r for r in table.to_pylist() if r["input_index"] not in duplicate),
-        key=lambda r: (r["input_index"], r["segment"]),
-    )
+    """One pass over the units in order: each unit's kept samples, sorted by (input index,
+    window), are the next stretch of the global order, since units hold consecutive inputs.
+    Memory: the tasks (O(shards)), one unit's rows and the set of duplicates."""
+    duplicate = _duplicates(load_decisions(layout, config.work.dedup_buckets))
+    cutters = {m: ShardCutter(config.shards.max_samples, config.shards.max_bytes)
+               for m in MODALITIES}
+    opening: dict[str, tuple[int, int]] = {}
+    found: dict[str, list[tuple[int, int, int]]] = {m: [] for m in MODALITIES}
+    for unit in range(units):
+        positions = dict.fromkeys(MODALITIES, 0)
+        for row in _unit_rows(layout, unit, duplicate):
+            modality, cutter = row["modality"], cutters[row["modality"]]
+            if cutter.count == 0:
+                opening[modality] = (unit, 0)
+            if cutter.add(row["payload_bytes"]):
+                start, stop = cutter.closed
+                found[modality].append((*opening[modality], stop - start))
+                opening[modality] = (unit, positions[modality])
+            positions[modality] += 1
     tasks: list[ShardTask] = []
     for modality in MODALITIES:
-        mine = [r for r in rows if r["modality"] == modality]
-        ranges = plan_shards([r["payload_bytes"] for r in mine],
-                             config.shards.max_samples, config.shards.max_bytes)
-        for shard, (start, stop) in enumerate(ranges):
-            entries = tuple((r["input_index"] // config.work.unit_size, r["key"])
-                            for r in mine[start:stop])
+        if cutters[modality].finish():
+            start, stop = cutters[modality].closed
+            found[modality].append((*opening[modality], stop - start))
+        for shard, (first_unit, skip, count) in enumerate(found[modality]):
             tasks.append(ShardTask(layout.location, modality, shard, len(tasks),
-                                   config.to_dict(), entries))
+                                   config.to_dict(), first_unit, skip, count))
     return tasks
+
+
+def _duplicates(decisions: dict[int, dict[str, Any]]) -> set[int]:
+    return {i for i, d in decisions.items() if d["keeper_index"] != i}
+
+
+def _unit_rows(layout: CorpusLayout, unit: int, duplicate: set[int]) -> list[dict[str, Any]]:
+    """The unit's samples that go into shards, in global order (input index, window)."""
+    table = layout.read_table(layout.unit_segments(unit), schema=schema.UNIT_SEGMENTS)
+    rows = (r for r in table.to_pylist() if r["input_index"] not in duplicate)
+    return sorted(rows, key=lambda r: (r["input_index"], r["segment"]))
+
+
+def _shard_rows(layout: CorpusLayout, task: ShardTask,
+                duplicate: set[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(unit, its segment rows in shard order) from the task's first unit until it has
+    `count` samples."""
+    unit, skip, remaining = task.first_unit, task.skip, task.count
+    while remaining > 0:
+        mine = [r for r in _unit_rows(layout, unit, duplicate)
+                if r["modality"] == task.modality][skip:skip + remaining]
+        if mine:
+            yield unit, mine
+        remaining -= len(mine)
+        unit, skip = unit + 1, 0
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
@@ -75,7 +113,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     config_hash = config.hash()
     manifest_rows = []
     with layout.shard_writer(shard_path) as writer:
-        for segment, record, payload in _samples(layout, task.entries):
+        rows = _shard_rows(layout, task, _duplicates(decisions))
+        for segment, record, payload in _samples(layout, rows):
             captions = record["captions"]
             decision = decisions.get(segment["input_index"])
             if decision is not None and decision["captions"] is not None:
@@ -117,17 +156,13 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     return summary
 
 
-def _samples(layout: CorpusLayout,
-             entries: tuple[tuple[int, str], ...]) -> Iterator[tuple[dict, dict, bytes]]:
+def _samples(layout: CorpusLayout, units: Iterator[tuple[int, list[dict[str, Any]]]]
+             ) -> Iterator[tuple[dict, dict, bytes]]:
     """Streams (segment metadata, input record, payload) unit by unit, in shard order."""
-    for unit, group in groupby(entries, key=lambda e: e[0]):
-        keys = [key for _, key in group]
+    for unit, rows in units:
+        keys = [r["key"] for r in rows]
         wanted = set(keys)
-        segments = {
-            r["key"]: r
-            for r in layout.read_table(layout.unit_segments(unit),
-                                       filters=ds.field("key").isin(keys)).to_pylist()
-        }
+        segments = {r["key"]: r for r in rows}
         indexes = sorted({s["input_index"] for s in segments.values()})
         records = {}
         inputs = layout.read_table(layout.unit_inputs(unit),

@@ -1,0 +1,59 @@
+"""The shard plan streams: it cuts the global order unit by unit, and a shard task names where its
+samples start and how many it takes, never the samples themselves."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tests.conftest import SMALL
+from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.shards import plan_shards
+from ualm.pipelines import shard
+from ualm.pipelines.dedup import load_decisions
+
+
+def _whole_list_cut(sizes: list[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:
+    """The rule as it read before the plan streamed, on the whole list at once."""
+    ranges, start, used = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i - start >= max_samples or (i > start and used + size > max_bytes):
+            ranges.append((start, i))
+            start, used = i, 0
+        used += size
+    return ranges + ([(start, len(sizes))] if start < len(sizes) else [])
+
+
+def test_the_streaming_cutter_cuts_as_the_whole_list_rule_did() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        sizes = [rng.choice([1, 5, 40, 90, 250]) for _ in range(rng.randint(0, 40))]
+        max_samples, max_bytes = rng.randint(1, 8), rng.choice([50, 100, 300])
+        assert plan_shards(iter(sizes), max_samples, max_bytes) == _whole_list_cut(
+            sizes, max_samples, max_bytes)
+
+
+def test_shard_tasks_cover_the_global_order_once_and_carry_no_keys(local_corpus: Path) -> None:
+    layout = CorpusLayout(local_corpus)
+    units = len(layout.list(layout.path("_work/done"), prefix="ingest-"))
+    assert units > 2
+    tasks = shard.plan(layout, SMALL, units)
+    duplicates = shard._duplicates(load_decisions(layout, SMALL.work.dedup_buckets))
+
+    every = [r for u in range(units) for r in shard._unit_rows(layout, u, duplicates)]
+    assert every == sorted(every, key=lambda r: (r["input_index"], r["segment"]))
+    for modality in shard.MODALITIES:
+        mine = [t for t in tasks if t.modality == modality]
+        planned = [r["key"] for t in mine for _, rows in shard._shard_rows(layout, t, duplicates)
+                   for r in rows]
+        assert planned == [r["key"] for r in every if r["modality"] == modality]
+        written = [pq.read_table(layout.samples_part(modality, t.shard)).column("key")
+                   .to_pylist() for t in mine]
+        assert [k for part in written for k in part] == planned
+        assert all(t.count <= SMALL.shards.max_samples for t in mine)
+    assert len({t.stage_index for t in tasks}) == len(tasks)
+    sizes = {len(pickle.dumps(t)) for t in tasks}
+    assert max(sizes) - min(sizes) < 16  # a reference: the same size whatever the shard holds
