@@ -10,10 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests.conftest import SMALL
+from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shards import plan_shards
 from ualm.pipelines import shard
-from ualm.pipelines.dedup import load_decisions
+from ualm.pipelines.dedup import duplicate_indexes, load_decisions
 
 
 def _whole_list_cut(sizes: list[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:
@@ -41,7 +42,7 @@ def test_shard_tasks_cover_the_global_order_once_and_carry_no_keys(local_corpus:
     units = len(layout.list(layout.path("_work/done"), prefix="ingest-"))
     assert units > 2
     tasks = shard.plan(layout, SMALL, units)
-    duplicates = shard._duplicates(load_decisions(layout, SMALL.work.dedup_buckets))
+    duplicates = duplicate_indexes(layout, SMALL.work.dedup_buckets)
 
     every = [r for u in range(units) for r in shard._unit_rows(layout, u, duplicates)]
     assert every == sorted(every, key=lambda r: (r["input_index"], r["segment"]))
@@ -57,3 +58,22 @@ def test_shard_tasks_cover_the_global_order_once_and_carry_no_keys(local_corpus:
     assert len({t.stage_index for t in tasks}) == len(tasks)
     sizes = {len(pickle.dumps(t)) for t in tasks}
     assert max(sizes) - min(sizes) < 16  # a reference: the same size whatever the shard holds
+
+
+def test_later_decisions_override_earlier_ones_in_the_duplicate_set(tmp_path: Path) -> None:
+    layout = CorpusLayout(tmp_path / "corpus")
+
+    def decide(path: str, rows: list[tuple[int, int]]) -> None:
+        layout.write_table(path, schema.table(
+            [{"input_index": i, "keeper_index": k, "captions": None} for i, k in rows],
+            schema.DEDUP))
+
+    decide(layout.dedup_bucket(0), [(1, 1), (3, 1)])           # exact: 3 copies 1
+    decide(layout.dedup_bucket(1), [(7, 7), (9, 7)])           # exact: 9 copies 7
+    decide(layout.near_dedup_decisions, [(0, 0), (1, 0)])      # near: 1 now copies 0
+    decide(layout.caption_dedup_decisions, [(7, 7), (9, 9)])   # captions keep 9 after all
+    found = duplicate_indexes(layout, buckets=2)
+    assert found.tolist() == [1, 3]
+    decisions = load_decisions(layout, 2)
+    assert found.tolist() == sorted(i for i, d in decisions.items() if d["keeper_index"] != i)
+    assert sorted(load_decisions(layout, 2, indexes=[3, 9])) == [3, 9]

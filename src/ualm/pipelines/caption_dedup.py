@@ -12,6 +12,7 @@ clips take part):
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +53,11 @@ def emit_caption_bands(task: CaptionTask) -> list[tuple[int, tuple[int, int, lis
     """(bucket, (band key, input index, signature)) for the unit's surviving captioned inputs."""
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
-    decisions = load_decisions(layout, config.work.dedup_buckets, near=True)
     table = layout.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
                           columns=["input_index", "record"],
                           filters=(ds.field("status") == "kept"))
+    decisions = load_decisions(layout, config.work.dedup_buckets, near=True,
+                               indexes=table.column("input_index").to_pylist())
     pairs = []
     for row in table.to_pylist():
         index, decision = row["input_index"], decisions.get(row["input_index"])
@@ -114,13 +116,15 @@ def merge_caption_groups(layout: CorpusLayout, config: BuildConfig) -> dict[str,
     return summary
 
 
-def load_caption_groups(layout: CorpusLayout) -> dict[int, dict[str, Any]]:
-    """input_index → {caption_group, caption_group_size} for grouped inputs (none if the stage
-    did not run)."""
+def load_caption_groups(layout: CorpusLayout, indexes: Collection[int] | None = None
+                        ) -> dict[int, dict[str, Any]]:
+    """input_index → {caption_group, caption_group_size} for grouped inputs (of `indexes` only,
+    when given; none if the stage did not run)."""
     if not layout.exists(layout.caption_groups):
         return {}
+    wanted = None if indexes is None else ds.field("input_index").isin(sorted(indexes))
     return {row.pop("input_index"): row
-            for row in layout.read_table(layout.caption_groups).to_pylist()}
+            for row in layout.read_table(layout.caption_groups, filters=wanted).to_pylist()}
 
 
 def _rows(layout: CorpusLayout, config: BuildConfig, indexes: list[int]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow.dataset as ds
 
 from ualm.manifests import schema
@@ -82,16 +84,36 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
     return summary
 
 
-def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True
-                   ) -> dict[int, dict[str, Any]]:
-    """input_index → decision, for the (usually few) inputs that took part in a duplicate group;
-    near-duplicate audio and caption decisions (where those stages ran) override exact ones."""
+def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True,
+                   indexes: Collection[int] | None = None) -> dict[int, dict[str, Any]]:
+    """input_index → decision, for the inputs that took part in a duplicate group (of `indexes`
+    only, when given: a worker then holds its own inputs' decisions, not the corpus's); near-
+    duplicate audio and caption decisions (where those stages ran) override exact ones."""
+    wanted = None if indexes is None else ds.field("input_index").isin(sorted(indexes))
     files = [layout.dedup_bucket(b) for b in range(buckets)]
-    table = layout.read_table(files, schema=schema.DEDUP)
+    table = layout.read_table(files, schema=schema.DEDUP, filters=wanted)
     decisions = {row["input_index"]: row for row in table.to_pylist()}
     if near:  # later global steps' decisions override earlier ones
-        for extra in (layout.near_dedup_decisions, layout.caption_dedup_decisions):
-            if layout.exists(extra):
-                decisions.update((row["input_index"], row)
-                                 for row in layout.read_table(extra).to_pylist())
+        for extra in _later_decisions(layout):
+            decisions.update((row["input_index"], row)
+                             for row in layout.read_table(extra, filters=wanted).to_pylist())
     return decisions
+
+
+def duplicate_indexes(layout: CorpusLayout, buckets: int) -> np.ndarray:
+    """The sorted input indexes that every decision taken together marks as duplicates: two
+    integer columns read, 8 bytes per duplicate held (the shard plan's one global set)."""
+    files = [layout.dedup_bucket(b) for b in range(buckets)]
+    parts = [layout.read_table(files, schema=schema.DEDUP, columns=["input_index", "keeper_index"])]
+    parts += [layout.read_table(f, columns=["input_index", "keeper_index"])
+              for f in _later_decisions(layout)]
+    index = np.concatenate([p.column("input_index").to_numpy() for p in parts])
+    keeper = np.concatenate([p.column("keeper_index").to_numpy() for p in parts])
+    # the last decision for an input wins: the first one met walking backwards
+    inputs, last = np.unique(index[::-1], return_index=True)
+    return inputs[keeper[::-1][last] != inputs].astype(np.int64)
+
+
+def _later_decisions(layout: CorpusLayout) -> list[str]:
+    return [f for f in (layout.near_dedup_decisions, layout.caption_dedup_decisions)
+            if layout.exists(f)]

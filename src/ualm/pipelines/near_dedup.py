@@ -60,10 +60,11 @@ def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
     """(bucket, (band key, input index, fingerprint)) for the unit's kept, non-duplicate inputs."""
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
-    exact = load_decisions(layout, config.work.dedup_buckets, near=False)
     table = layout.read_table(layout.unit_inputs(task.unit), schema=schema.UNIT_INPUTS,
                           columns=["input_index", "chromaprint"],
                           filters=(ds.field("status") == "kept"))
+    exact = load_decisions(layout, config.work.dedup_buckets, near=False,
+                           indexes=table.column("input_index").to_pylist())
     near = config.near_dedup
     pairs = []
     for row in table.to_pylist():
@@ -135,8 +136,9 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     files = [edges_path(layout, b) for b in range(config.near_dedup.buckets)]
     edges = layout.read_table(files, schema=EDGES).to_pylist()
     groups = connected_groups(edges)
-    rows = _member_rows(layout, config, sorted(i for members in groups.values() for i in members))
-    exact = load_decisions(layout, config.work.dedup_buckets, near=False)
+    members = sorted(i for group in groups.values() for i in group)
+    rows = _member_rows(layout, config, members)
+    exact = load_decisions(layout, config.work.dedup_buckets, near=False, indexes=members)
     decisions, duplicates = [], []
     for members in groups.values():
         survivor = min(members, key=lambda i: (*_quality_rank(rows[i]), rows[i]["input_id"]))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow.dataset as ds
 
 from ualm.config import BuildConfig
@@ -20,7 +21,7 @@ from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.manifests.shards import ShardCutter
 from ualm.pipelines.caption_dedup import load_caption_groups
-from ualm.pipelines.dedup import load_decisions
+from ualm.pipelines.dedup import duplicate_indexes, load_decisions
 from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import read_payloads
 
@@ -50,7 +51,7 @@ def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTas
     """One pass over the units in order: each unit's kept samples, sorted by (input index,
     window), are the next stretch of the global order, since units hold consecutive inputs.
     Memory: the tasks (O(shards)), one unit's rows and the set of duplicates."""
-    duplicate = _duplicates(load_decisions(layout, config.work.dedup_buckets))
+    duplicate = duplicate_indexes(layout, config.work.dedup_buckets)
     cutters = {m: ShardCutter(config.shards.max_samples, config.shards.max_bytes)
                for m in MODALITIES}
     opening: dict[str, tuple[int, int]] = {}
@@ -77,19 +78,17 @@ def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTas
     return tasks
 
 
-def _duplicates(decisions: dict[int, dict[str, Any]]) -> set[int]:
-    return {i for i, d in decisions.items() if d["keeper_index"] != i}
-
-
-def _unit_rows(layout: CorpusLayout, unit: int, duplicate: set[int]) -> list[dict[str, Any]]:
+def _unit_rows(layout: CorpusLayout, unit: int, duplicate: np.ndarray) -> list[dict[str, Any]]:
     """The unit's samples that go into shards, in global order (input index, window)."""
     table = layout.read_table(layout.unit_segments(unit), schema=schema.UNIT_SEGMENTS)
-    rows = (r for r in table.to_pylist() if r["input_index"] not in duplicate)
+    index = table.column("input_index").to_numpy()
+    kept = ~np.isin(index, duplicate, assume_unique=False)
+    rows = (r for r, keep in zip(table.to_pylist(), kept, strict=True) if keep)
     return sorted(rows, key=lambda r: (r["input_index"], r["segment"]))
 
 
 def _shard_rows(layout: CorpusLayout, task: ShardTask,
-                duplicate: set[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+                duplicate: np.ndarray) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(unit, its segment rows in shard order) from the task's first unit until it has
     `count` samples."""
     unit, skip, remaining = task.first_unit, task.skip, task.count
@@ -106,15 +105,17 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.stage_index)
-    decisions = load_decisions(layout, config.work.dedup_buckets)
-    caption_groups = load_caption_groups(layout)
+    units = list(_shard_rows(layout, task, duplicate_indexes(layout,
+                                                             config.work.dedup_buckets)))
+    indexes = {r["input_index"] for _, rows in units for r in rows}
+    decisions = load_decisions(layout, config.work.dedup_buckets, indexes=indexes)
+    caption_groups = load_caption_groups(layout, indexes)
     shard_path = layout.shard(task.modality, task.shard)
     shard_name = layout.relative(shard_path)
     config_hash = config.hash()
     manifest_rows = []
     with layout.shard_writer(shard_path) as writer:
-        rows = _shard_rows(layout, task, _duplicates(decisions))
-        for segment, record, payload in _samples(layout, rows):
+        for segment, record, payload in _samples(layout, iter(units)):
             captions = record["captions"]
             decision = decisions.get(segment["input_index"])
             if decision is not None and decision["captions"] is not None:
