@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ualm.manifests import names, schema
+from ualm.manifests.inspect import manifest_parts
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import row_task
 
@@ -33,22 +34,20 @@ class CardFacts:
 
 def card_facts(layout: CorpusLayout) -> CardFacts:
     subsets = [s for s in EXTRA_SUBSETS if layout.has_tree(layout.shard_folder(s), ".tar")]
-    table = layout.folder_table(layout.manifest_folder("samples"), schema=schema.SAMPLES,
-                                columns=["source", "license", "seconds", "task", "modality",
-                                         "extra"])
-    if table is None:
-        return CardFacts([], subsets=subsets)
-    rows = table.to_pylist()
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"samples": 0, "seconds": 0.0,
                                                           "licences": set()})
     tasks = set()
-    for r in rows:
-        licence = (r["license"] or "unknown").lower()
-        p = per[r["source"]]
-        p["samples"] += 1
-        p["seconds"] += r["seconds"] or 0.0
-        p["licences"].add(licence)
-        tasks.add(row_task(r["task"], r["modality"], r["extra"]))
+    columns = ["source", "license", "seconds", "task", "modality", "extra"]
+    for part in manifest_parts(layout, "samples", schema.SAMPLES, columns):  # one part at a time
+        for source, licence, seconds, task, modality, extra in zip(
+                *(part[c] for c in columns), strict=True):
+            p = per[source]
+            p["samples"] += 1
+            p["seconds"] += seconds or 0.0
+            p["licences"].add((licence or "unknown").lower())
+            tasks.add(row_task(task, modality, extra))
+    if not per:
+        return CardFacts([], subsets=subsets)
     sources = [{"name": name, "samples": p["samples"], "hours": p["seconds"] / 3600,
                 "licences": sorted(p["licences"])} for name, p in sorted(per.items())]
     licences = sorted({lic for s in sources for lic in s["licences"]})

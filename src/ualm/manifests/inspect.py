@@ -7,82 +7,97 @@ recorded at build time, the three outcomes from three different manifests.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout
 
 
-def _read(layout: CorpusLayout, kind: str, table_schema: Any,
-          columns: list[str]) -> list[dict[str, Any]]:
-    table = layout.folder_table(layout.manifest_folder(kind), columns, schema=table_schema)
-    return [] if table is None else table.to_pylist()
+def manifest_parts(layout: CorpusLayout, kind: str, table_schema: Any,
+           columns: list[str]) -> Iterator[dict[str, list[Any]]]:
+    """Each manifest part of `kind` in name order, as columns of Python values: one part held
+    at a time, so a summary's memory does not grow with the corpus."""
+    for path in layout.list(layout.manifest_folder(kind), suffix=".parquet"):
+        table = layout.read_table(path, columns, schema=table_schema)
+        yield {name: table.column(name).to_pylist() for name in columns}
 
 
 def summarize(corpus: str | Path | CorpusLayout,
               expected_inputs: int | None = None) -> dict[str, Any]:
     """Counts, reasons and the funnel in hours, from the manifests of a corpus folder (or of a
-    published corpus: an hf:// or s3:// URL)."""
+    published corpus: an hf:// or s3:// URL). Streams the manifests part by part: memory is one
+    part, a bit per input (which inputs kept a sample) and a name per shard."""
     layout = corpus if isinstance(corpus, CorpusLayout) else CorpusLayout(corpus)
     root = layout.location
     if expected_inputs is None:
         meta = layout.meta(fix="run `ualm build` on it first, or point at a corpus folder (or "
                                "at a URL that `ualm publish` finished)")
         expected_inputs = meta["inputs"]["rows"]
-    samples = _read(layout, "samples", schema.SAMPLES,
-                    ["input_index", "modality", "seconds", "shard", "source"])
-    rejects = _read(layout, "rejects", schema.REJECTS, ["level", "reason", "seconds"])
-    duplicates = _read(layout, "duplicates", schema.DUPLICATES, ["seconds", "kind"])
-
-    kept_inputs = len({s["input_index"] for s in samples})
-    input_rejects = [r for r in rejects if r["level"] == "input"]
-    window_drops = [r for r in rejects if r["level"] == "segment"]
-    seconds = sum(s["seconds"] for s in samples)
+    kept = np.zeros(max(expected_inputs, 1), dtype=bool)
+    seconds, samples = 0.0, Counter[str]()
     shards: dict[str, set[str]] = defaultdict(set)
-    for s in samples:
-        shards[s["modality"]].add(s["shard"])
-    funnel = _funnel(seconds, input_rejects, window_drops, duplicates)
-    counted = kept_inputs + len(input_rejects) + len(duplicates)
+    sources = Counter[str]()
+    for part in manifest_parts(layout, "samples", schema.SAMPLES,
+                       ["input_index", "modality", "seconds", "shard", "source"]):
+        index = np.asarray(part["input_index"], dtype=np.int64)
+        if index.size and index.max() >= kept.size:  # never for a corpus that adds up
+            kept = np.concatenate([kept, np.zeros(int(index.max()) + 1 - kept.size, bool)])
+        kept[index] = True
+        for secs in part["seconds"]:
+            seconds += secs
+        for modality, shard in zip(part["modality"], part["shard"], strict=True):
+            samples[modality] += 1
+            shards[modality].add(shard)
+        sources.update(part["source"])
+    funnel: dict[str, dict[str, Any]] = {}
+    reasons, dropped = Counter[str](), Counter[str]()
+    for level, counts in (("input", reasons), ("segment", dropped)):
+        for part in manifest_parts(layout, "rejects", schema.REJECTS, ["level", "reason", "seconds"]):
+            for lvl, reason, secs in zip(part["level"], part["reason"], part["seconds"],
+                                         strict=True):
+                if lvl == level:
+                    counts[reason] += 1
+                    _add(funnel, reason, secs, "input" if level == "input" else "window")
+    kinds = Counter[str]()
+    for part in manifest_parts(layout, "duplicates", schema.DUPLICATES, ["seconds", "kind"]):
+        for secs, kind in zip(part["seconds"], part["kind"], strict=True):
+            kinds[kind or "dedup/exact"] += 1
+            _add(funnel, "duplicate", secs, "input")
+    kept_inputs, rejected, duplicates = int(kept.sum()), sum(reasons.values()), kinds.total()
     return {
         "corpus": root,
         "inputs": expected_inputs,
         "kept": kept_inputs,
-        "rejected": len(input_rejects),
-        "duplicates": len(duplicates),
-        "duplicate_kinds": dict(sorted(Counter(d["kind"] or "dedup/exact"
-                                               for d in duplicates).items())),
-        "accounted": counted == expected_inputs,
-        "reasons": dict(sorted(Counter(r["reason"] for r in input_rejects).items())),
-        "dropped_windows": dict(sorted(Counter(r["reason"] for r in window_drops).items())),
-        "samples": len(samples),
-        "audio_samples": sum(1 for s in samples if s["modality"] == "audio"),
-        "text_samples": sum(1 for s in samples if s["modality"] == "text"),
+        "rejected": rejected,
+        "duplicates": duplicates,
+        "duplicate_kinds": dict(sorted(kinds.items())),
+        "accounted": kept_inputs + rejected + duplicates == expected_inputs,
+        "reasons": dict(sorted(reasons.items())),
+        "dropped_windows": dict(sorted(dropped.items())),
+        "samples": samples.total(),
+        "audio_samples": samples["audio"],
+        "text_samples": samples["text"],
         "hours": round(seconds / 3600, 6),
         "shards": len(shards["audio"]),
         "text_shards": len(shards["text"]),
-        "sources": dict(sorted(Counter(s["source"] for s in samples).items())),
-        "funnel_hours": funnel,
+        "sources": dict(sorted(sources.items())),
+        "funnel_hours": _funnel(seconds, funnel),
     }
 
 
-def _funnel(kept_seconds: float, input_rejects: list[dict], window_drops: list[dict],
-            duplicates: list[dict]) -> list[dict[str, Any]]:
+def _add(rows: dict[str, dict[str, Any]], name: str, secs: float | None, level: str) -> None:
+    row = rows.setdefault(name, {"outcome": name, "level": level, "hours": 0.0, "count": 0})
+    row["hours"] += (secs or 0.0) / 3600
+    row["count"] += 1
+
+
+def _funnel(kept_seconds: float, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Hours by outcome, largest losses first; rejected inputs whose length is unknown (they
     never decoded) count as 0 h but keep their input count."""
-    rows: dict[str, dict[str, Any]] = {}
-
-    def add(name: str, secs: float | None, level: str) -> None:
-        row = rows.setdefault(name, {"outcome": name, "level": level, "hours": 0.0, "count": 0})
-        row["hours"] += (secs or 0.0) / 3600
-        row["count"] += 1
-
-    for r in input_rejects:
-        add(r["reason"], r["seconds"], "input")
-    for r in window_drops:
-        add(r["reason"], r["seconds"], "window")
-    for d in duplicates:
-        add("duplicate", d["seconds"], "input")
     losses = sorted(rows.values(), key=lambda r: (-r["hours"], r["outcome"]))
     total = kept_seconds / 3600 + sum(r["hours"] for r in losses)
     out = [{"outcome": "decoded", "level": "all", "hours": total, "count": None}, *losses,
