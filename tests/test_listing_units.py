@@ -87,12 +87,13 @@ def test_ids_resolved_bucket_by_bucket_match_one_pass(tmp_path: Path) -> None:
 
 def test_the_driver_parses_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dry run counts a malformed row as an input without judging it; the build's worker
-    rejects it, with its line."""
+    rejects it, with its line, and the id reduce rejects an id repeated in a later unit."""
     chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     manifest = tmp_path / "chat.jsonl"
     manifest.write_text(json.dumps({"id": "c1", "messages": chat}) + "\n"
                         + '{"id": "c2", "messages": \n\n'
-                        + json.dumps({"messages": chat[:1]}) + "\n")
+                        + json.dumps({"messages": chat[:1]}) + "\n"
+                        + json.dumps({"id": "c1", "messages": chat[1:]}) + "\n")
     config = BuildConfig.from_dict({"work": {"unit_size": 2}, "tokenize": {"enabled": False}})
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -102,11 +103,13 @@ def test_the_driver_parses_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         patched.setattr("ualm.inputs.manifest_rows.normalise_row", refuse)
         patched.setattr("json.loads", refuse)
         plan = plan_build([manifest], config)
-    assert (plan["inputs"], plan["units"]) == (3, 2)
+    assert (plan["inputs"], plan["units"]) == (4, 2)
     out = tmp_path / "corpus"
     build_corpus([manifest], out, config, engine="local", progress=False)
     rejects = pq.read_table(out / "manifests" / "rejects").to_pylist()
-    assert [(r["input_id"], r["reason"]) for r in rejects] == [("line:2", "manifest/bad_json")]
+    assert [(r["input_id"], r["reason"], r["detail"]) for r in rejects] == [
+        ("line:2", "manifest/bad_json", "line 2: Expecting value"),
+        ("c1#L5", "manifest/duplicate_id", "id 'c1' is used by an earlier row")]
     corpus = json.loads((out / "corpus.json").read_text())
     assert corpus["inputs"]["digest"] == plan["inputs_digest"]
-    assert corpus["counts"]["inputs"] == 3 and corpus["counts"]["kept"] == 2
+    assert corpus["counts"]["inputs"] == 4 and corpus["counts"]["kept"] == 2
