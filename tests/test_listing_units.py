@@ -113,3 +113,23 @@ def test_the_driver_parses_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     corpus = json.loads((out / "corpus.json").read_text())
     assert corpus["inputs"]["digest"] == plan["inputs_digest"]
     assert corpus["counts"]["inputs"] == 4 and corpus["counts"]["kept"] == 2
+
+
+def test_parquet_units_are_row_ranges_across_row_groups(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(b"RIFF")
+    rows = [{"path": "a.wav", "id": None}, {"path": "a.wav", "id": None},
+            {"path": "b.wav", "id": "a.wav"}, {"path": "b.wav", "id": "q"}] * 3
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), manifest, row_group_size=5)
+    one_pass = _records([manifest], unit_size=100)
+    for unit_size in (1, 2, 3, 4, 7):
+        listing = list_inputs([manifest], unit_size=unit_size)
+        assert [s.kind for u in listing.units for s in u.segments] == ["parquet"] * len(
+            listing.units)
+        assert _records([manifest], unit_size) == one_pass, unit_size
+    assert [(r["input_id"], r["reject_reason"]) for r in one_pass[:5]] == [
+        ("a.wav", None), ("a.wav#L2", None), ("a.wav#L3", "manifest/duplicate_id"),
+        ("q", None), ("a.wav#L5", None)]  # a derived repeat in its manifest: renamed only
