@@ -164,7 +164,7 @@ def test_completion_records_hold_the_hashes_of_what_each_unit_wrote(local_corpus
 
     records = sorted((local_corpus / "_work" / "done").glob("*.json"))
     stages = {r.name.split("-")[0] for r in records}
-    assert stages == {"ingest", "dedup", "shard"}
+    assert stages == {"ids", "ingest", "dedup", "shard"}
     checked = 0
     for record in records:
         for rel, meta in json.loads(record.read_text())["files"].items():

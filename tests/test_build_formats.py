@@ -13,10 +13,8 @@ from ualm.audio.synthetic import synth_clip, write_audio, write_long_recording
 from ualm.config import BuildConfig
 from ualm.inputs.listing import list_inputs
 from ualm.manifests.inspect import summarize
-from ualm.manifests.layout import CorpusLayout
 from ualm.pipelines.build import build_corpus
 from ualm.pipelines.ingest import IngestTask, run_ingest_unit
-from ualm.pipelines.unit_records import write_unit_records
 
 
 def _ualm_manifest(root: Path) -> Path:
@@ -66,10 +64,9 @@ def test_ualm_formats_end_to_end(tmp_path: Path) -> None:
 def test_a_long_input_is_ingested_in_bounded_memory(tmp_path: Path) -> None:
     """20 minutes at 24 kHz is 115 MB of float32; the ingest map must never hold it."""
     path = write_long_recording(tmp_path / "long.flac", 1200.0, 16000, fmt="flac", seed=3)
-    listing = list_inputs([tmp_path])
+    listing = list_inputs([tmp_path], unit_size=1)
     out = tmp_path / "corpus"
-    write_unit_records(CorpusLayout(out), listing, 1, "ingest")
-    task = IngestTask(str(out), 0, BuildConfig().to_dict())
+    task = IngestTask(str(out), 0, BuildConfig().to_dict(), listing.units[0])
     tracemalloc.start()
     summary = run_ingest_unit(task)
     _, peak = tracemalloc.get_traced_memory()

@@ -22,11 +22,11 @@ from .conftest import SMALL
 
 def test_the_build_is_its_stage_list() -> None:
     assert [(s["name"], s["kind"]) for s in describe()] == [
-        ("ingest", "map"), ("dedup", "reduce"), ("near-dedup", "reduce"),
+        ("ids", "reduce"), ("ingest", "map"), ("dedup", "reduce"), ("near-dedup", "reduce"),
         ("caption-dedup", "reduce"), ("shard", "map"), ("commit", "commit"), ("tokens", "map")]
     assert all(s.reads and s.writes for s in BUILD_STAGES)
     enabled = [s.name for s in BUILD_STAGES if s.enabled(SMALL)]
-    assert enabled == ["ingest", "dedup", "shard", "commit"]  # SMALL: no near, caption, tokens
+    assert enabled == ["ids", "ingest", "dedup", "shard", "commit"]  # SMALL: no near, caption, tokens
     assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]
 
 

@@ -150,8 +150,7 @@ def _print_plan(plan: dict, as_json: bool) -> int:
     if as_json:
         print(json.dumps(plan, sort_keys=True))
         return 0
-    print(f"inputs   {plan['inputs']:,} ({plan['rejected_while_listing']:,} rejected while "
-          f"listing), digest {plan['inputs_digest']}")
+    print(f"inputs   {plan['inputs']:,}, digest {plan['inputs_digest']}")
     print(f"units    {plan['units']:,} of up to {plan['unit_size']:,} inputs")
     print(f"config   {plan['config_hash']}")
     print("stages   " + " -> ".join(f"{s['name']} ({s['kind']})" for s in plan["stages"]))

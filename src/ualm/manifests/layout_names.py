@@ -44,6 +44,12 @@ class LayoutNames:
     def unit_records(self, unit: int) -> str:
         return self.path(names.unit_records(unit))
 
+    def id_renames_bucket(self, bucket: int) -> str:
+        return self.path(names.id_renames_bucket(bucket))
+
+    def unit_renames(self, unit: int) -> str:
+        return self.path(names.unit_renames(unit))
+
     def unit_inputs(self, unit: int) -> str:
         return self.path(names.unit_file(unit, "inputs"))
 

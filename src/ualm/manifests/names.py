@@ -57,8 +57,18 @@ def done_record(stage: str, index: int) -> str:
 
 
 def unit_records(unit: int) -> str:
-    """A unit's input records, cut from the input stream by the driver (JSON lines)."""
+    """A unit's input records that the driver listed (CSV manifests and sources; JSON lines)."""
     return f"{WORK}/listing/unit-{unit:06d}.jsonl"
+
+
+def id_renames_bucket(bucket: int) -> str:
+    """The ids one bucket of the id reduce renamed (JSON lines, in input order)."""
+    return f"{WORK}/ids/bucket-{bucket:04d}.jsonl"
+
+
+def unit_renames(unit: int) -> str:
+    """The renamed ids of one unit's inputs, for its ingest worker (JSON lines)."""
+    return f"{WORK}/ids/unit-{unit:06d}.jsonl"
 
 
 def unit_file(unit: int, kind: str) -> str:

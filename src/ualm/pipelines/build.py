@@ -52,7 +52,7 @@ def build_corpus(
     Returns once `corpus.json` is written."""
     config = config or BuildConfig()
     layout = CorpusLayout(out)
-    listing = list_inputs(inputs, allow_roots, config.crawl)
+    listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
     _prepare_output(layout, config, listing)
     ctx = Context(layout, config, _count_units(listing, config), listing)
     committed = layout.is_complete()
@@ -67,20 +67,20 @@ def build_corpus(
 
 def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
                allow_roots: Sequence[str | Path] = ()) -> dict[str, Any]:
-    """What `build_corpus` would do with these inputs and config, from one pass over the input
-    stream; reads the inputs, writes nothing, starts no engine (`ualm build --dry-run`)."""
+    """What `build_corpus` would do with these inputs and config, from the listing's pass over
+    the inputs' bytes (no row is parsed: rejects are known only once units run); writes
+    nothing, starts no engine (`ualm build --dry-run`)."""
     config = config or BuildConfig()
-    listing = list_inputs(inputs, allow_roots, config.crawl)
+    listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
     return {"inputs": listing.count, "units": _count_units(listing, config),
             "unit_size": config.work.unit_size,
-            "rejected_while_listing": listing.rejected,
             "inputs_digest": listing.digest, "config_hash": config.hash(),
             "stages": [{"name": s.name, "kind": s.kind} for s in BUILD_STAGES
                        if s.enabled(config)]}
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
-    return -(-listing.count // config.work.unit_size)
+    return len(listing.units)
 
 
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:

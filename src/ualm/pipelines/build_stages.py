@@ -1,6 +1,6 @@
 """The stages of `ualm build`, in order: the list the build loop runs (`BUILD_STAGES`).
 
-ingest (map over input units) → exact dedup (reduce over fingerprint buckets) → near dedup and
+ids (reduce: unique input ids over id buckets) → ingest (map over input units) → exact dedup (reduce over fingerprint buckets) → near dedup and
 caption dedup (reduces over LSH buckets, then a merge; each when its config enables it) → shard
 (map over the shard plan) → commit (`corpus.json` and the card) → tokens (map over audio shards,
 when `tokenize.enabled`). A new stage is one declaration here and one entry in the list.
@@ -18,17 +18,28 @@ from ualm.filters import chain as filter_chain
 from ualm.manifests import names
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
-from ualm.pipelines import caption_dedup, dedup, ingest, near_dedup, shard
+from ualm.manifests.layout import read_done
+from ualm.pipelines import caption_dedup, dedup, ingest, input_ids, near_dedup, shard
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
 from ualm.pipelines.unit_records import write_unit_records
 
 
+def _id_tasks(ctx: Context) -> list[input_ids.IdTask]:
+    """A task per unit: its reference. Inputs the driver lists record by record (CSV, sources)
+    are written to their units' record files first."""
+    plan = ctx.listing.units
+    write_unit_records(ctx.layout, plan,
+                       lambda u: read_done(ctx.layout, ingest.STAGE, u) is not None)
+    buckets = ctx.config.work.dedup_buckets
+    return [input_ids.IdTask(ctx.layout.location, ref, buckets) for ref in plan]
+
+
 def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
-    """Streams the listing into the pending units' record files; a task is just a unit number."""
-    units = write_unit_records(ctx.layout, ctx.listing, ctx.config.work.unit_size, ingest.STAGE)
+    """A task per unit: its reference (its worker reads the rows and the id reduce's renames)."""
     config = ctx.config.to_dict()
-    return [ingest.IngestTask(ctx.layout.location, u, config) for u in range(units)]
+    return [ingest.IngestTask(ctx.layout.location, ref.unit, config, ref)
+            for ref in ctx.listing.units]
 
 
 def _check_filters(ctx: Context) -> None:
@@ -36,8 +47,15 @@ def _check_filters(ctx: Context) -> None:
     filter_chain.checks(dataclasses.asdict(ctx.config.filters))
 
 
+IDS = Stage(
+    input_ids.STAGE, "reduce", reads=("inputs",), writes=("id renames",),
+    tasks=_id_tasks, unit=input_ids.emit_ids,
+    reduce=lambda ctx: partial(input_ids.reduce_ids, ctx.layout.location),
+    keys=lambda ctx: list(range(ctx.config.work.dedup_buckets)),
+    merge=(input_ids.MERGE_STAGE, input_ids.merge_renames))
+
 INGEST = Stage(
-    "ingest", "map", reads=("inputs",), writes=("unit segments", "unit payloads", "rejects"),
+    "ingest", "map", reads=("inputs", "id renames"), writes=("unit segments", "unit payloads", "rejects"),
     tasks=_ingest_tasks, unit=ingest.run_ingest_unit, index=lambda t: t.unit,
     on_failure=ingest.fail_ingest_unit, check=_check_filters)
 
@@ -110,7 +128,7 @@ def commit(ctx: Context) -> dict[str, Any]:
 COMMIT = Stage("commit", "commit", reads=("manifests",), writes=(names.CORPUS_FILE, names.CARD),
                tasks=lambda ctx: [], unit=commit)
 
-BUILD_STAGES = (INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, SHARD, COMMIT, TOKENS)
+BUILD_STAGES = (IDS, INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, SHARD, COMMIT, TOKENS)
 """What `ualm build` runs, in order; disabled stages are left out by their `enabled`."""
 
 

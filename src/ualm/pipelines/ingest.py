@@ -23,6 +23,7 @@ from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
 from ualm.inputs.crawl.unit import UnitSources
 from ualm.inputs.records import InputRecord
+from ualm.inputs.units import UnitRef
 from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.manifests.shards import safe_key
 from ualm.pipelines.annotate import annotate_window, clip_embedding, judge_captions, score_windows
@@ -44,12 +45,12 @@ UNIT_FAILED = "engine/unit_failed"
 
 @dataclass(frozen=True)
 class IngestTask:
-    """Everything one ingest unit needs; small and picklable (its records wait in the corpus's
-    work area, see `unit_records`)."""
+    """One unit's work, small and picklable: `ref` is what the worker reads (`inputs.units`)."""
 
     corpus: str
     unit: int
     config: dict[str, Any]
+    ref: UnitRef
 
 
 def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.unit)
-    records = read_unit_records(layout, task.unit)
+    records = read_unit_records(layout, task.ref)
     outcomes: list[InputOutcome] = []
     with (PayloadWriter(layout.local_path(layout.unit_payload(task.unit))) as payloads,
           UnitSources(records, config.crawl) as sources):  # fetches the unit's URLs at once
@@ -75,7 +76,7 @@ def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
     layout = CorpusLayout(task.corpus)
     detail = f"unit {task.unit} failed {failure.attempts} times: {failure.error}"
     outcomes = []
-    for record in read_unit_records(layout, task.unit):
+    for record in read_unit_records(layout, task.ref):
         rejection = (Rejection(record.reject_reason, record.reject_detail)
                      if record.reject_reason is not None else Rejection(UNIT_FAILED, detail))
         outcomes.append(InputOutcome(record, rejection=rejection))
