@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,8 @@ def folder_bytes(root: Path, folder: str) -> tuple[int, int]:
 
 
 def reduce_bytes_per_input(corpus: Path, units: int, config: dict) -> dict[str, float]:
-    """Python memory of what each keyed reduce receives, per input sent to it."""
+    """Per input sent to each keyed reduce: the bytes its map side ships through the shuffle
+    (pickled, as Dask and Beam send them) and the Python memory they take once unpickled."""
     from ualm.pipelines.caption_dedup import CaptionTask, emit_caption_bands
     from ualm.pipelines.dedup import FingerprintTask, emit_fingerprints
     from ualm.pipelines.near_dedup import BandTask, emit_bands
@@ -70,13 +72,15 @@ def reduce_bytes_per_input(corpus: Path, units: int, config: dict) -> dict[str, 
             "caption_dedup": lambda u: emit_caption_bands(CaptionTask(str(corpus), u, config))}
     out = {}
     for name, emit in maps.items():
+        shuffled = [pickle.dumps(emit(u)) for u in range(units)]  # what crosses the shuffle
         tracemalloc.start()
-        held = [emit(u) for u in range(units)]
+        held = [pickle.loads(data) for data in shuffled]  # what the reduces hold, unpickled
         size = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         inputs = len({v[1] if isinstance(v, tuple) else v["input_index"]
                       for pairs in held for _, v in pairs})
         out[name] = {"bytes_per_input": round(size / max(inputs, 1)),
+                     "shuffle_bytes_per_input": round(sum(map(len, shuffled)) / max(inputs, 1)),
                      "pairs_per_input": round(sum(map(len, held)) / max(inputs, 1), 2)}
     return out
 

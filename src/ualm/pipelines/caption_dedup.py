@@ -67,13 +67,14 @@ def emit_caption_bands(task: CaptionTask) -> list[tuple[int, tuple[int, int, lis
         signature = caption_signature(captions)
         if signature is None:
             continue
+        data = signature.tobytes()  # 8 bytes a value through the shuffle
         for key in signature_band_keys(signature, config.caption_dedup.bands):
-            pairs.append((key % config.caption_dedup.buckets, (key, index, signature.tolist())))
+            pairs.append((key % config.caption_dedup.buckets, (key, index, data)))
     return pairs
 
 
 def reduce_caption_bucket(corpus: str, threshold: float, bucket: int,
-                          values: list[tuple[int, int, list[int]]]) -> dict[str, Any]:
+                          values: list[tuple[int, int, bytes]]) -> dict[str, Any]:
     layout = CorpusLayout(corpus)
     edges, candidates = near_pairs(values, 1.0 - threshold, distance=jaccard_distance,
                                    dtype=np.uint64)

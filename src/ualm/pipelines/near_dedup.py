@@ -56,7 +56,7 @@ def duplicates_path(layout: CorpusLayout) -> str:
     return layout.near_duplicates
 
 
-def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
+def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, bytes]]]:
     """(bucket, (band key, input index, fingerprint)) for the unit's kept, non-duplicate inputs."""
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
@@ -72,13 +72,15 @@ def emit_bands(task: BandTask) -> list[tuple[int, tuple[int, int, list[int]]]]:
         decision = exact.get(index)
         if not fingerprint or (decision is not None and decision["keeper_index"] != index):
             continue
-        for key in band_keys(np.asarray(fingerprint, np.uint32), near.bands):
-            pairs.append((key % near.buckets, (key, index, fingerprint)))
+        packed = np.asarray(fingerprint, np.uint32)
+        data = packed.tobytes()  # 4 bytes a value through the shuffle, not a list of ints
+        for key in band_keys(packed, near.bands):
+            pairs.append((key % near.buckets, (key, index, data)))
     return pairs
 
 
 def reduce_near_bucket(corpus: str, max_bit_error: float, bucket: int,
-                       values: list[tuple[int, int, list[int]]]) -> dict[str, Any]:
+                       values: list[tuple[int, int, bytes]]) -> dict[str, Any]:
     """Compares the inputs that share a band key; writes the pairs within `max_bit_error`."""
     layout = CorpusLayout(corpus)
     maybe_fail(layout, STAGE, bucket)
@@ -90,7 +92,7 @@ def reduce_near_bucket(corpus: str, max_bit_error: float, bucket: int,
     return summary
 
 
-def near_pairs(values: list[tuple[int, int, list[int]]], max_distance: float,
+def near_pairs(values: list[tuple[int, int, bytes]], max_distance: float,
                distance: Callable[[np.ndarray, np.ndarray], float] = bit_error_rate,
                dtype: type = np.uint32) -> tuple[list[dict[str, Any]], int]:
     """The pairs of inputs that share a band key and are within `max_distance` (by default the
@@ -102,7 +104,9 @@ def near_pairs(values: list[tuple[int, int, list[int]]], max_distance: float,
         members = sorted({index for _, index in group})
         candidates.update(combinations(members, 2))
     for _, index, fingerprint in values:
-        fingerprints.setdefault(index, np.asarray(fingerprint, dtype))
+        if index not in fingerprints:
+            fingerprints[index] = (np.frombuffer(fingerprint, dtype) if isinstance(fingerprint, bytes)
+                                   else np.asarray(fingerprint, dtype))
     edges = []
     for a, b in sorted(candidates):
         d = distance(fingerprints[a], fingerprints[b])
