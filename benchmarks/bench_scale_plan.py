@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def main() -> int:
         args.rows, args.clips = [20_000, 200_000], 40
     record = Record("bench_scale_plan", args)
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    os.environ["UALM_CACHE"] = str(folder / "cache")  # a warm token cache would time nothing
     plans = {}
     for rows in args.rows:
         manifest = write_manifest(folder / f"rows-{rows}.jsonl", rows)
