@@ -50,13 +50,13 @@ def tarfile_rate(shards: list[Path], samples: int) -> tuple[float, int]:
 
 def module_rate(corpus: Path, samples: int) -> tuple[float, int]:
     """Samples/s packed into batches by the data module (what training consumes)."""
-    config = DataConfig(seq_len=1024, batch_size=8, shuffle_buffer=256)
+    config = DataConfig(seq_len=1024, batch_size=8, shuffle_buffer=32)  # x 8 lanes
     module = UALMDataModule([corpus], config, ByteTokenizer(), codebooks=8)
     started = time.perf_counter()
     packed = 0
     for batch in module.train_dataloader():
-        counts = batch["stream_state"]["state"]["counts"]
-        packed = sum(c[0] for c in counts.values())
+        lanes = batch["stream_state"]["lanes"].values()
+        packed = sum(c[0] for state in lanes for c in state["counts"].values())
         if packed >= samples:
             break
     return packed / (time.perf_counter() - started), packed

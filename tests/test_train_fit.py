@@ -88,13 +88,13 @@ def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
                             weights_only=False)
     assert checkpoint["global_step"] == 4
-    ranks = checkpoint["UALMDataModule"]["ranks"]
-    assert len(ranks) == 2 and all(r["consumed"] == 4 for r in ranks)  # equal batch counts
-    states = [r["states"]["0"] for r in ranks]
-    assert states[0]["readers"] != states[1]["readers"] or states[0]["rng"] != states[1]["rng"]
+    lanes = checkpoint["UALMDataModule"]["lanes"]  # one per row of the global batch
+    assert sorted(lanes) == ["0", "1", "2", "3"] and checkpoint["UALMDataModule"]["rows"] == 4
+    assert all(lane["batches"] == 4 for lane in lanes.values())  # every row of every step
+    assert lanes["0"]["rng"] != lanes["2"]["rng"]
     realised = json.loads((tmp_path / "run" / "realised_blend.json").read_text())
-    one_rank = sum(c[0] for c in states[0]["counts"].values())
-    assert sum(s["samples"] for s in realised["sources"].values()) > one_rank  # both ranks
+    every_lane = sum(c[0] for lane in lanes.values() for c in lane["counts"].values())
+    assert sum(s["samples"] for s in realised["sources"].values()) == every_lane  # both ranks
 
 
 def test_cli_train_eval_generate_understand(corpus: Path, tmp_path: Path,
