@@ -75,6 +75,26 @@ def test_fit_writes_its_run_folder_and_resumes_exactly(corpus: Path, tmp_path: P
     assert json.loads((resumed / "realised_blend.json").read_text()) == realised
 
 
+def test_loader_workers_change_neither_the_run_nor_its_resume(corpus: Path,
+                                                             tmp_path: Path) -> None:
+    """Two loader workers train the same batches as none (each packs a block of every batch),
+    and their step-3 checkpoint resumes with none to the same weights and realised blend."""
+    straight = train([corpus], TrainConfig.from_dict(SMALL), tmp_path / "straight")
+    workers = {**SMALL, "data": {**SMALL["data"], "num_workers": 2}}
+    two = train([corpus], TrainConfig.from_dict(workers), tmp_path / "two")
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "two" / "checkpoints" / "step-3.ckpt",
+                resumed / "checkpoints" / "last.ckpt")
+    again = train([corpus], TrainConfig.from_dict(SMALL), resumed)
+    a = _weights(straight.checkpoint)
+    for run in (two, again):
+        b = _weights(run.checkpoint)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert (json.loads((run.checkpoint.parents[1] / "realised_blend.json").read_text())
+                == json.loads((tmp_path / "straight" / "realised_blend.json").read_text()))
+
+
 def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     config = tmp_path / "ddp.yaml"
     ddp = {**SMALL, "run": {**SMALL["run"], "max_steps": 4, "checkpoint_every": 4}}

@@ -4,6 +4,7 @@ and a checkpoint of one placement resumes exactly on another (real gloo processe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import socket
@@ -19,6 +20,7 @@ from ualm.config import BuildConfig
 from ualm.errors import UalmError
 from ualm.pipelines.build import build_corpus
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
+from ualm.train.data.lanes import rank_lanes
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 EVENTS = ("a low tone", "white noise", "a click train")
@@ -55,10 +57,14 @@ def _steps(modules: list[UALMDataModule], steps: int, accumulate: int = 1,
     for _ in range(steps):
         rows: dict[int, list] = {}
         for dm, loader in zip(modules, loaders, strict=True):
-            for _ in range(accumulate):
-                state = next(loader)[STATE_KEY]
+            rank, world, _ = dm._placement()
+            for lanes in rank_lanes(rank, world, dm.config.batch_size, accumulate):
+                batch = next(loader)
+                state = batch[STATE_KEY]
                 dm.record(state)
-                rows.update({int(k): [list(r) for r in v] for k, v in state["refs"].items()})
+                for i, lane in enumerate(lanes):  # row i of the batch is that lane's row
+                    digest = hashlib.sha1(batch["tokens"][i].numpy().tobytes()).hexdigest()
+                    rows[lane] = [[list(r) for r in state["refs"][lane]], digest]
         assert sorted(rows) == list(range(ROWS)) or not every_rank
         out.append(rows)
     return out

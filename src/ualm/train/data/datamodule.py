@@ -92,7 +92,8 @@ class UALMDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return 0, 1, 1
-        return trainer.global_rank, trainer.world_size, int(trainer.accumulate_grad_batches)
+        return (trainer.global_rank, trainer.world_size,
+                int(getattr(trainer, "accumulate_grad_batches", 1)))
 
     def lanes(self) -> int:
         """Rows of a global batch (ranks x accumulated micro-batches x batch_size): one lane
