@@ -107,9 +107,11 @@ class SourceReader:
             self.unit, self.position = self.unit + 1, 0
             if self.unit >= len(units):
                 if not self._seen:
-                    raise UalmError(f"source {self.source.label} has fewer samples than the "
-                                    f"{self.streams} data streams (ranks x workers)",
-                                    fix="use fewer data workers or ranks, or a larger corpus")
+                    raise UalmError(f"source {self.source.label} gave none of its samples to "
+                                    f"lane {self.stream} of {self.streams} (each lane takes "
+                                    f"every {self.streams}th sample of each shard)",
+                                    fix="build the corpus with larger shards, or train with "
+                                        "fewer rows per global batch")
                 self.epoch, self.unit, self._seen = self.epoch + 1, 0, False
             self._iter = None
 

@@ -84,7 +84,7 @@ class Sample:
 
     def __init__(self, ref: Ref, laid: LaidSample, task: str, tokens: int) -> None:
         self.ref, self.laid, self.task, self.tokens = ref, laid, task, tokens
-        self.length = len(laid)
+        self.length = laid.length
 
 
 class PackedStream:
@@ -115,8 +115,8 @@ class PackedStream:
     def state(self) -> dict[str, Any]:
         return {"readers": [r.state() for r in self.readers],
                 "rng": _plain(self.rng.bit_generator.state),  # a new dict each call
-                "buffer": [list(s.ref) for s in self.buffer],
-                "carry": list(self.carry.ref) if self.carry else None,
+                "buffer": [s.ref for s in self.buffer],  # tuples: a JSON round trip lists them
+                "carry": self.carry.ref if self.carry else None,
                 "batches": self.batches, "counts": {k: [*v] for k, v in self.counts.items()},
                 "skipped": dict(self.skipped)}
 
