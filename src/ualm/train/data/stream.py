@@ -1,10 +1,12 @@
-"""The training stream of one (rank, worker): per-source readers mixed by probability, a bounded
-shuffle buffer, and packing into fixed-size batches. Deterministic for a seed, rank and worker,
-and resumable exactly from a small JSON state.
+"""One training stream (in training, one lane: one row of the global batch, see `lanes`):
+per-source readers mixed by probability, a bounded shuffle buffer, and packing into fixed-size
+rows. Deterministic for a seed and its stream number among n streams, and resumable exactly from
+a small JSON state.
 
 Each source's shards are split between the streams: whole shards when there are at least as many
-as streams, otherwise every stream reads all of them and keeps every n-th sample. Sources repeat
-forever (a new shard order each epoch), so every rank always has a next batch.
+as streams, otherwise every stream reads all of them and keeps every n-th sample (all of them,
+for a source with fewer samples than streams). Sources repeat forever (a new shard order each
+epoch), so every stream always has a next row.
 
 Every sample is named by a reference (source, epoch, unit, index among the source's samples in
 that unit). The state holds cursors, the random generators' states and the references of what
