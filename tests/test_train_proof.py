@@ -3,7 +3,7 @@ briefly on a small event world. It guards the whole path from shards to answers:
 loss falls, and greedy answers through the inference layout (`generate.answer`, which must lay
 the prompt out as training did) pick the right option of the training questions far above
 chance. Held-out figures are printed, not asserted: at this size and budget they are near chance
-(measured: understanding 0.56 with chance 0.33, generation 0.11 with chance 0.11); the full
+(measured with lanes: understanding 0.56 with chance 0.33, generation 0.22 with chance 0.11); the full
 proof and its bars are benchmarks/bench_train_proof.py."""
 
 from __future__ import annotations
