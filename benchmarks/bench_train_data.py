@@ -1,6 +1,7 @@
 """Data module throughput: samples per second that the training data module (the DataLoader of
-UALMDataModule: shard reading, blend mixing, shuffling, layout, packing into batches) delivers,
-against a bare `tarfile` loop that reads every member of the same tars. Bar: >= 0.8x.
+UALMDataModule: shard reading, blend mixing, shuffling, layout, packing into batches, one lane
+per row of the global batch) delivers, against a bare `tarfile` loop that reads every member of
+the same tars. Bar: >= 1.0x (issue 21; 0.8x before).
 Prints the bar, writes benchmarks/results/bench_train_data.json (see _record.py); exits 1 below
 the bar.
 
@@ -26,7 +27,7 @@ from ualm.pipelines.build import build_corpus
 from ualm.train.data.datamodule import DataConfig, UALMDataModule
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-BAR = 0.8
+BAR = 1.0
 
 
 def tarfile_rate(shards: list[Path], samples: int) -> tuple[float, int]:
@@ -50,13 +51,13 @@ def tarfile_rate(shards: list[Path], samples: int) -> tuple[float, int]:
 
 def module_rate(corpus: Path, samples: int) -> tuple[float, int]:
     """Samples/s packed into batches by the data module (what training consumes)."""
-    config = DataConfig(seq_len=1024, batch_size=8, shuffle_buffer=256)
+    config = DataConfig(seq_len=1024, batch_size=8, shuffle_buffer=32)  # x 8 lanes
     module = UALMDataModule([corpus], config, ByteTokenizer(), codebooks=8)
     started = time.perf_counter()
     packed = 0
     for batch in module.train_dataloader():
-        counts = batch["stream_state"]["state"]["counts"]
-        packed = sum(c[0] for c in counts.values())
+        lanes = batch["stream_state"]["lanes"].values()
+        packed = sum(c[0] for state in lanes for c in state["counts"].values())
         if packed >= samples:
             break
     return packed / (time.perf_counter() - started), packed

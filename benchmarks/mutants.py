@@ -174,6 +174,12 @@ MUTANTS: list[Mutant] = [
            old='        self.rng.bit_generator.state = copy.deepcopy(state["rng"])\n',
            new='        copy.deepcopy(state["rng"])\n',
            tests=("tests/test_train_data.py::test_stream_resumes_exactly_from_its_state",)),
+    Mutant("lanes-seeded-by-their-worker", "resume", "src/ualm/train/data/lanes.py",
+           old="stream = PackedStream(sources, probs, config, tokenizer, lane, lanes, cache)",
+           new="stream = PackedStream(sources, probs, config, tokenizer, mine.index(lane), "
+               "len(mine), cache)",
+           tests=("tests/test_train_lanes.py::"
+                  "test_the_rows_of_every_global_step_are_the_same_for_every_placement",)),
     Mutant("build-rerun-redoes-finished-units", "resume", "src/ualm/pipelines/stages.py",
            old="pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]",
            new="pending = list(tasks)",

@@ -143,8 +143,7 @@ def _rewind_schedule(checkpoint: dict[str, Any]) -> None:
 
 
 def _rewind_streams(checkpoint: dict[str, Any]) -> None:
-    for rank in checkpoint["UALMDataModule"]["ranks"]:
-        rank["consumed"], rank["states"] = 0, {}
+    checkpoint["UALMDataModule"]["lanes"] = {}
 
 
 def test_resume_uses_the_checkpoints_optimizer_schedule_and_stream_state(

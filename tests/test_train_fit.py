@@ -75,6 +75,26 @@ def test_fit_writes_its_run_folder_and_resumes_exactly(corpus: Path, tmp_path: P
     assert json.loads((resumed / "realised_blend.json").read_text()) == realised
 
 
+def test_loader_workers_change_neither_the_run_nor_its_resume(corpus: Path,
+                                                             tmp_path: Path) -> None:
+    """Two loader workers train the same batches as none (each packs a block of every batch),
+    and their step-3 checkpoint resumes with none to the same weights and realised blend."""
+    straight = train([corpus], TrainConfig.from_dict(SMALL), tmp_path / "straight")
+    workers = {**SMALL, "data": {**SMALL["data"], "num_workers": 2}}
+    two = train([corpus], TrainConfig.from_dict(workers), tmp_path / "two")
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "two" / "checkpoints" / "step-3.ckpt",
+                resumed / "checkpoints" / "last.ckpt")
+    again = train([corpus], TrainConfig.from_dict(SMALL), resumed)
+    a = _weights(straight.checkpoint)
+    for run in (two, again):
+        b = _weights(run.checkpoint)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert (json.loads((run.checkpoint.parents[1] / "realised_blend.json").read_text())
+                == json.loads((tmp_path / "straight" / "realised_blend.json").read_text()))
+
+
 def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     config = tmp_path / "ddp.yaml"
     ddp = {**SMALL, "run": {**SMALL["run"], "max_steps": 4, "checkpoint_every": 4}}
@@ -88,13 +108,13 @@ def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
                             weights_only=False)
     assert checkpoint["global_step"] == 4
-    ranks = checkpoint["UALMDataModule"]["ranks"]
-    assert len(ranks) == 2 and all(r["consumed"] == 4 for r in ranks)  # equal batch counts
-    states = [r["states"]["0"] for r in ranks]
-    assert states[0]["readers"] != states[1]["readers"] or states[0]["rng"] != states[1]["rng"]
+    lanes = checkpoint["UALMDataModule"]["lanes"]  # one per row of the global batch
+    assert sorted(lanes) == ["0", "1", "2", "3"] and checkpoint["UALMDataModule"]["rows"] == 4
+    assert all(lane["batches"] == 4 for lane in lanes.values())  # every row of every step
+    assert lanes["0"]["rng"] != lanes["2"]["rng"]
     realised = json.loads((tmp_path / "run" / "realised_blend.json").read_text())
-    one_rank = sum(c[0] for c in states[0]["counts"].values())
-    assert sum(s["samples"] for s in realised["sources"].values()) > one_rank  # both ranks
+    every_lane = sum(c[0] for lane in lanes.values() for c in lane["counts"].values())
+    assert sum(s["samples"] for s in realised["sources"].values()) == every_lane  # both ranks
 
 
 def test_cli_train_eval_generate_understand(corpus: Path, tmp_path: Path,

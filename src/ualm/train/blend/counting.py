@@ -62,12 +62,14 @@ def code_tokens(codes: np.ndarray | Mapping[str, np.ndarray] | None) -> int:
     ref): frames x codebooks each."""
     if codes is None:
         return 0
+    if type(codes) is np.ndarray:  # the common case, without the slow ABC check
+        return int(codes.shape[0]) * int(codes.shape[1])
     arrays = codes.values() if isinstance(codes, Mapping) else (codes,)
     return sum(int(a.shape[0]) * int(a.shape[1]) for a in arrays)
 
 
 def _turn_text(turn: Any) -> str:
-    if isinstance(turn, Mapping):
+    if type(turn) is dict or isinstance(turn, Mapping):  # dict first: the ABC check is slow
         content = turn.get("content", turn.get("value", ""))
         if isinstance(content, list):  # reasoning turns: text parts (audio counts as codes)
             return "\n".join(str(p.get("text", "")) for p in content

@@ -1,30 +1,32 @@
 """The Lightning data module: token shards of one or more corpora, mixed by a blend, packed into
-fixed-size sequences, one deterministic stream per (rank, worker), resumable exactly.
+fixed-size sequences, one deterministic stream per row of the global batch (a lane, see
+`lanes`), resumable exactly on another number of ranks or loader workers.
 
-Resume: every batch carries its stream's state (a small JSON-able dict: cursors, generator
-states, references of buffered samples). The module records the state of each batch the model
-consumed; a checkpoint stores them (gathered from every rank), and a resumed run restarts each
-stream from its state, with the DataLoader's round-robin rotated to the worker whose batch is due.
+Resume: every batch carries the state of its rows' lanes (small JSON-able dicts: cursors,
+generator states, references of buffered samples). The module records the states of the batches
+the model consumed; a checkpoint stores every lane's (gathered from every rank), and a resumed
+run restarts each lane from its state, whichever rank and worker now drive it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from ualm.errors import UalmError
 from ualm.train.blend.spec import BlendSpec
+from ualm.train.data.lanes import STATE_KEY, Joined, LaneDataset, rank_lanes
 from ualm.train.data.sources import Source, discover, probabilities
-from ualm.train.data.stream import PackedStream, StreamConfig
+from ualm.train.data.stream import StreamConfig
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
-STATE_KEY = "stream_state"
+__all__ = ["STATE_KEY", "DataConfig", "UALMDataModule", "realised_table"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,11 @@ class DataConfig:
     """Positions per packed sequence (samples longer than this are skipped and counted)."""
     batch_size: int = 8
     """Packed sequences per batch (per rank; gradient accumulation multiplies it)."""
-    shuffle_buffer: int = 256
-    """Samples held for shuffling, per stream."""
+    shuffle_buffer: int = 32
+    """Samples held for shuffling, per lane (per row of the global batch)."""
     num_workers: int = 0
-    """DataLoader worker processes per rank (0 reads in the training process)."""
+    """DataLoader worker processes per rank (0 reads in the training process); each packs a
+    block of every batch's rows. The sample order does not depend on it."""
     seed: int = 0
     cfg_dropout: float = 0.05
     """Probability of dropping a generation sample's condition (classifier-free guidance)."""
@@ -55,31 +58,6 @@ class DataConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class StreamDataset(IterableDataset):
-    """One PackedStream per DataLoader worker; yields batches (tensors) with their state."""
-
-    def __init__(self, sources: Sequence[Source], probs: Sequence[float], config: StreamConfig,
-                 tokenizer: TextTokenizer, rank: int = 0, world: int = 1, workers: int = 0,
-                 resume: dict[int, dict] | None = None, rotation: int = 0) -> None:
-        self.sources, self.probs, self.config, self.tokenizer = list(sources), list(probs), config, \
-            tokenizer
-        self.rank, self.world, self.workers = rank, world, max(workers, 1)
-        self.resume, self.rotation = resume or {}, rotation
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        logical = ((info.id if info else 0) + self.rotation) % self.workers
-        stream = PackedStream(self.sources, self.probs, self.config, self.tokenizer,
-                              stream=self.rank * self.workers + logical,
-                              streams=self.world * self.workers)
-        if logical in self.resume:
-            stream.restore(self.resume[logical])
-        for arrays, state in stream:
-            batch: dict[str, Any] = {k: torch.from_numpy(v) for k, v in arrays.items()}
-            batch[STATE_KEY] = {"worker": logical, "state": state}
-            yield batch
 
 
 def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +79,7 @@ class UALMDataModule(L.LightningDataModule):
         self.config, self.tokenizer, self.codebooks, self.blend = config, tokenizer, codebooks, blend
         self.sources: list[Source] = []
         self.probs: list[float] = []
-        self._states: dict[int, dict] = {}
-        self._consumed = 0
+        self._states: dict[int, dict] = {}  # lane -> its state after the last row trained on
         self._resume: dict[int, dict] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -110,78 +87,94 @@ class UALMDataModule(L.LightningDataModule):
             self.sources = discover(self.corpora, self.config.codec_id)
             self.probs = probabilities(self.sources, self.blend)
 
-    def _rank_world(self) -> tuple[int, int]:
+    def _placement(self) -> tuple[int, int, int]:
+        """(rank, world, micro-batches per optimizer step)."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
+            return 0, 1, 1
+        return (trainer.global_rank, trainer.world_size,
+                int(getattr(trainer, "accumulate_grad_batches", 1)))
+
+    def lanes(self) -> int:
+        """Rows of a global batch (ranks x accumulated micro-batches x batch_size): one lane
+        each, whatever the number of ranks and loader workers that drive them."""
+        _, world, accumulate = self._placement()
+        return world * accumulate * self.config.batch_size
 
     def stream_config(self) -> StreamConfig:
         c = self.config
-        return StreamConfig(c.seq_len, c.batch_size, c.shuffle_buffer, c.seed, self.codebooks,
+        return StreamConfig(c.seq_len, 1, c.shuffle_buffer, c.seed, self.codebooks,
                             c.cfg_dropout)
 
-    def dataset(self, workers: int) -> StreamDataset:
-        """This rank's stream of batches, from where the last checkpoint left it."""
+    def dataset(self, workers: int) -> LaneDataset:
+        """This rank's rows (one block of them per worker), from where the last checkpoint
+        left every lane."""
         self.setup()
-        rank, world = self._rank_world()
-        return StreamDataset(self.sources, self.probs, self.stream_config(), self.tokenizer,
-                             rank, world, workers, self._resume,
-                             rotation=self._consumed % max(workers, 1))
+        rank, world, accumulate = self._placement()
+        slots = rank_lanes(rank, world, self.config.batch_size, accumulate)
+        return LaneDataset(self.sources, self.probs, self.stream_config(), self.tokenizer,
+                           slots, self.lanes(), self._resume, workers)
 
-    def train_dataloader(self) -> DataLoader:
-        workers = self.config.num_workers
-        dataset = self.dataset(workers)
-        return DataLoader(dataset, batch_size=None, num_workers=workers,
-                          persistent_workers=workers > 0, collate_fn=_as_is)
+    def loader_workers(self) -> int:
+        """Worker processes (each packs a block of every batch; never more than its rows)."""
+        return min(self.config.num_workers, self.config.batch_size)
+
+    def train_dataloader(self) -> DataLoader | Joined:
+        workers = self.loader_workers()
+        loader = DataLoader(self.dataset(workers), batch_size=None, num_workers=workers,
+                            persistent_workers=workers > 0, collate_fn=_as_is)
+        return Joined(loader, workers) if workers > 1 else loader
 
     # -- consumption and checkpoints -----------------------------------------------------
     def record(self, stream_state: dict[str, Any]) -> None:
-        """Called by the model for every batch it trains on."""
-        self._states[int(stream_state["worker"])] = stream_state["state"]
-        self._consumed += 1
+        """Called by the model for every batch it trains on: the state of each of its lanes."""
+        self._states.update(stream_state["lanes"])
 
-    def _local(self) -> dict[str, Any]:
-        return {"consumed": self._consumed, "states": {str(k): v for k, v in self._states.items()},
-                "workers": max(self.config.num_workers, 1)}
+    def _all_lanes(self) -> dict[int, dict]:
+        """The latest state of every lane of every rank (a collective call under DDP)."""
+        ranks = [self._states]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
+            torch.distributed.all_gather_object(ranks, self._states)
+        return {int(k): v for states in ranks for k, v in states.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        """Every rank's stream states (a collective call under DDP: every rank saves)."""
-        local = self._local()
-        ranks = [local]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ranks = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(ranks, local)
-        return {"ranks": ranks, "sources": [s.label for s in self.sources]}
+        """Every lane's state, gathered from every rank (under DDP every rank must call it)."""
+        lanes = self._all_lanes()
+        return {"lanes": {str(k): v for k, v in sorted(lanes.items())}, "rows": self.lanes(),
+                "sources": [s.label for s in self.sources]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        rank, world = self._rank_world()
-        ranks = state_dict["ranks"]
-        if len(ranks) != world:
-            raise UalmError(f"the checkpoint was written by {len(ranks)} ranks, this run has "
-                            f"{world}", fix="resume with the same number of devices and nodes")
-        mine = ranks[rank]
-        if mine["workers"] != max(self.config.num_workers, 1):
-            raise UalmError("the checkpoint's data.num_workers differs from this run's",
-                            fix=f"resume with data.num_workers: {mine['workers']}")
-        self._consumed = int(mine["consumed"])
-        self._resume = {int(k): v for k, v in mine["states"].items()}
-        self._states = dict(self._resume)
+        if "lanes" not in state_dict:
+            raise UalmError("the checkpoint's data state is per (rank, worker) stream, from a "
+                            "version before lanes; it cannot continue its sample order",
+                            fix="resume with the ualm version that wrote it")
+        rows = int(state_dict["rows"])
+        if rows != self.lanes():
+            _, world, accumulate = self._placement()
+            raise UalmError(f"the checkpoint's global batch has {rows} rows, this run's "
+                            f"{self.lanes()} ({world} ranks x {accumulate} micro-batches x "
+                            f"batch_size {self.config.batch_size})",
+                            fix=f"keep ranks x run.accumulate x data.batch_size at {rows}")
+        rank, world, accumulate = self._placement()
+        mine = {g for slot in rank_lanes(rank, world, self.config.batch_size, accumulate)
+                for g in slot}
+        self._resume = {int(k): v for k, v in state_dict["lanes"].items() if int(k) in mine}
+        self._states = dict(self._resume)  # only this rank's: the gather joins the ranks'
+
 
     def realised(self) -> dict[str, Any]:
         """Samples and tokens trained on per source and per task, with their shares, summed
-        over every stream of every rank (a collective call under DDP)."""
-        ranks = self.state_dict()["ranks"]
+        over every lane (a collective call under DDP)."""
         per_source: dict[str, list[int]] = {}
         skipped: dict[str, int] = {}
-        for rank in ranks:
-            for state in rank["states"].values():
-                for label, (samples, tokens) in state["counts"].items():
-                    acc = per_source.setdefault(label, [0, 0])
-                    acc[0] += samples
-                    acc[1] += tokens
-                for reason, n in state["skipped"].items():
-                    skipped[reason] = skipped.get(reason, 0) + n
+        for state in self._all_lanes().values():
+            for label, (samples, tokens) in state["counts"].items():
+                acc = per_source.setdefault(label, [0, 0])
+                acc[0] += samples
+                acc[1] += tokens
+            for reason, n in state["skipped"].items():
+                skipped[reason] = skipped.get(reason, 0) + n
         return realised_table(per_source, skipped)
 
 

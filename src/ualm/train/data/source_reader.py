@@ -33,6 +33,18 @@ class ShardCache:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._shards: OrderedDict[str, dict[tuple[Any, str], list[Parsed]]] = OrderedDict()
+        self._orders: OrderedDict[tuple[int, int, int], list[str]] = OrderedDict()
+
+    def order(self, shards: tuple[str, ...], key: tuple[int, int, int]) -> list[str]:
+        """A source's shards in the seeded order of an epoch, key (seed, source, epoch): the
+        same for every stream, so the streams of one worker compute it once."""
+        order = self._orders.get(key)
+        if order is None:
+            perm = np.random.default_rng([*key, 0x5A4D]).permutation(len(shards))
+            order = self._orders[key] = [shards[int(i)] for i in perm]
+            if len(self._orders) > 4 * self.capacity:
+                self._orders.popitem(last=False)
+        return order
 
     def samples(self, path: str, source: str, task: str) -> list[Parsed]:
         """(metadata, members) of the shard's samples of one source and task, in order."""
@@ -60,6 +72,9 @@ class SourceReader:
         self.cache = cache or ShardCache(1)
         n = len(source.shards)
         self.by_shard = n >= streams
+        # a source with fewer samples than streams: every stream reads all of it (else some
+        # would get none, and the number of streams grows with the cluster)
+        self.stride = 1 if self.by_shard or source.samples < streams else streams
         self.stream, self.streams = stream, streams
         self.epoch = self.unit = self.position = 0
         self._seen = False  # whether this epoch has yielded a sample yet
@@ -68,9 +83,7 @@ class SourceReader:
 
     def units(self, epoch: int) -> list[str]:
         if self._units is None or self._units[0] != epoch:
-            order = np.random.default_rng([self.seed, self.index, epoch, 0x5A4D]).permutation(
-                len(self.source.shards))
-            shards = [self.source.shards[int(i)] for i in order]
+            shards = self.cache.order(self.source.shards, (self.seed, self.index, epoch))
             self._units = (epoch, shards[self.stream :: self.streams] if self.by_shard else shards)
         return self._units[1]
 
@@ -94,9 +107,11 @@ class SourceReader:
             self.unit, self.position = self.unit + 1, 0
             if self.unit >= len(units):
                 if not self._seen:
-                    raise UalmError(f"source {self.source.label} has fewer samples than the "
-                                    f"{self.streams} data streams (ranks x workers)",
-                                    fix="use fewer data workers or ranks, or a larger corpus")
+                    raise UalmError(f"source {self.source.label} gave none of its samples to "
+                                    f"lane {self.stream} of {self.streams} (each lane takes "
+                                    f"every {self.streams}th sample of each shard)",
+                                    fix="build the corpus with larger shards, or train with "
+                                        "fewer rows per global batch")
                 self.epoch, self.unit, self._seen = self.epoch + 1, 0, False
             self._iter = None
 
@@ -116,8 +131,8 @@ class SourceReader:
         if unit >= len(units):
             return
         mine = self.cache.samples(units[unit], self.source.name, self.source.task)
-        step = 1 if self.by_shard else self.streams
-        first = start if self.by_shard else start + (self.stream - start) % self.streams
+        step = self.stride
+        first = start + (self.stream - start) % step
         for matched in range(first, len(mine), step):  # every n-th when streams share shards
             meta, parts = mine[matched]
             yield (self.index, epoch, unit, matched), meta, _codes(parts)

@@ -109,16 +109,18 @@ class SequenceBuilder:
         self.length = 0
 
     def text(self, ids: list[int] | np.ndarray, target: bool = False) -> None:
-        ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        if type(ids) is not list:  # about six calls per sample: the checks are kept cheap
+            ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
         n = len(ids)
         if n == 0:
             return
-        last = self.pieces[-1] if self.pieces else None
+        pieces = self.pieces
+        last = pieces[-1] if pieces else None
         if last is not None and last[3] is None and last[2] == target:
             last[1] += n
         else:
-            self.pieces.append([self.length, n, target, None])
-        self.ids.extend(ids)
+            pieces.append([self.length, n, target, None])
+        self.ids += ids
         self.length += n
 
     def audio(self, codes: np.ndarray, target: bool = False) -> None:
