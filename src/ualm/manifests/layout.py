@@ -14,19 +14,23 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from ualm.errors import UalmError
-from ualm.manifests import atomic, names, storage
+from ualm.manifests import atomic, names, remote, storage
 from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
 from ualm.manifests.atomic import atomic_write_json as atomic_write_json
 from ualm.manifests.atomic import atomic_write_table as atomic_write_table
 from ualm.manifests.atomic import sha256_file as sha256_file
 from ualm.manifests.atomic import temporary_sibling as temporary_sibling
+from ualm.manifests.done import done_records as done_records
+from ualm.manifests.done import read_done as read_done
+from ualm.manifests.done import write_done as write_done
 from ualm.manifests.layout_names import LayoutNames
 
 CORPUS_FILE = names.CORPUS_FILE
@@ -58,8 +62,8 @@ class CorpusLayout(LayoutNames):
         return storage.join(self.location, name)
 
     def local_path(self, path: str) -> Path:
-        """The one gate for stages that hand a file to a library taking only local paths (the
-        payload staging writer, an engine's scratch folder)."""
+        """A corpus file as a local path, for code that only ever runs on a local corpus (a
+        publish of a local folder); on a store, an error."""
         if not self.local:
             raise UalmError(f"{self.location} is not a local folder",
                             fix="build into a local folder, then `ualm publish` it")
@@ -110,7 +114,11 @@ class CorpusLayout(LayoutNames):
         """Names of everything directly inside the root (files and folders)."""
         if self.local:
             return sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []
-        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.root, detail=False))
+        try:
+            found = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:  # a prefix with no object below it
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in found)
 
     def is_folder(self, path: str) -> bool:
         return os.path.isdir(path) if self.local else self.fs.isdir(path)
@@ -202,9 +210,48 @@ class CorpusLayout(LayoutNames):
         atomic.write_parquet(table, buffer)
         self.fs.pipe_file(path, buffer.getvalue())
 
+    def write_once(self, path: str, data: bytes) -> bool:
+        """Creates a file that must be written once; False (and the file untouched) when it
+        is already there. On a local folder, an atomic write that always succeeds."""
+        if self.local:
+            atomic.atomic_write_bytes(path, data)
+            return True
+        return remote.put_new(self.fs, path, data)
+
+    def upload(self, local: Path, path: str) -> None:
+        """Puts a finished local file (a worker's temporary one) under its final name; the
+        local file is gone afterwards."""
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, path)
+            return
+        self.fs.put_file(str(local), path)
+        local.unlink()
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A folder for an engine's spills and shuffles: the work area of a local corpus, a
+        temporary folder on this machine's disk for a corpus in a store (never the bucket)."""
+        if self.local:
+            Path(self.work).mkdir(parents=True, exist_ok=True)
+            yield Path(self.work)
+            return
+        with remote.local_folder("scratch") as folder:
+            yield folder
+
     def commit(self, meta: dict[str, Any]) -> None:
-        """Writes corpus.json, the commit readers trust."""
-        self.write_json(self.corpus_file, meta)
+        """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
+        replaced (one put) only by a later stage of the same build (the token set)."""
+        data = atomic.json_bytes(meta)
+        if self.write_once(self.corpus_file, data):
+            return
+        old = self.read_json(self.corpus_file)
+        if old == meta:
+            return
+        if any(old.get(k) != meta.get(k) for k in ("config_hash", "inputs")):
+            raise UalmError(f"{self.location} was committed by another build",
+                            fix="build into a new prefix, or delete the old corpus first")
+        self.write_bytes(self.corpus_file, data)
 
     def shard_writer(self, path: str) -> Any:
         from ualm.manifests.shards import TarShardWriter
@@ -218,15 +265,24 @@ class CorpusLayout(LayoutNames):
             self.fs.rm(path)
 
     def append_line(self, path: str, line: str) -> None:
-        """Appends to a log under _work (a local folder's)."""
-        local = self.local_path(path)
+        """Appends to a log under _work; a store cannot append, so there each call leaves an
+        object of its own beside where the log would be (`remote.log_object`)."""
+        if not self.local:
+            self.fs.pipe_file(remote.log_object(path), (line + "\n").encode())
+            return
+        local = Path(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         with open(local, "a") as handle:
             handle.write(line + "\n")
 
     def check_writable(self) -> None:
-        """Creates the work folder; OSError when the corpus cannot be written."""
-        work = self.local_path(self.work)
+        """Creates the work folder; OSError when a local corpus cannot be written. On a store,
+        a probe object put and deleted; UalmError (one line, naming the bucket) when the
+        bucket is missing, access is denied or there are no credentials."""
+        if not self.local:
+            remote.check_writable(self.fs, self.work, self.location)
+            return
+        work = Path(self.work)
         work.mkdir(parents=True, exist_ok=True)
         probe = work / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
@@ -240,39 +296,3 @@ class CorpusLayout(LayoutNames):
 
     def _name(self, path: str) -> str:
         return storage.join(self.location, self.relative(path))
-
-
-def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[str],
-               summary: dict[str, Any] | None = None,
-               known_hashes: dict[str, str] | None = None) -> None:
-    """Records that a unit finished, with the hash and size of every file it wrote
-    (`known_hashes` spares re-reading files whose hash was taken while writing)."""
-    known = known_hashes or {}
-    files = {
-        layout.relative(p): {"sha256": known.get(p) or layout.sha256(p), "bytes": layout.size(p)}
-        for p in sorted(outputs)
-    }
-    layout.write_json(layout.done_record(stage, index), {"files": files, "summary": summary or {}})
-
-
-def read_done(layout: CorpusLayout, stage: str, index: int) -> dict[str, Any] | None:
-    """The completion record of a unit if it is valid (every file present with its size)."""
-    try:
-        record = layout.read_json(layout.done_record(stage, index))
-    except (OSError, ValueError):
-        return None
-    for rel, meta in record.get("files", {}).items():
-        target = layout.path(rel)
-        if not layout.exists(target) or layout.size(target) != meta["bytes"]:
-            return None
-    return record
-
-
-def done_records(layout: CorpusLayout) -> Iterator[dict[str, Any]]:
-    """Every readable completion record of the corpus, in name order (a damaged one is
-    skipped: a rebuild redoes its unit)."""
-    for path in layout.list(layout.path(names.DONE), suffix=".json"):
-        try:
-            yield layout.read_json(path)
-        except (OSError, ValueError):
-            continue
