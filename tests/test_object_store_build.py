@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SMALL, tree_bytes
@@ -162,3 +163,37 @@ def test_server_errors_and_throttling_are_retried(
     monkeypatch.setenv("AWS_ENDPOINT_URL", store)
     assert [status for status, _ in proxy.injected] == [503, 500, 503, 500]
     assert digests(f"s3://{BUCKET}/{prefix}") == local_digests(local_corpus)
+
+
+def test_tokens_in_the_bucket_and_the_trainer_streams_them(
+        store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A world of 2 clips: the codec stage (a seeded random EnCodec) costs seconds per clip, and
+    its first use in a test session builds the codec (about 80 s on 2 busy cores)."""
+    from ualm.audio.synthetic import make_world
+    from ualm.train.data.sources import discover, equal_blend, probabilities
+    from ualm.train.data.stream import PackedStream, StreamConfig
+    from ualm.train.sequence.text_tokenizer import ByteTokenizer
+
+    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True}})
+    url, local = f"s3://{BUCKET}/tokens", tmp_path / "tokens"
+    world = make_world(tmp_path / "world", n_clips=2, seed=7)
+    build_corpus([world.manifest], url, tokens, engine="local", progress=False)
+    build_corpus([world.manifest], local, tokens, engine="local", progress=False)
+    remote = digests(url)
+    assert remote == local_digests(local) and any(n.startswith("tokens/") for n in remote)
+
+    batches = []
+    for corpus in (url, str(local)):
+        sources = discover([corpus])
+        stream = PackedStream(sources, probabilities(sources, equal_blend(sources)),
+                              StreamConfig(256, 2, 4, 0, 8, 0.05), ByteTokenizer())
+        batches.append(stream.next_batch())
+    assert all(s.startswith(url + "/tokens/") for s in discover([url])[0].shards)
+    for key in batches[0]:
+        np.testing.assert_array_equal(batches[0][key], batches[1][key])
+
+    for argv in (["report", url, "-o", str(tmp_path / "r.html"), "--samples", "0"],
+                 ["blend", "stats", url],
+                 ["publish", url, "--to", str(tmp_path / "published")]):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert local_digests(tmp_path / "published").keys() >= remote.keys() - {"README.md"}
