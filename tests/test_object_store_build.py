@@ -101,6 +101,8 @@ def test_store_errors_are_one_line_naming_the_bucket(
 def test_a_crashed_build_leaves_nothing_readers_trust_and_a_rerun_finishes_it(
         store: str, world: SyntheticWorld, local_corpus: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
     url = f"s3://{BUCKET}/crashed"
     monkeypatch.setenv("UALM_FAULTS", "shard:1=fail")
     with pytest.raises(UalmError, match="shard unit 1 failed"):
@@ -111,12 +113,16 @@ def test_a_crashed_build_leaves_nothing_readers_trust_and_a_rerun_finishes_it(
     # what a worker killed after uploading shard 1's tar leaves: an object with no record
     local_tar = local_corpus / layout.relative(layout.audio_shard(1))
     layout.write_bytes(layout.audio_shard(1), local_tar.read_bytes()[:1000])
+    # and what a worker killed in the middle of a large (multipart) put leaves
+    client = boto3.client("s3")
+    client.create_multipart_upload(Bucket=BUCKET, Key="crashed/audio/audio-000002.tar")
     assert not layout.is_complete()
     assert main(["inspect", url]) == 2, "no corpus.json: readers refuse the half-built corpus"
 
     result = build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
     assert result.skipped_units > 0, "the rerun kept the finished units"
     assert digests(url) == local_digests(local_corpus)
+    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "aborted at commit"
 
 
 def test_a_rerun_into_the_same_prefix_finds_it_complete(
