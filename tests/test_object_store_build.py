@@ -203,3 +203,21 @@ def test_tokens_in_the_bucket_and_the_trainer_streams_them(
                  ["publish", url, "--to", str(tmp_path / "published")]):
         assert main(argv) == 0, capsys.readouterr().err
     assert local_digests(tmp_path / "published").keys() >= remote.keys() - {"README.md"}
+
+
+def test_a_store_that_keeps_failing_ends_in_one_line_after_bounded_tries(
+        store: str, world: SyntheticWorld, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import s3fs
+
+    with FaultyProxy(store, rf"^PUT /{BUCKET}/failing/", [500] * 50) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")  # the user's own bound wins over ualm's 6
+        s3fs.S3FileSystem.clear_instance_cache()
+        code = main(["build", "--input", str(world.manifest), "--out",
+                     f"s3://{BUCKET}/failing", "--engine", "local"])
+    s3fs.S3FileSystem.clear_instance_cache()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and BUCKET in err, err
+    assert len(proxy.injected) == 3
+    assert SECRET_KEY not in err and ACCESS_KEY not in err
