@@ -33,7 +33,7 @@ def store() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def s3_corpus(store: str, world: SyntheticWorld) -> str:
     url = f"s3://{BUCKET}/local-engine"
-    build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
+    assert build_corpus([world.manifest], url, SMALL, engine="local", progress=False).corpus == url
     return url
 
 

@@ -28,7 +28,8 @@ from ualm.pipelines.stage_list import Context, run_stages
 
 @dataclass(frozen=True)
 class BuildResult:
-    corpus: Path
+    corpus: Path | str
+    """The corpus folder, or its URL when it is in a store."""
     summary: dict[str, Any]
     skipped_units: int
     """Units found complete from an earlier run and not redone."""
@@ -63,7 +64,8 @@ def build_corpus(
     if not committed:
         _log_run(layout, runner.name, started, skipped)
     summary = ctx.outputs.get("summary") or summarize(layout)
-    return BuildResult(Path(layout.root), summary, skipped, ctx.outputs.get("tokens"))
+    where = Path(layout.root) if layout.local else layout.location
+    return BuildResult(where, summary, skipped, ctx.outputs.get("tokens"))
 
 
 def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
