@@ -221,3 +221,32 @@ def test_a_store_that_keeps_failing_ends_in_one_line_after_bounded_tries(
     assert code == 2 and err.count("\n") == 1 and BUCKET in err, err
     assert len(proxy.injected) == 3
     assert SECRET_KEY not in err and ACCESS_KEY not in err
+
+
+def test_two_builds_started_into_one_prefix_end_in_the_same_bytes(
+        store: str, world: SyntheticWorld, local_corpus: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both run units the other is running too: their create-only writes race, one wins each,
+    and the corpus is never a mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ualm.manifests import remote
+
+    lost, put_new = [], remote.put_new
+
+    def counting(fs: object, path: str, data: bytes) -> bool:
+        created = put_new(fs, path, data)
+        if not created:
+            lost.append(path.rsplit("/", 2)[-2:])
+        return created
+
+    monkeypatch.setattr(remote, "put_new", counting)
+    monkeypatch.setenv("UALM_FAULTS", "ingest:*=sleep0.3")  # both are inside ingest at once
+    url = f"s3://{BUCKET}/twice"
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(build_corpus, [world.manifest], url, SMALL, engine="local",
+                            progress=False) for _ in range(2)]
+        results = [run.result() for run in runs]
+    assert all(r.summary["kept"] == results[0].summary["kept"] for r in results)
+    assert digests(url) == local_digests(local_corpus)
+    assert ["done", "ingest-000000.json"] in lost, "the second record of a unit was refused"
