@@ -1,8 +1,9 @@
-"""One corpus on an fsspec filesystem (a local folder today): the full name of every file
-(`names` spells them relative to the root) and all I/O on them, so that no stage builds a corpus
-path or opens a shard by name. Writes are atomic: on a local folder a temporary sibling, then a
-rename; elsewhere one put per object under its final, deterministic name. Every finished unit
-leaves a completion record with the hashes of what it wrote.
+"""One corpus on an fsspec filesystem (a local folder, or a store: s3://, gs://, memory://):
+the full name of every file (`names` spells them relative to the root) and all I/O on them, so
+that no stage builds a corpus path or opens a shard by name. Writes are atomic: on a local folder
+a temporary sibling, then a rename; in a store one put of a finished object under its final,
+deterministic name, create-only for the names written once (`remote`). Every finished unit
+leaves a completion record with the hashes of what it wrote (`done`).
 
 >>> layout = CorpusLayout("/data/c")
 >>> layout.audio_shard(3), layout.relative(layout.audio_shard(3))
