@@ -26,10 +26,12 @@ def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[s
     """Records that a unit finished, with the hash and size of every file it wrote
     (`known_hashes` spares re-reading files whose hash was taken while writing)."""
     known = known_hashes or {}
-    files = {
-        layout.relative(p): {"sha256": known.get(p) or layout.sha256(p), "bytes": layout.size(p)}
-        for p in sorted(outputs)
-    }
+    files = {}
+    for p in sorted(outputs):
+        mine = layout.written(p)  # put by this attempt: no read back from the store
+        files[layout.relative(p)] = (
+            {"sha256": mine[0], "bytes": mine[1]} if mine is not None
+            else {"sha256": known.get(p) or layout.sha256(p), "bytes": layout.size(p)})
     path = layout.done_record(stage, index)
     data = atomic.json_bytes({"files": files, "summary": summary or {}})
     if layout.local:

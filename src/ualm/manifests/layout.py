@@ -12,6 +12,7 @@ leaves a completion record with the hashes of what it wrote (`done`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -47,6 +48,7 @@ class CorpusLayout(LayoutNames):
         self.local = storage.is_local(self.fs)
         self.root = root if self.local else root.rstrip("/")
         self.location = root if self.local else storage.location(corpus)
+        self._written: dict[str, tuple[str, int]] = {}  # put in a store by this layout
 
     def path(self, name: str) -> str:
         """The full name of a file in the corpus from its relative name."""
@@ -63,8 +65,7 @@ class CorpusLayout(LayoutNames):
         return storage.join(self.location, name)
 
     def local_path(self, path: str) -> Path:
-        """A corpus file as a local path, for code that only ever runs on a local corpus (a
-        publish of a local folder); on a store, an error."""
+        """A corpus file as a local path (a publish of a folder); on a store, an error."""
         if not self.local:
             raise UalmError(f"{self.location} is not a local folder",
                             fix="build into a local folder, then `ualm publish` it")
@@ -198,6 +199,7 @@ class CorpusLayout(LayoutNames):
             atomic.atomic_write_bytes(path, data)
         else:
             self.fs.pipe_file(path, data)
+            self._written[path] = (hashlib.sha256(data).hexdigest(), len(data))
 
     def write_json(self, path: str, obj: Any) -> None:
         self.write_bytes(path, atomic.json_bytes(obj))
@@ -209,7 +211,7 @@ class CorpusLayout(LayoutNames):
             return
         buffer = io.BytesIO()
         atomic.write_parquet(table, buffer)
-        self.fs.pipe_file(path, buffer.getvalue())
+        self.write_bytes(path, buffer.getvalue())
 
     def write_once(self, path: str, data: bytes) -> bool:
         """Creates a file that must be written once; False (and the file untouched) when it
@@ -217,22 +219,29 @@ class CorpusLayout(LayoutNames):
         if self.local:
             atomic.atomic_write_bytes(path, data)
             return True
-        return remote.put_new(self.fs, path, data)
+        created = remote.put_new(self.fs, path, data)
+        if created:
+            self._written[path] = (hashlib.sha256(data).hexdigest(), len(data))
+        return created
 
     def upload(self, local: Path, path: str) -> None:
-        """Puts a finished local file (a worker's temporary one) under its final name; the
-        local file is gone afterwards."""
+        """Puts a finished local file under its final name (the local file is gone after)."""
         if self.local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             os.replace(local, path)
             return
+        facts = (atomic.sha256_file(local), local.stat().st_size)
         self.fs.put_file(str(local), path)
+        self._written[path] = facts
         local.unlink()
+
+    def written(self, path: str) -> tuple[str, int] | None:
+        """(sha256, size) of an object this layout put in a store; None for anything else."""
+        return self._written.get(path)
 
     @contextmanager
     def scratch(self) -> Iterator[Path]:
-        """A folder for an engine's spills and shuffles: the work area of a local corpus, a
-        temporary folder on this machine's disk for a corpus in a store (never the bucket)."""
+        """An engine's spill folder: the work area, or for a store a local temporary one."""
         if self.local:
             Path(self.work).mkdir(parents=True, exist_ok=True)
             yield Path(self.work)
@@ -244,15 +253,8 @@ class CorpusLayout(LayoutNames):
         """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
         replaced (one put) only by a later stage of the same build (the token set)."""
         data = atomic.json_bytes(meta)
-        if self.write_once(self.corpus_file, data):
-            return
-        old = self.read_json(self.corpus_file)
-        if old == meta:
-            return
-        if any(old.get(k) != meta.get(k) for k in ("config_hash", "inputs")):
-            raise UalmError(f"{self.location} was committed by another build",
-                            fix="build into a new prefix, or delete the old corpus first")
-        self.write_bytes(self.corpus_file, data)
+        if not self.write_once(self.corpus_file, data):
+            remote.replace_commit(self, meta, data)
 
     def shard_writer(self, path: str) -> Any:
         from ualm.manifests.shards import TarShardWriter
@@ -266,8 +268,7 @@ class CorpusLayout(LayoutNames):
             self.fs.rm(path)
 
     def append_line(self, path: str, line: str) -> None:
-        """Appends to a log under _work; a store cannot append, so there each call leaves an
-        object of its own beside where the log would be (`remote.log_object`)."""
+        """Appends to a log under _work; in a store, one object per call (`log_object`)."""
         if not self.local:
             self.fs.pipe_file(remote.log_object(path), (line + "\n").encode())
             return
@@ -277,9 +278,8 @@ class CorpusLayout(LayoutNames):
             handle.write(line + "\n")
 
     def check_writable(self) -> None:
-        """Creates the work folder; OSError when a local corpus cannot be written. On a store,
-        a probe object put and deleted; UalmError (one line, naming the bucket) when the
-        bucket is missing, access is denied or there are no credentials."""
+        """Creates the work folder (OSError when it cannot be written); in a store, a probe put
+        and deleted (one-line UalmError: missing bucket, denied access, no credentials)."""
         if not self.local:
             remote.check_writable(self.fs, self.work, self.location)
             return

@@ -105,3 +105,16 @@ def abort_uploads(fs: Any, root: str) -> int:
         fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
                    UploadId=upload["UploadId"])
     return len(uploads)
+
+
+def replace_commit(layout: Any, meta: dict[str, Any], data: bytes) -> None:
+    """corpus.json was already there: kept when equal; replaced (one put: readers see the old
+    or the new) only by a later stage of the same build, which adds its token set; refused when
+    it is another build's."""
+    old = layout.read_json(layout.corpus_file)
+    if old == meta:
+        return
+    if any(old.get(k) != meta.get(k) for k in ("config_hash", "inputs")):
+        raise UalmError(f"{layout.location} was committed by another build",
+                        fix="build into a new prefix, or delete the old corpus first")
+    layout.write_bytes(layout.corpus_file, data)
