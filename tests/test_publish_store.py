@@ -79,7 +79,7 @@ def _puts(recording: Path, prefix: str) -> Counter[tuple[str, str]]:
 def _objects(prefix: str) -> dict[str, bytes]:
     import s3fs
 
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)  # a listing of its own, never a stale one
     root = f"{BUCKET}/{prefix}"
     return {name[len(root) + 1:]: fs.cat_file(name) for name in fs.find(root)}
 

@@ -10,7 +10,6 @@ server on 127.0.0.1 (moto) and a Hub on 127.0.0.1 (tests/hub_server.py)."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.hub_server import HubServer
 from tests.publish_corpus import local_files
+from tests.s3_server import moto_s3
 from ualm.errors import UalmError
 from ualm.publish import publish
 
@@ -149,29 +149,8 @@ def test_folder_publish_refuses_to_complete_with_a_lost_or_damaged_file(
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A moto S3 server on 127.0.0.1 with an empty bucket."""
-    import urllib.request
-
-    import boto3
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps its buckets in the process, across servers: start from none
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    s3fs.S3FileSystem.clear_instance_cache()
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    try:
+    with moto_s3(monkeypatch, BUCKET):
         yield
-    finally:
-        server.stop()
-        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _s3_files(prefix: str) -> dict[str, bytes]:

@@ -38,7 +38,8 @@ def _build_parser(prog: str) -> Any:
                    help="a folder of audio, a JSONL/CSV/parquet manifest, a urls.txt, a Hugging "
                         "Face dataset (hf://datasets/ORG/NAME or a local folder in its layout) or "
                         "WebDataset tars (repeatable)")
-    p.add_argument("--out", required=True, metavar="DIR", help="corpus folder to create or resume")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="corpus folder (or s3://BUCKET/PREFIX, gs://...) to create or resume")
     _add_engine_options(p)
     p.add_argument("--config", metavar="FILE", help="YAML build config (see examples/)")
     p.add_argument("--preset", metavar="NAME",

@@ -1,8 +1,9 @@
-"""One corpus on an fsspec filesystem (a local folder today): the full name of every file
-(`names` spells them relative to the root) and all I/O on them, so that no stage builds a corpus
-path or opens a shard by name. Writes are atomic: on a local folder a temporary sibling, then a
-rename; elsewhere one put per object under its final, deterministic name. Every finished unit
-leaves a completion record with the hashes of what it wrote.
+"""One corpus on an fsspec filesystem (a local folder, or a store: s3://, gs://, memory://):
+the full name of every file (`names` spells them relative to the root) and all I/O on them, so
+that no stage builds a corpus path or opens a shard by name. Writes are atomic: on a local folder
+a temporary sibling, then a rename; in a store one put of a finished object under its final,
+deterministic name, create-only for the names written once (`remote`). Every finished unit
+leaves a completion record with the hashes of what it wrote (`done`).
 
 >>> layout = CorpusLayout("/data/c")
 >>> layout.audio_shard(3), layout.relative(layout.audio_shard(3))
@@ -11,22 +12,27 @@ leaves a completion record with the hashes of what it wrote.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from ualm.errors import UalmError
-from ualm.manifests import atomic, names, storage
+from ualm.manifests import atomic, names, remote, storage
 from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
 from ualm.manifests.atomic import atomic_write_json as atomic_write_json
 from ualm.manifests.atomic import atomic_write_table as atomic_write_table
 from ualm.manifests.atomic import sha256_file as sha256_file
 from ualm.manifests.atomic import temporary_sibling as temporary_sibling
+from ualm.manifests.done import done_records as done_records
+from ualm.manifests.done import read_done as read_done
+from ualm.manifests.done import write_done as write_done
 from ualm.manifests.layout_names import LayoutNames
 
 CORPUS_FILE = names.CORPUS_FILE
@@ -42,6 +48,7 @@ class CorpusLayout(LayoutNames):
         self.local = storage.is_local(self.fs)
         self.root = root if self.local else root.rstrip("/")
         self.location = root if self.local else storage.location(corpus)
+        self._written: dict[str, tuple[str, int]] = {}  # put in a store by this layout
 
     def path(self, name: str) -> str:
         """The full name of a file in the corpus from its relative name."""
@@ -58,8 +65,7 @@ class CorpusLayout(LayoutNames):
         return storage.join(self.location, name)
 
     def local_path(self, path: str) -> Path:
-        """The one gate for stages that hand a file to a library taking only local paths (the
-        payload staging writer, an engine's scratch folder)."""
+        """A corpus file as a local path (a publish of a folder); on a store, an error."""
         if not self.local:
             raise UalmError(f"{self.location} is not a local folder",
                             fix="build into a local folder, then `ualm publish` it")
@@ -110,7 +116,11 @@ class CorpusLayout(LayoutNames):
         """Names of everything directly inside the root (files and folders)."""
         if self.local:
             return sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []
-        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.root, detail=False))
+        try:
+            found = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:  # a prefix with no object below it
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in found)
 
     def is_folder(self, path: str) -> bool:
         return os.path.isdir(path) if self.local else self.fs.isdir(path)
@@ -189,6 +199,7 @@ class CorpusLayout(LayoutNames):
             atomic.atomic_write_bytes(path, data)
         else:
             self.fs.pipe_file(path, data)
+            self._written[path] = (hashlib.sha256(data).hexdigest(), len(data))
 
     def write_json(self, path: str, obj: Any) -> None:
         self.write_bytes(path, atomic.json_bytes(obj))
@@ -200,11 +211,50 @@ class CorpusLayout(LayoutNames):
             return
         buffer = io.BytesIO()
         atomic.write_parquet(table, buffer)
-        self.fs.pipe_file(path, buffer.getvalue())
+        self.write_bytes(path, buffer.getvalue())
+
+    def write_once(self, path: str, data: bytes) -> bool:
+        """Creates a file that must be written once; False (and the file untouched) when it
+        is already there. On a local folder, an atomic write that always succeeds."""
+        if self.local:
+            atomic.atomic_write_bytes(path, data)
+            return True
+        created = remote.put_new(self.fs, path, data)
+        if created:
+            self._written[path] = (hashlib.sha256(data).hexdigest(), len(data))
+        return created
+
+    def upload(self, local: Path, path: str) -> None:
+        """Puts a finished local file under its final name (the local file is gone after)."""
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, path)
+            return
+        facts = (atomic.sha256_file(local), local.stat().st_size)
+        self.fs.put_file(str(local), path)
+        self._written[path] = facts
+        local.unlink()
+
+    def written(self, path: str) -> tuple[str, int] | None:
+        """(sha256, size) of an object this layout put in a store; None for anything else."""
+        return self._written.get(path)
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """An engine's spill folder: the work area, or for a store a local temporary one."""
+        if self.local:
+            Path(self.work).mkdir(parents=True, exist_ok=True)
+            yield Path(self.work)
+            return
+        with remote.local_folder("scratch") as folder:
+            yield folder
 
     def commit(self, meta: dict[str, Any]) -> None:
-        """Writes corpus.json, the commit readers trust."""
-        self.write_json(self.corpus_file, meta)
+        """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
+        replaced (one put) only by a later stage of the same build (the token set)."""
+        data = atomic.json_bytes(meta)
+        if not self.write_once(self.corpus_file, data):
+            remote.replace_commit(self, meta, data)
 
     def shard_writer(self, path: str) -> Any:
         from ualm.manifests.shards import TarShardWriter
@@ -218,15 +268,22 @@ class CorpusLayout(LayoutNames):
             self.fs.rm(path)
 
     def append_line(self, path: str, line: str) -> None:
-        """Appends to a log under _work (a local folder's)."""
-        local = self.local_path(path)
+        """Appends to a log under _work; in a store, one object per call (`log_object`)."""
+        if not self.local:
+            self.fs.pipe_file(remote.log_object(path), (line + "\n").encode())
+            return
+        local = Path(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         with open(local, "a") as handle:
             handle.write(line + "\n")
 
     def check_writable(self) -> None:
-        """Creates the work folder; OSError when the corpus cannot be written."""
-        work = self.local_path(self.work)
+        """Creates the work folder (OSError when it cannot be written); in a store, a probe put
+        and deleted (one-line UalmError: missing bucket, denied access, no credentials)."""
+        if not self.local:
+            remote.check_writable(self.fs, self.work, self.location)
+            return
+        work = Path(self.work)
         work.mkdir(parents=True, exist_ok=True)
         probe = work / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
@@ -240,39 +297,3 @@ class CorpusLayout(LayoutNames):
 
     def _name(self, path: str) -> str:
         return storage.join(self.location, self.relative(path))
-
-
-def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[str],
-               summary: dict[str, Any] | None = None,
-               known_hashes: dict[str, str] | None = None) -> None:
-    """Records that a unit finished, with the hash and size of every file it wrote
-    (`known_hashes` spares re-reading files whose hash was taken while writing)."""
-    known = known_hashes or {}
-    files = {
-        layout.relative(p): {"sha256": known.get(p) or layout.sha256(p), "bytes": layout.size(p)}
-        for p in sorted(outputs)
-    }
-    layout.write_json(layout.done_record(stage, index), {"files": files, "summary": summary or {}})
-
-
-def read_done(layout: CorpusLayout, stage: str, index: int) -> dict[str, Any] | None:
-    """The completion record of a unit if it is valid (every file present with its size)."""
-    try:
-        record = layout.read_json(layout.done_record(stage, index))
-    except (OSError, ValueError):
-        return None
-    for rel, meta in record.get("files", {}).items():
-        target = layout.path(rel)
-        if not layout.exists(target) or layout.size(target) != meta["bytes"]:
-            return None
-    return record
-
-
-def done_records(layout: CorpusLayout) -> Iterator[dict[str, Any]]:
-    """Every readable completion record of the corpus, in name order (a damaged one is
-    skipped: a rebuild redoes its unit)."""
-    for path in layout.list(layout.path(names.DONE), suffix=".json"):
-        try:
-            yield layout.read_json(path)
-        except (OSError, ValueError):
-            continue

@@ -18,7 +18,9 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,9 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-:]+(/[A-Za-z0-9_\-:]+)*$")
 
 class TarShardWriter:
     """Writes one tar atomically: members go to a temporary file, renamed on a clean exit. On a
-    filesystem `fs` other than the local one (an object store: no rename), straight to its
-    deterministic name."""
+    filesystem `fs` other than the local one (an object store: no rename), the temporary file is
+    in a folder of this process's own and the finished tar is put under its deterministic name
+    in one go (a stream cut off by a crash never sits under that name)."""
 
     def __init__(self, path: str | Path, fs: Any = None) -> None:
         self.path = Path(path)
@@ -40,15 +43,14 @@ class TarShardWriter:
         self.count = 0
         self.payload_bytes = 0
         self._keys: set[str] = set()
-        self._tmp = temporary_sibling(self.path)
+        self._folder = tempfile.mkdtemp(prefix="ualm-shard-") if fs is not None else None
+        self._tmp = temporary_sibling(self.path if self._folder is None
+                                      else Path(self._folder) / self.path.name)
         self._tar: tarfile.TarFile | None = None
 
     def __enter__(self) -> TarShardWriter:
-        if self._fs is not None:
-            self._file = HashingWriter(self._fs.open(self._name, "wb"))
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = HashingWriter(open(self._tmp, "wb"))
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._file = HashingWriter(open(self._tmp, "wb"))
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
         return self
 
@@ -81,13 +83,15 @@ class TarShardWriter:
         assert self._tar is not None
         self._tar.close()
         self._file.close()
-        if self._fs is not None:
-            if exc_type is not None and self._fs.exists(self._name):
-                self._fs.rm(self._name)
-        elif exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
+        try:
+            if exc_type is None and self._fs is not None:
+                self._fs.put_file(str(self._tmp), self._name)
+            elif exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
             self._tmp.unlink(missing_ok=True)
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def plan_shards(sizes: Iterable[int], max_samples: int, max_bytes: int) -> list[tuple[int, int]]:

@@ -90,12 +90,31 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **store_options(url))
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0]
         raise UalmError(f"cannot open {url}: {exc}".splitlines()[0],
                         fix=f"install the fsspec backend for {scheme}:// (s3fs for s3://, "
                             "gcsfs for gs://), or check the URL") from exc
+
+
+RETRY_ATTEMPTS = 6
+"""Tries of one S3 request (botocore's "standard" retry mode: 500, 502, 503, 504, SlowDown and
+throttling codes, jittered exponential backoff capped at 20 s). s3fs adds its own loop on top
+for SlowDown only (5 tries, 0.1 s x 1.7^i), so a throttled request is tried at most 30 times."""
+
+
+def store_options(url: str) -> dict[str, Any]:
+    """fsspec options of a store: for S3, no listing cache (other processes write the corpus,
+    and a stale listing would hide their objects) and bounded retries, unless the user set
+    AWS_RETRY_MODE or AWS_MAX_ATTEMPTS."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if not (os.environ.get("AWS_RETRY_MODE") or os.environ.get("AWS_MAX_ATTEMPTS")):
+        options["config_kwargs"] = {"retries": {"mode": "standard",
+                                                "max_attempts": RETRY_ATTEMPTS}}
+    return options
 
 
 def _remote_error(url: str, exc: Exception) -> UalmError:

@@ -19,6 +19,7 @@ from ualm.config import BuildConfig
 from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.inputs.listing import InputListing, list_inputs
+from ualm.manifests.atomic import json_bytes
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import WORK, CorpusLayout
 from ualm.pipelines.build_stages import BUILD_STAGES
@@ -27,7 +28,8 @@ from ualm.pipelines.stage_list import Context, run_stages
 
 @dataclass(frozen=True)
 class BuildResult:
-    corpus: Path
+    corpus: Path | str
+    """The corpus folder, or its URL when it is in a store."""
     summary: dict[str, Any]
     skipped_units: int
     """Units found complete from an earlier run and not redone."""
@@ -62,7 +64,8 @@ def build_corpus(
     if not committed:
         _log_run(layout, runner.name, started, skipped)
     summary = ctx.outputs.get("summary") or summarize(layout)
-    return BuildResult(Path(layout.root), summary, skipped, ctx.outputs.get("tokens"))
+    where = Path(layout.root) if layout.local else layout.location
+    return BuildResult(where, summary, skipped, ctx.outputs.get("tokens"))
 
 
 def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
@@ -84,7 +87,9 @@ def _count_units(listing: InputListing, config: BuildConfig) -> int:
 
 
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
-    """Creates the folder, or checks that an existing one belongs to the same inputs and config."""
+    """Creates the folder, or checks that an existing one belongs to the same inputs and config.
+    The plan file is created once (a conditional put on a store), so of two builds started into
+    one prefix with different inputs, the second refuses."""
     try:
         layout.check_writable()
     except OSError as exc:
@@ -92,18 +97,17 @@ def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputLis
                         fix="choose a writable --out folder") from exc
     state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
              "inputs": listing.count}
-    if layout.exists(layout.plan_file):
-        previous = layout.read_json(layout.plan_file)
-        if previous != state:
-            raise UalmError(
-                f"{layout.root} holds a corpus built from other inputs or another config",
-                fix="use a new --out folder, or delete the old one to rebuild",
-            )
-    elif any(name != WORK for name in layout.entries()):
-        raise UalmError(f"output folder {layout.root} is not empty and holds no ualm build",
-                        fix="choose an empty or new --out folder")
-    else:
-        layout.write_json(layout.plan_file, state)
+    if not layout.exists(layout.plan_file):
+        if any(name != WORK for name in layout.entries()):
+            raise UalmError(f"output folder {layout.location} is not empty and holds no ualm "
+                            "build", fix="choose an empty or new --out folder")
+        if layout.write_once(layout.plan_file, json_bytes(state)):
+            return
+    if layout.read_json(layout.plan_file) != state:
+        raise UalmError(
+            f"{layout.location} holds a corpus built from other inputs or another config",
+            fix="use a new --out folder, or delete the old one to rebuild",
+        )
 
 
 def _log_run(layout: CorpusLayout, engine: str, started: float, skipped: int) -> None:

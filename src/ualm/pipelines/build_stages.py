@@ -15,7 +15,7 @@ from typing import Any
 from ualm import __version__
 from ualm.config import SCHEMA_VERSION
 from ualm.filters import chain as filter_chain
-from ualm.manifests import names
+from ualm.manifests import names, remote
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import read_done
@@ -99,7 +99,8 @@ SHARD = Stage(
 
 def commit(ctx: Context) -> dict[str, Any]:
     """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
-    drops the staged payloads, whose bytes now live in the shards."""
+    drops the staged payloads, whose bytes now live in the shards, and on S3 aborts unfinished
+    uploads under the prefix."""
     layout, config, listing = ctx.layout, ctx.config, ctx.listing
     summary = summarize(layout, expected_inputs=listing.count)
     corpus = {
@@ -121,6 +122,8 @@ def commit(ctx: Context) -> dict[str, Any]:
     layout.commit(corpus)
     for unit in range(ctx.units):
         layout.remove(layout.unit_payload(unit))
+    if not layout.local:  # what killed workers' large puts left behind
+        remote.abort_uploads(layout.fs, layout.root)
     ctx.outputs["summary"] = summary
     return summary
 

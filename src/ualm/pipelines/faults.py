@@ -4,7 +4,8 @@
 every attempt, shard unit 0 raise on its first attempt only, and every ingest unit sleep half a
 second first (to widen the window in which a drill kills a worker). Each attempt at a unit named
 in a `fail` rule leaves a file under `_work/faults/`, so a drill can count how often it was
-tried. Unset (the default), this costs one environment lookup per unit.
+tried (an object under the work area when the corpus is in a store). Unset (the default),
+this costs one environment lookup per unit.
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def maybe_fail(layout: CorpusLayout, stage: str, unit: int) -> None:
         if rule.action == "sleep":
             time.sleep(rule.arg or 0.0)
             continue
-        folder = layout.local_path(layout.faults)
-        folder.mkdir(parents=True, exist_ok=True)
-        attempt = 1 + sum(1 for _ in folder.glob(f"{stage}-{unit}-*"))
-        (folder / f"{stage}-{unit}-{attempt}-{os.getpid()}").touch()
+        name = f"{stage}-{unit}-"
+        attempt = 1 + len(layout.list(layout.faults, prefix=name))
+        layout.write_bytes(f"{layout.faults}/{name}{attempt}-{os.getpid()}", b"tried\n")
         if rule.arg is None or attempt <= rule.arg:
             raise InjectedFault(f"injected fault in {stage} unit {unit}, attempt {attempt}")

@@ -60,7 +60,7 @@ def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
     maybe_fail(layout, STAGE, task.unit)
     records = read_unit_records(layout, task.ref)
     outcomes: list[InputOutcome] = []
-    with (PayloadWriter(layout.local_path(layout.unit_payload(task.unit))) as payloads,
+    with (PayloadWriter(layout, layout.unit_payload(task.unit)) as payloads,
           UnitSources(records, config.crawl) as sources):  # fetches the unit's URLs at once
         sink = WindowSink(payloads, config)
         for record in records:
@@ -80,7 +80,7 @@ def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
         rejection = (Rejection(record.reject_reason, record.reject_detail)
                      if record.reject_reason is not None else Rejection(UNIT_FAILED, detail))
         outcomes.append(InputOutcome(record, rejection=rejection))
-    with PayloadWriter(layout.local_path(layout.unit_payload(task.unit))):
+    with PayloadWriter(layout, layout.unit_payload(task.unit)):
         pass  # an empty payload file, as a unit that kept nothing leaves
     return _complete(layout, task.unit, outcomes, BuildConfig.from_dict(task.config))
 

@@ -173,11 +173,12 @@ def _samples(layout: CorpusLayout, units: Iterator[tuple[int, list[dict[str, Any
             records[row["input_index"]] = {**json.loads(row["record"]),
                                            "fingerprint": row["fingerprint"]}
         expected = iter(keys)
-        for key, payload in read_payloads(layout.local_path(layout.unit_payload(unit)), wanted):
-            if key != next(expected):
-                raise RuntimeError(f"payload order of unit {unit} differs from the shard plan")
-            segment = segments[key]
-            yield segment, records[segment["input_index"]], payload
+        with layout.open(layout.unit_payload(unit)) as source:
+            for key, payload in read_payloads(source, wanted):
+                if key != next(expected):
+                    raise RuntimeError(f"payload order of unit {unit} differs from the plan")
+                segment = segments[key]
+                yield segment, records[segment["input_index"]], payload
         missing = next(expected, None)
         if missing is not None:
             raise RuntimeError(f"payload of {missing} is missing from unit {unit}")

@@ -31,8 +31,8 @@ def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: S
     pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
-        results = engine.map(fn, pending, stage, _counting(meter),
-                             scratch=layout.local_path(layout.work))
+        with layout.scratch() as scratch:
+            results = engine.map(fn, pending, stage, _counting(meter), scratch=scratch)
         for task, result in zip(pending, results, strict=True):
             if isinstance(result, UnitFailed):
                 _handle_failure(stage, index(task), result, on_failure, task)
@@ -48,8 +48,9 @@ def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[
     pending = [k for k in keys if read_done(layout, stage, index(k)) is None]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
-        results = engine.map_reduce(emit, tasks, reduce, pending, stage, _counting(meter),
-                                     scratch=layout.local_path(layout.work))
+        with layout.scratch() as scratch:
+            results = engine.map_reduce(emit, tasks, reduce, pending, stage, _counting(meter),
+                                         scratch=scratch)
         for key, result in zip(pending, results, strict=True):
             if isinstance(result, UnitFailed):
                 _handle_failure(stage, index(key), result, None, key)

@@ -118,6 +118,12 @@ def publish(corpus: str | Path, to: str, *, revision: str | None = None, private
     if batch_files < 1 or batch_bytes < 1:
         raise UalmError("batches need at least one file and one byte",
                         fix="pass --batch-files N with N >= 1")
+    if storage.is_remote(corpus):  # hashed and sent from a local copy
+        from ualm.publish.source_copy import local_copy
+
+        with local_copy(str(corpus)) as copy:
+            return publish(copy, to, revision=revision, private=private, blend=blend,
+                           batch_files=batch_files, batch_bytes=batch_bytes, progress=progress)
     say = progress or (lambda _line: None)
     store = open_store(to, revision, private)
     entries = plan_files(corpus, store.url, blend)

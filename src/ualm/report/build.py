@@ -13,6 +13,7 @@ from pathlib import Path
 from ualm import __version__
 from ualm.errors import UalmError
 from ualm.manifests.layout import atomic_write_bytes
+from ualm.manifests.storage import is_remote
 from ualm.report import html
 from ualm.report.audio import listen_to, pick
 from ualm.report.gather import gather_corpus, gather_run, is_corpus, is_run
@@ -28,13 +29,14 @@ def render_report(paths: Sequence[str | Path], samples: int = 3, blend: str | Pa
     if not paths:
         raise UalmError("nothing to report on", fix="pass corpus folders and/or run folders")
     sections: list[Section] = []
-    names = _names([Path(p) for p in paths])
-    for path, name in zip(map(Path, paths), names, strict=True):
+    where = [str(p).rstrip("/") if is_remote(p) else Path(p) for p in paths]  # s3:// stays a URL
+    names = _names(where)
+    for path, name in zip(where, names, strict=True):
         if is_corpus(path):
             facts = gather_corpus(path)
             heard = listen_to(path, pick(facts.samples, samples), facts.tokens, device)
             sections += corpus_sections(facts, name, heard)
-        elif is_run(path):
+        elif isinstance(path, Path) and is_run(path):
             sections += run_sections(gather_run(path, blend), name)
         else:
             raise UalmError(f"{path} is neither a corpus (corpus.json) nor a training run "
@@ -52,11 +54,12 @@ def write_report(paths: Sequence[str | Path], out: str | Path, **options: object
     return out
 
 
-def _names(paths: list[Path]) -> list[str]:
+def _names(paths: Sequence[str | Path]) -> list[str]:
     """Short unique section prefixes: the folder names, numbered when two are alike."""
     names, seen = [], {}
     for p in paths:
-        base = (p.resolve().name or "root").replace(" ", "-")
+        name = p.rsplit("/", 1)[-1] if isinstance(p, str) else p.resolve().name
+        base = (name or "root").replace(" ", "-")
         seen[base] = seen.get(base, 0) + 1
         names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return names

@@ -18,6 +18,7 @@ from ualm.errors import UalmError
 from ualm.manifests import schema
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.storage import is_remote
 from ualm.train.metrics import read_metrics
 
 SAMPLE_COLUMNS = ["key", "modality", "seconds", "source", "license", "task", "language",
@@ -65,7 +66,7 @@ class RunFacts:
     """dpo_heldout.json: a DPO run's held-out pairs measured by step."""
 
 
-def is_corpus(path: Path) -> bool:
+def is_corpus(path: str | Path) -> bool:
     return CorpusLayout(path).is_complete()
 
 
@@ -74,7 +75,7 @@ def is_run(path: Path) -> bool:
 
 
 def gather_corpus(path: str | Path) -> CorpusFacts:
-    path = Path(path)
+    path = path if is_remote(path) else Path(path)
     layout = CorpusLayout(path)
     summary = summarize(layout)
     files = layout.manifest_parts("samples")

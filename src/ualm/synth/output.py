@@ -13,11 +13,12 @@ shards and parts a larger earlier run left behind.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -108,17 +109,19 @@ def near_duplicates(texts: Sequence[str], threshold: float) -> dict[int, tuple[i
     return out
 
 
-def write_funnel(root: Path, funnel: dict[str, Any]) -> tuple[Path, Path]:
-    """synth/funnel.json and a bar chart of it, synth/funnel.png."""
+def write_funnel(root: str | Path, funnel: dict[str, Any]) -> tuple[str, str]:
+    """synth/funnel.json and a bar chart of it, synth/funnel.png (full names)."""
     layout = CorpusLayout(root)
-    json_path = layout.local_path(layout.synth(names.SYNTH_FUNNEL))
-    png_path = layout.local_path(layout.synth(names.SYNTH_FUNNEL_PLOT))
-    layout.write_json(str(json_path), funnel)
-    plot_funnel(funnel, png_path)
+    json_path = layout.synth(names.SYNTH_FUNNEL)
+    png_path = layout.synth(names.SYNTH_FUNNEL_PLOT)
+    layout.write_json(json_path, funnel)
+    picture = io.BytesIO()
+    plot_funnel(funnel, picture)
+    layout.write_bytes(png_path, picture.getvalue())
     return json_path, png_path
 
 
-def plot_funnel(funnel: dict[str, Any], path: Path) -> None:
+def plot_funnel(funnel: dict[str, Any], path: Path | BinaryIO) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,6 +147,7 @@ def plot_funnel(funnel: dict[str, Any], path: Path) -> None:
     fig.text(0.01, 0.01, "rejected: " + (", ".join(f"{r} {n}" for r, n in sorted(
         reasons.items())) or "none"), fontsize=7)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)

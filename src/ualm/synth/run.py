@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from ualm.engines.progress import stage_bar
 from ualm.errors import UalmError
-from ualm.manifests import names
+from ualm.manifests import names, storage
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.schema import table
 from ualm.sections import build_section
@@ -117,7 +117,7 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
                  progress: bool = True) -> SynthResult:
     """Writes traces, pairs and the funnel into the corpus (see `ualm.synth.output`)."""
     config = config or SynthConfig()
-    root = Path(corpus)
+    root = corpus if storage.is_remote(corpus) else Path(corpus)  # a URL stays a URL
     started = time.monotonic()
     codec, clips = load_clips(root, config.codec_id)
     clips = clips[:config.limit] if config.limit else clips
@@ -145,7 +145,7 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
             else:
                 jobs.append(Job(kind, clip, near.get(clip.key) if kind == "reflection" else None))
     layout = CorpusLayout(root)
-    cache = ReplyCache(config.cache_dir or layout.local_path(layout.synth(names.SYNTH_CACHE)))
+    cache = ReplyCache(config.cache_dir or _cache_dir(layout))
     outcomes, requester, teacher = asyncio.run(_ask_all(jobs, config, cache, progress))
 
     funnel = _write(root, config, codec, clips, jobs, outcomes, rejects, pair_choices, teacher,
@@ -158,6 +158,19 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
     layout.append_line(layout.synth(names.SYNTH_RUNS_LOG),
                        json.dumps({"teacher": teacher, **stats}, sort_keys=True))
     return SynthResult(root, funnel, stats)
+
+
+def _cache_dir(layout: CorpusLayout) -> Path:
+    """The reply cache: in the corpus's work area when it is a folder; for a corpus in a store,
+    on this machine's disk ($UALM_CACHE or ~/.cache/ualm), one folder per corpus URL, so a rerun
+    still finds every reply it got."""
+    if layout.local:
+        return Path(layout.synth(names.SYNTH_CACHE))
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("UALM_CACHE") or Path.home() / ".cache" / "ualm")
+    return base / "synth-replies" / hashlib.sha256(layout.location.encode()).hexdigest()[:16]
 
 
 def _write(root: Path, config: SynthConfig, codec: str, clips: Sequence[Clip],

@@ -23,6 +23,7 @@ from ualm.errors import UalmError
 from ualm.manifests import names
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import load_json, load_npy
+from ualm.manifests.storage import is_remote
 from ualm.train.blend.counting import code_tokens, sample_task, sample_tokens
 from ualm.train.blend.spec import TASKS, CorpusRef, corpus_hash
 from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
@@ -88,12 +89,12 @@ def corpus_stats(corpora: Sequence[str | Path], tokenizer: TextTokenizer | None 
     if not corpora:
         raise UalmError("no corpus given", fix="pass one or more corpus folders")
     tokenizer = tokenizer or load_text_tokenizer(None)
-    layouts = [CorpusLayout(Path(c).resolve()) for c in corpora]
-    roots = [layout.root for layout in layouts]
+    layouts = [CorpusLayout(c if is_remote(c) else Path(c).resolve()) for c in corpora]
+    roots = [layout.location for layout in layouts]
     if len(set(roots)) != len(roots):
         raise UalmError("a corpus is given twice", fix="pass each corpus folder once")
-    hashes = [corpus_hash(layout.root) for layout in layouts]  # also: each is a corpus
-    audio = {layout.root: _token_sets(layout) for layout in layouts if _has_audio(layout)}
+    hashes = [corpus_hash(layout.location) for layout in layouts]  # also: each is a corpus
+    audio = {layout.location: _token_sets(layout) for layout in layouts if _has_audio(layout)}
     chosen = choose_codec(audio, codec_id)
     totals: dict[tuple[int, str, str, str | None], list[float]] = {}
     for index, layout in enumerate(layouts):
