@@ -26,7 +26,7 @@ from typing import Any
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
 from ualm.inputs import manifest_rows
-from ualm.inputs.locations import is_remote, normalise_url, open_binary, remote_size
+from ualm.inputs.locations import is_remote, normalise_url, open_binary, reading, remote_size
 from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
 from ualm.inputs.scan import BLOCK, scan_jsonl
 from ualm.inputs.units import InputPlan, UnitPlan
@@ -111,7 +111,7 @@ def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: Crawl
         rows = manifest_rows.open_parquet(full).metadata.num_rows
         _hash_file(full, digest)
         return InputPlan("parquet", rows=rows, **common)
-    with open_binary(full) as handle:
+    with open_binary(full) as handle, reading(full):
         marks = scan_jsonl(handle, start, unit_size, digest)
     return InputPlan("jsonl", rows=marks.rows, marks=marks, **common)
 
@@ -145,6 +145,6 @@ def _folder_plan(number: int, folder: Path, start: int, digest: Any) -> InputPla
 
 
 def _hash_file(full: str, digest: Any) -> None:
-    with open_binary(full) as handle:
+    with open_binary(full) as handle, reading(full):
         while block := handle.read(BLOCK):
             digest.update(block)

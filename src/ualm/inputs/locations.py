@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ualm.errors import UalmError
 from ualm.manifests.storage import filesystem, fs_size, is_remote
 
-__all__ = ["is_remote", "normalise_url", "open_binary", "read_range", "remote_size", "resolve",
-           "root_location", "within"]
+__all__ = ["input_errors", "is_remote", "normalise_url", "open_binary", "read_range", "reading",
+           "remote_size", "resolve", "root_location", "within"]
 
 
 def normalise_url(url: str) -> str:
@@ -77,6 +77,12 @@ def input_errors(url: str) -> Iterator[None]:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise UalmError(f"cannot read input {url}: {type(exc).__name__}: {detail}",
                         fix="check the URL, your credentials and the network") from exc
+
+
+def reading(location: str) -> AbstractContextManager[None]:
+    """`input_errors` around the reads of a remote input (a store may refuse the reads after
+    it answered the existence check); nothing for a local one."""
+    return input_errors(location) if is_remote(location) else nullcontext()
 
 
 def remote_size(url: str) -> int:

@@ -28,6 +28,7 @@ from ualm.inputs.locations import (
     is_remote,
     open_binary,
     read_range,
+    reading,
     resolve,
     root_location,
     within,
@@ -134,7 +135,7 @@ def open_parquet(path: str) -> Any:
 
 def read_csv(path: str) -> Iterator[tuple[int, Any]]:
     handle = io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace", newline="")
-    with handle:
+    with handle, reading(path):
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             raise UalmError(f"manifest {path} has no header row", fix="add a header line naming the columns")
