@@ -154,7 +154,8 @@ def test_paths_out_of_the_prefix_need_an_allowed_root(
     rows = [{"id": "climbs", "path": f"../world/{clip}"},
             {"id": "absolute", "path": f"{WORLD}/{clip}"},
             {"id": "other-bucket", "path": f"s3://another-bucket/{clip}"},
-            {"id": "local-absolute", "path": str(world.root / clip)}]
+            {"id": "local-absolute", "path": str(world.root / clip)},
+            {"id": "web", "path": "http://169.254.169.254/latest/meta-data"}]
     s3fs.S3FileSystem().pipe_file(f"{BUCKET}/lists/hostile.jsonl",
                                   "".join(json.dumps(r) + "\n" for r in rows).encode())
     url = f"s3://{BUCKET}/lists/hostile.jsonl"
@@ -164,10 +165,12 @@ def test_paths_out_of_the_prefix_need_an_allowed_root(
         return {k: r.reject_reason or "listed" for k, r in records.items()}
 
     outside = "input/outside_allowed_roots"
+    web = "crawl/bad_url"  # fsspec would fetch it past the crawl policy: only `url` may
     assert outcome() == {"climbs": outside, "absolute": outside, "other-bucket": outside,
-                         "local-absolute": outside}
-    assert outcome(WORLD) == {"climbs": "listed", "absolute": "listed", "other-bucket": outside,
-                              "local-absolute": outside}
+                         "local-absolute": outside, "web": web}
+    assert outcome(WORLD, "http://169.254.169.254") == {
+        "climbs": "listed", "absolute": "listed", "other-bucket": outside,
+        "local-absolute": outside, "web": web}
     assert outcome(f"{WORLD}/", str(world.root))["local-absolute"] == "listed"
     assert outcome(f"s3://{BUCKET}/wor")["climbs"] == outside, "a root is a folder, not a prefix"
 

@@ -2,9 +2,10 @@
 formats included), or a source of `ualm.inputs.sources`, turned into counted, digested work
 units (`units.UnitPlan`) without parsing a row of a JSONL or parquet manifest.
 
-The driver reads a JSONL manifest's bytes (`scan`), a parquet manifest's metadata and a folder's
-sorted names; the worker of each unit parses its own rows (`manifest_rows`) and ids are made
-unique by a keyed reduce (`unique_ids`). CSV manifests (a quoted field may hold a newline, so
+A manifest may be local or a URL of any fsspec store (`s3://`, `gs://`; `locations`). The driver
+reads a JSONL manifest's bytes (`scan`), a parquet manifest's metadata and a folder's sorted names
+(never an audio file's); the worker of each unit parses its own rows (`manifest_rows`) and ids
+are made unique by a keyed reduce (`unique_ids`). CSV manifests (a quoted field may hold a newline, so
 bytes cannot be cut safely) and sources are still listed record by record on the driver.
 
 The inputs digest is a hash over each input's path as given, the folder its relative rows

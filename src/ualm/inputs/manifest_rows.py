@@ -174,6 +174,10 @@ def check_path(record: InputRecord, base: str, roots: list[str]) -> InputRecord:
     if record.path is None:
         return record
     resolved = resolve(base, record.path)
+    if resolved.split("://", 1)[0].lower() in ("http", "https"):  # only the crawler fetches web
+        return replace(record, path=resolved, reject_reason="crawl/bad_url",
+                       reject_detail=f"{record.path}: a web address goes in the `url` column "
+                                     "(fetched under the crawl policy), not in `path`")
     if not any(within(resolved, root) for root in roots):
         return replace(record, path=resolved, reject_reason="input/outside_allowed_roots",
                        reject_detail=f"{record.path} resolves outside the allowed roots "
