@@ -174,10 +174,9 @@ def test_paths_out_of_the_prefix_need_an_allowed_root(
     assert outcome(f"{WORLD}/", str(world.root))["local-absolute"] == "listed"
     assert outcome(f"s3://{BUCKET}/wor")["climbs"] == outside, "a root is a folder, not a prefix"
 
-    out, config = tmp_path / "allowed", tmp_path / "config.yaml"
-    config.write_text("tokenize:\n  enabled: false\n")  # no codec: seconds, not a minute
+    out = tmp_path / "allowed"  # no codec stage: seconds, not a minute
     assert main(["build", "--input", url, "--out", str(out), "--allow-root", WORLD,
-                 "--config", str(config), "--engine", "local", "--quiet"]) == 0
+                 "--tokenize.enabled", "false", "--engine", "local", "--quiet"]) == 0
     kept = {r["input_id"] for f in (out / "manifests/samples").iterdir() for r in table_rows(f)}
     assert kept == {"climbs"}, "the same object twice: the second is a duplicate"
 
@@ -218,3 +217,14 @@ def test_inputs_and_corpus_both_in_the_bucket(
               for key in fs.find(root) if not key[len(root) + 1:].startswith("_work/")}
     assert stored == {n: hashlib.sha256(b).hexdigest()
                       for n, b in tree_bytes(remote_corpus).items()}
+
+
+def test_a_dry_run_plans_from_the_bucket_and_writes_nothing(
+        store: str, world: SyntheticWorld, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never"
+    assert main(["build", "--input", f"{WORLD}/{world.manifest.name}", "--out", str(out),
+                 "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert plan["inputs"] == len(world.lines) and plan["units"] >= 1
+    assert not out.exists()
