@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ualm.audio.errors import AudioRejected
 from ualm.inputs.records import InputRecord
-from ualm.manifests.storage import filesystem, fs_size, is_remote
+from ualm.manifests.storage import filesystem, is_remote
 
 LOOKAHEAD = 4
 """Objects copied ahead of the one being decoded (and threads copying them)."""
@@ -26,8 +26,7 @@ def fetch_object(url: str, dest: Path) -> Path:
     """Copies one object to `dest`. Raises AudioRejected with an `input/...` reason."""
     try:
         fs, inner = filesystem(url)
-        fs_size(fs, inner, url)  # FileNotFoundError for no object (or a prefix, not a file)
-        fs.get_file(inner, str(dest))
+        fs.get_file(inner, str(dest))  # one GET; FileNotFoundError when there is no object
     except FileNotFoundError as exc:
         raise AudioRejected("input/missing_file", url) from exc
     except PermissionError as exc:
