@@ -228,3 +228,27 @@ def test_a_dry_run_plans_from_the_bucket_and_writes_nothing(
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert plan["inputs"] == len(world.lines) and plan["units"] >= 1
     assert not out.exists()
+
+
+def test_a_unit_holds_a_few_copies_at_a_time_and_removes_them(
+        store: str, world: SyntheticWorld, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One unit of every row (the local engine runs it in this process): each copy starts with
+    at most LOOKAHEAD others on the worker's disk, and none is left when the unit ends."""
+    from ualm.inputs.crawl import objects
+
+    held, folders = [], set()
+    fetch = objects.fetch_object
+
+    def counting(url: str, dest: Path) -> Path:
+        held.append(len(list(dest.parent.iterdir())))
+        folders.add(dest.parent)
+        return fetch(url, dest)
+
+    monkeypatch.setattr(objects, "fetch_object", counting)
+    one_unit = SMALL.from_dict({**SMALL.to_dict(), "work": {"unit_size": 64}})
+    build_corpus([f"{WORLD}/{world.manifest.name}"], tmp_path / "c", one_unit, engine="local",
+                 progress=False)
+    assert len(held) == len(good_rows(world)) > objects.LOOKAHEAD + 2
+    assert max(held) <= objects.LOOKAHEAD
+    assert len(folders) == 1 and not any(f.exists() for f in folders)
