@@ -2,9 +2,10 @@
 formats included), or a source of `ualm.inputs.sources`, turned into counted, digested work
 units (`units.UnitPlan`) without parsing a row of a JSONL or parquet manifest.
 
-The driver reads a JSONL manifest's bytes (`scan`), a parquet manifest's metadata and a folder's
-sorted names; the worker of each unit parses its own rows (`manifest_rows`) and ids are made
-unique by a keyed reduce (`unique_ids`). CSV manifests (a quoted field may hold a newline, so
+A manifest may be local or a URL of any fsspec store (`s3://`, `gs://`; `locations`). The driver
+reads a JSONL manifest's bytes (`scan`), a parquet manifest's metadata and a folder's sorted names
+(never an audio file's); the worker of each unit parses its own rows (`manifest_rows`) and ids
+are made unique by a keyed reduce (`unique_ids`). CSV manifests (a quoted field may hold a newline, so
 bytes cannot be cut safely) and sources are still listed record by record on the driver.
 
 The inputs digest is a hash over each input's path as given, the folder its relative rows
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
 from ualm.inputs import manifest_rows
+from ualm.inputs.locations import is_remote, normalise_url, open_binary, reading, remote_size
 from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
 from ualm.inputs.scan import BLOCK, scan_jsonl
 from ualm.inputs.units import InputPlan, UnitPlan
@@ -59,7 +62,7 @@ def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] =
     if not paths:
         raise UalmError("no input given", fix="pass --input PATH (a folder or a manifest)")
     crawl = crawl or CrawlConfig()
-    roots = [Path(r) for r in allow_roots]
+    roots = [str(r) for r in allow_roots]
     digest = hashlib.sha256(LISTING_RULES)
     digest.update(json.dumps([str(r) for r in allow_roots]).encode())
     plans, count = [], 0
@@ -72,38 +75,44 @@ def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] =
                         ", ".join(str(p) for p in paths), UnitPlan(plans, unit_size))
 
 
-def _plan_one(number: int, spec: str, start: int, roots: list[Path], crawl: CrawlConfig,
+def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: CrawlConfig,
               unit_size: int, digest: Any) -> InputPlan:
     from ualm.inputs.sources import iter_source
 
-    if iter_source(spec, start, crawl) is not None:
-        return _records_plan(number, start, lambda: _other(iter_source(spec, start, crawl)),
-                             digest, hash_records=True)
-    path = Path(spec)
-    if not path.exists():
-        raise UalmError(f"input not found: {path}", fix="check the --input path")
-    full = os.path.join(os.getcwd(), spec)  # absolute: a unit's worker may run elsewhere
-    if path.is_dir():
-        return _folder_plan(number, path, start, digest)
-    kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
+    if is_remote(spec) and not spec.startswith("hf://"):
+        full = normalise_url(spec)
+        remote_size(full)  # "input not found: URL" (a missing object, bucket or prefix)
+    else:
+        if iter_source(spec, start, crawl) is not None:
+            return _records_plan(number, start, lambda: _other(iter_source(spec, start, crawl)),
+                                 digest, hash_records=True)
+        path = Path(spec)
+        if not path.exists():
+            raise UalmError(f"input not found: {path}", fix="check the --input path")
+        if path.is_dir():
+            return _folder_plan(number, path, start, digest)
+        full = os.path.join(os.getcwd(), spec)  # absolute: a unit's worker may run elsewhere
+    name = posixpath.basename(full)
+    stem, suffix = posixpath.splitext(name)
+    kind = MANIFEST_SUFFIXES.get(suffix.lower())
     if kind is None:
         raise UalmError(
-            f"cannot tell how to read {path}",
+            f"cannot tell how to read {spec}",
             fix="pass a folder, or a manifest ending in .jsonl, .json, .csv or .parquet",
         )
-    allowed = manifest_rows.manifest_roots(path, roots)
-    digest.update(os.path.dirname(full).encode() + b"\0")
+    allowed = manifest_rows.manifest_roots(full, roots)
+    digest.update(posixpath.dirname(full).encode() + b"\0")
     common: dict[str, Any] = {"input_no": number, "path": full, "first_index": start,
-                              "roots": allowed, "source": path.stem}
+                              "roots": allowed, "source": stem}
     if kind == "csv":
-        _hash_file(full, path, digest)
+        _hash_file(full, digest)
         return _records_plan(number, start, lambda: manifest_rows.manifest_records(
-            full, manifest_rows.read_csv(full), list(allowed), start, path.stem), digest)
+            full, manifest_rows.read_csv(full), list(allowed), start, stem), digest)
     if kind == "parquet":
         rows = manifest_rows.open_parquet(full).metadata.num_rows
-        _hash_file(full, path, digest)
+        _hash_file(full, digest)
         return InputPlan("parquet", rows=rows, **common)
-    with _open(full, path) as handle:
+    with open_binary(full) as handle, reading(full):
         marks = scan_jsonl(handle, start, unit_size, digest)
     return InputPlan("jsonl", rows=marks.rows, marks=marks, **common)
 
@@ -136,14 +145,7 @@ def _folder_plan(number: int, folder: Path, start: int, digest: Any) -> InputPla
                      names=names)
 
 
-def _open(full: str, path: Path) -> Any:
-    try:
-        return open(full, "rb")
-    except OSError as exc:
-        raise UalmError(f"cannot read manifest {path}: {exc.strerror}") from exc
-
-
-def _hash_file(full: str, path: Path, digest: Any) -> None:
-    with _open(full, path) as handle:
+def _hash_file(full: str, digest: Any) -> None:
+    with open_binary(full) as handle, reading(full):
         while block := handle.read(BLOCK):
             digest.update(block)

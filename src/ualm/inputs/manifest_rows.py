@@ -17,12 +17,22 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator
+import posixpath
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from ualm.errors import UalmError
+from ualm.inputs.locations import (
+    input_errors,
+    is_remote,
+    open_binary,
+    read_range,
+    reading,
+    resolve,
+    root_location,
+    within,
+)
 from ualm.inputs.records import InputRecord
 from ualm.inputs.rows import RowError, normalise_row
 from ualm.inputs.source_rows import check_web_url
@@ -54,7 +64,7 @@ def read_segment(segment: Segment) -> Iterator[tuple[InputRecord, str]]:
 
 def manifest_records(path: str, raw_rows: Iterator[tuple[int, Any]], roots: list[str],
                      index: int, source: str) -> Iterator[tuple[InputRecord, str]]:
-    base = os.path.dirname(path)
+    base = posixpath.dirname(path)  # a local path is absolute here, like a URL
     for line, row in raw_rows:
         if isinstance(row, RowError):
             yield _rejected(index, f"line:{line}", row, line), OTHER
@@ -77,12 +87,7 @@ def manifest_records(path: str, raw_rows: Iterator[tuple[int, Any]], roots: list
 def _jsonl_range(segment: Segment) -> Iterator[tuple[int, Any]]:
     """Lines of a byte range decoded as text mode reads a file (the same line ends and
     replacement characters), numbered from the segment's first line; blank lines are skipped."""
-    try:
-        with open(segment.path, "rb") as handle:
-            handle.seek(segment.start)
-            data = handle.read(segment.end - segment.start)
-    except OSError as exc:
-        raise UalmError(f"cannot read manifest {segment.path}: {exc.strerror}") from exc
+    data = read_range(segment.path, segment.start, segment.end)
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
     for line_no, line in enumerate(text, start=segment.first_line):
         if not line.strip():
@@ -112,20 +117,25 @@ def _parquet_range(segment: Segment) -> Iterator[tuple[int, Any]]:
 
 
 def open_parquet(path: str) -> Any:
+    """A parquet manifest's file: its metadata first, then the row groups asked for (a store
+    serves each as ranged reads)."""
     import pyarrow.parquet as pq
 
     try:
+        if is_remote(path):
+            handle = open_binary(path)
+            with input_errors(path):
+                return pq.ParquetFile(handle)
         return pq.ParquetFile(path)
+    except UalmError:
+        raise
     except Exception as exc:
         raise UalmError(f"cannot read parquet manifest {path}: {exc}".splitlines()[0]) from exc
 
 
 def read_csv(path: str) -> Iterator[tuple[int, Any]]:
-    try:
-        handle = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise UalmError(f"cannot read manifest {path}: {exc.strerror}") from exc
-    with handle:
+    handle = io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace", newline="")
+    with handle, reading(path):
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             raise UalmError(f"manifest {path} has no header row", fix="add a header line naming the columns")
@@ -157,19 +167,27 @@ def _rejected(index: int, input_id: str, err: RowError, line: int) -> InputRecor
 
 
 def check_path(record: InputRecord, base: str, roots: list[str]) -> InputRecord:
-    """Resolves a relative path against the manifest's folder and refuses anything that lands
-    outside the allowed roots (after following symlinks and `..`). String paths (`os.path`),
-    not `pathlib`: this runs for every row, and pathlib's parsing was most of a listing's time."""
+    """Resolves a relative path against the manifest's folder (local or a URL) and refuses
+    anything that lands outside the allowed roots (after following symlinks and `..`; see
+    `locations`). String paths, not `pathlib`: this runs for every row, and pathlib's parsing
+    was most of a listing's time."""
     if record.path is None:
         return record
-    resolved = os.path.realpath(os.path.join(base, record.path))
-    if not any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
-               for root in roots):
+    resolved = resolve(base, record.path)
+    if resolved.split("://", 1)[0].lower() in ("http", "https"):  # only the crawler fetches web
+        return replace(record, path=resolved, reject_reason="crawl/bad_url",
+                       reject_detail=f"{record.path}: a web address goes in the `url` column "
+                                     "(fetched under the crawl policy), not in `path`")
+    if not any(within(resolved, root) for root in roots):
         return replace(record, path=resolved, reject_reason="input/outside_allowed_roots",
                        reject_detail=f"{record.path} resolves outside the allowed roots "
                                      "(add --allow-root to permit it)")
     return replace(record, path=resolved)
 
 
-def manifest_roots(path: Path, allow_roots: list[Path]) -> tuple[str, ...]:
-    return (str(path.resolve().parent), *(str(r.resolve()) for r in allow_roots))
+def manifest_roots(path: str, allow_roots: Sequence[str]) -> tuple[str, ...]:
+    """The manifest's own folder (a local one resolved), then the allowed roots."""
+    folder = posixpath.dirname(path) if is_remote(path) else os.path.dirname(
+        os.path.realpath(path))
+    return (root_location(folder), *(root_location(str(r)) for r in allow_roots))
+

@@ -21,7 +21,7 @@ from ualm.filters.captions import split_captions
 from ualm.filters.chain import checks_for_unit
 from ualm.filters.fingerprint import StreamingFingerprint
 from ualm.filters.quality import quality_checks, rms_dbfs
-from ualm.inputs.crawl.unit import UnitSources
+from ualm.inputs.crawl.unit import UnitSources, is_fetched
 from ualm.inputs.records import InputRecord
 from ualm.inputs.units import UnitRef
 from ualm.manifests.layout import CorpusLayout, write_done
@@ -183,7 +183,7 @@ def process_record(record: InputRecord, config: BuildConfig, sink: WindowSink,
         _ingest_text(outcome, sink)
     else:
         try:
-            if record.path is None:
+            if is_fetched(record):  # a URL, a dataset row, an object store's path
                 _ingest_fetched(outcome, config, sink, sources)
             else:
                 _ingest_audio(outcome, config, sink)
@@ -210,16 +210,16 @@ def _check_captions(outcome: InputOutcome, config: BuildConfig) -> None:
 
 def _ingest_fetched(outcome: InputOutcome, config: BuildConfig, sink: WindowSink,
                     sources: UnitSources | None) -> None:
-    """Decodes a fetched (or dataset) record from its temporary file as if it were a path;
-    the outcome keeps the record as listed (no temporary path in the manifests)."""
+    """Decodes a URL, dataset or object-store record from its local copy, named as listed."""
     if sources is None:
         with UnitSources([outcome.record], config.crawl) as own:
-            _ingest_fetched(outcome, config, sink, own)
-        return
+            return _ingest_fetched(outcome, config, sink, own)
     record = outcome.record
     try:
         outcome.record = dataclasses.replace(record, path=str(sources.obtain(record)))
         _ingest_audio(outcome, config, sink)
+    except AudioRejected as exc:  # a decoder names the temporary copy: name the input
+        raise sources.named(exc, record) from exc
     finally:
         outcome.record = record
         sources.release(record)

@@ -4,8 +4,9 @@
 of the unit at once, on an asyncio loop in a background thread, so downloads overlap each other
 and the decoding of records already fetched. `obtain(record)` waits for that record's file (or
 raises `AudioRejected` with its crawl reason); dataset rows and tar members are read on demand.
-Every temporary file lives in one folder that is removed when the unit ends; a configured cache
-keeps its own copies.
+Records whose `path` is a URL of an object store (`s3://`, `gs://`, any fsspec URL) are copied
+by `RemoteObjects`, a few ahead of the one being decoded. Every temporary file lives in one
+folder that is removed when the unit ends; a configured cache keeps its own copies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ualm.audio.errors import AudioRejected
 from ualm.config import CrawlConfig
+from ualm.inputs.crawl.objects import RemoteObjects
 from ualm.inputs.records import InputRecord
+from ualm.manifests.storage import is_remote
 
 if TYPE_CHECKING:  # aiohttp is imported only by units that fetch
     from ualm.inputs.crawl.fetch import Fetcher, FetchResult
@@ -31,6 +34,12 @@ _TRUE = frozenset({"1", "true", "yes", "y", "t", "on"})
 
 def is_web(url: str | None) -> bool:
     return url is not None and url.split(":", 1)[0].lower() in ("http", "https")
+
+
+def is_fetched(record: InputRecord) -> bool:
+    """True when the record's audio is obtained through `UnitSources` (a URL, a dataset row or
+    tar member, a path on an object store), not read from a local path."""
+    return record.path is None or is_remote(record.path)
 
 
 def opt_out(record: InputRecord, column: str | None) -> bool:
@@ -53,6 +62,7 @@ class UnitSources:
 
     def __init__(self, records: list[InputRecord], config: CrawlConfig) -> None:
         self.config = config
+        self._remote = RemoteObjects(records)
         self._web = [r for r in records if r.path is None and r.reject_reason is None
                      and is_web(r.url) and not opt_out(r, config.opt_out_column)]
         self._any_source = any(r.path is None and r.url for r in records)
@@ -60,6 +70,7 @@ class UnitSources:
                          and r.url and "#member=" in r.url]
         self._futures: dict[int, Future[FetchResult]] = {}
         self._files: dict[int, Path] = {}
+        self._given: dict[int, str] = {}
         self._tmp: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -68,7 +79,7 @@ class UnitSources:
         self._tar_results: dict[str, dict[int, tuple[str, str] | None]] = {}
 
     def __enter__(self) -> UnitSources:
-        if self._web or self._any_source:
+        if self._web or self._any_source or self._remote.records:
             self._tmp = Path(tempfile.mkdtemp(prefix="ualm-unit-"))
         if self._web:
             self._loop = asyncio.new_event_loop()
@@ -83,6 +94,7 @@ class UnitSources:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            self._remote.close()
             if self._loop is not None:
                 for future in self._futures.values():
                     future.cancel()
@@ -110,6 +122,22 @@ class UnitSources:
 
     def obtain(self, record: InputRecord) -> Path:
         """A local file holding the record's audio bytes. Raises AudioRejected."""
+        path = self._obtain(record)
+        self._given[record.index] = str(path)
+        return path
+
+    def named(self, exc: AudioRejected, record: InputRecord) -> AudioRejected:
+        """`exc` with the record's own location where its detail names the local copy."""
+        local = self._given.get(record.index)
+        if not local:
+            return exc
+        return AudioRejected(exc.reason, exc.detail.replace(local, record.path or record.url or ""))
+
+    def _obtain(self, record: InputRecord) -> Path:
+        if record.path is not None:  # an object store's URL: a file, like a local path
+            assert self._tmp is not None
+            self._files[record.index] = path = self._remote.obtain(record, self._tmp)
+            return path
         if opt_out(record, self.config.opt_out_column):
             raise AudioRejected("crawl/opt_out",
                                 f"the row's {self.config.opt_out_column!r} column opts it out")
@@ -130,6 +158,7 @@ class UnitSources:
 
     def release(self, record: InputRecord) -> None:
         """Deletes the record's temporary file as soon as it is decoded (bounded disk use)."""
+        self._given.pop(record.index, None)
         path = self._files.pop(record.index, None)
         if path is not None:
             path.unlink(missing_ok=True)
