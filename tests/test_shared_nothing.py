@@ -27,10 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL
 from tests.s3_server import moto_s3
 from tests.test_engines import free_port, write_small_config
 from tests.test_object_store_build import digests, local_digests
 from ualm.audio.synthetic import SyntheticWorld
+from ualm.pipelines.build import build_corpus
 
 BUCKET = "ualm-shared-nothing"
 INPUTS_IN_BUCKET = False
@@ -163,16 +165,24 @@ def roots(tmp_path: Path) -> Iterator[Roots]:
 @pytest.fixture(scope="module")
 def inputs(store: str, world: SyntheticWorld,
            tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """(the manifest the builds read, the config file): local files, or the world copied into
-    the bucket (`INPUTS_IN_BUCKET`)."""
+    """(the manifest the builds read, the config file): the world's local files, or its copy
+    in the bucket (`INPUTS_IN_BUCKET`)."""
     config = write_small_config(tmp_path_factory.mktemp("shared-nothing") / "small.yaml")
     if not INPUTS_IN_BUCKET:
         return str(world.manifest), config
     import s3fs
 
-    s3fs.S3FileSystem(skip_instance_cache=True).put(str(world.root), f"{BUCKET}/inputs",
+    s3fs.S3FileSystem(skip_instance_cache=True).put(f"{world.root}/", f"{BUCKET}/world/",
                                                     recursive=True)
-    return f"s3://{BUCKET}/inputs/{world.manifest.name}", config
+    return f"s3://{BUCKET}/world/{world.manifest.name}", config
+
+
+@pytest.fixture(scope="module")
+def reference(inputs: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local-folder build of the same inputs, by the local engine in this process."""
+    out = tmp_path_factory.mktemp("shared-nothing-reference") / "corpus"
+    build_corpus([inputs[0]], out, SMALL, engine="local", progress=False)
+    return out
 
 
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
@@ -224,7 +234,7 @@ def build_with_nothing_shared(roots: Roots, world: SyntheticWorld, inputs: tuple
 
 
 def test_dask_scheduler_and_two_workers_with_no_shared_disk(
-        store: str, world: SyntheticWorld, local_corpus: Path, inputs: tuple[str, Path],
+        store: str, world: SyntheticWorld, reference: Path, inputs: tuple[str, Path],
         roots: Roots) -> None:
     from distributed import Client
 
@@ -245,11 +255,11 @@ def test_dask_scheduler_and_two_workers_with_no_shared_disk(
     url = f"s3://{BUCKET}/dask"
     build_with_nothing_shared(roots, world, inputs, url,
                               ["--engine", "dask", "--scheduler", address, "--quiet"])
-    assert digests(url) == local_digests(local_corpus)
+    assert digests(url) == local_digests(reference)
 
 
 def test_beam_portable_runner_with_an_external_worker_pool_and_no_shared_disk(
-        store: str, world: SyntheticWorld, local_corpus: Path, inputs: tuple[str, Path],
+        store: str, world: SyntheticWorld, reference: Path, inputs: tuple[str, Path],
         roots: Roots) -> None:
     job_port, pool_port = free_port(), free_port()
     job = roots.start("job-service", [
@@ -266,4 +276,18 @@ def test_beam_portable_runner_with_an_external_worker_pool_and_no_shared_disk(
         "--engine", "beam", "--runner", "PortableRunner", f"--job_endpoint=localhost:{job_port}",
         "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
     assert "[beam metrics · ingest] 6 units" in proc.stderr
-    assert digests(url) == local_digests(local_corpus)
+    assert digests(url) == local_digests(reference)
+
+
+def test_beam_direct_runner_passes_results_through_the_bucket(
+        store: str, inputs: tuple[str, Path], reference: Path) -> None:
+    """The DirectRunner's workers share this machine, but a corpus in a bucket sends their unit
+    results through its `_work/engine/` all the same: one path for every runner."""
+    from ualm.engines.beam import BeamEngine
+
+    url = f"s3://{BUCKET}/beam-direct"
+    engine = BeamEngine("DirectRunner", workers=2, report=None)
+    build_corpus([inputs[0]], url, SMALL, engine=engine, progress=False)
+    assert engine.metrics["ingest"]["units"] == 6
+    assert digests(url) == local_digests(reference)
+    assert not [n for n in digests(url, work=True) if n.startswith("_work/engine/")]
