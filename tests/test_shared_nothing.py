@@ -12,7 +12,9 @@ checkout, the base folder of the roots) are compared before and after. The corpu
 only in the bucket, with the same bytes as a local-folder build of the same inputs.
 
 The inputs are local for now (every process runs on this machine, so each can read them):
-`INPUTS_IN_BUCKET = True` switches them to the bucket once s3:// inputs are read.
+`INPUTS_IN_BUCKET = True` puts the world in the bucket and builds the reference from there too.
+With the `remote-inputs` branch merged in (at 50ffb93) that one line was flipped and all three
+tests passed, the reference then differing from a local-input build in its location columns.
 """
 
 from __future__ import annotations
