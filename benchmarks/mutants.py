@@ -84,6 +84,7 @@ CODES = "tests/test_tokenize.py::test_stored_codes_are_the_recorded_codecs_encod
 PUBLISH_FOLDER = ("tests/test_publish_verify.py::"
                   "test_folder_publish_refuses_to_complete_with_a_lost_or_damaged_file")
 VERIFY_LINE = "bad = [e.path for e in entries if not store.matches(present.get(e.path), e)]"
+SHARED_NOTHING = "tests/test_shared_nothing.py::"
 CLAP_BUILD = ("tests/test_model_filters.py::"
               "test_clap_threshold_drops_captions_and_rejects_an_input_left_with_none")
 
@@ -289,6 +290,17 @@ MUTANTS: list[Mutant] = [
            old='"bucket": int(o.fingerprint[:8], 16) % buckets if kept else None,',
            new='"bucket": hash(o.fingerprint) % buckets if kept else None,',
            tests=("tests/test_engines.py::test_dask_local_cluster_matches_local_engine",)),
+    Mutant("shared-nothing-beam-results-in-driver-temp", "shared nothing",
+           "src/ualm/manifests/layout.py",
+           old='        yield self.url(f"{WORK}/engine")',
+           new='        yield str(Path(os.environ.get("TMPDIR", "/tmp")))',
+           tests=(SHARED_NOTHING + "test_beam_portable_runner_with_an_external_worker_pool_and_"
+                  "no_shared_disk",)),
+    Mutant("shared-nothing-shard-staging-in-system-tmp", "shared nothing",
+           "src/ualm/manifests/shards.py",
+           old='tempfile.mkdtemp(prefix="ualm-shard-")',
+           new='tempfile.mkdtemp(prefix="ualm-shard-", dir="/tmp")',
+           tests=(SHARED_NOTHING + "test_dask_scheduler_and_two_workers_with_no_shared_disk",)),
 ]
 
 

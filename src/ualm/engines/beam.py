@@ -8,7 +8,8 @@ Each stage is one pipeline: `Create(units) | Reshuffle | ParDo(stage fn)`, or fo
 `... | FlatMap(emit) | GroupByKey | ParDo(reduce)`. Stage functions write their own outputs (as
 on every engine); what they return, a small summary per unit, goes to a results folder that the
 driver reads while the pipeline runs (for progress) and after it (for the results), so workers
-must see that folder: the corpus's own `_work` folder, which they must see anyway. Stage
+must see that folder: inside the corpus's own `_work`, which they must see anyway, a folder or
+a prefix in the corpus's bucket (`beam_results`). Stage
 counters (units, kept and rejected inputs by reason, seconds of audio) are Beam metrics, shown
 at the end of each stage and in the runner's own UI.
 """
@@ -17,14 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import shutil
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import apache_beam as beam
@@ -39,7 +36,9 @@ from ualm.engines.base import (
     machine_cores,
 )
 from ualm.engines.beam_metrics import counters_of, format_metrics, query_counters
+from ualm.engines.beam_results import ResultFolder, ResultWatcher
 from ualm.errors import UalmError
+from ualm.manifests import storage
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,7 +46,6 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 RUNNERS = ("DirectRunner", "PortableRunner", "FlinkRunner", "SparkRunner", "DataflowRunner")
-POLL_SECONDS = 0.25
 
 
 class BeamEngine(Engine):
@@ -95,15 +93,15 @@ class BeamEngine(Engine):
 
     def _run(self, label: str, count: int, on_result: Callable[[Any], None] | None,
              scratch: str | os.PathLike[str] | None,
-             build: Callable[[Any, str], Any]) -> list[Any]:
-        parent = Path(scratch) if scratch is not None else Path(tempfile.gettempdir())
-        folder = parent / f"beam-{label}-{uuid.uuid4().hex[:12]}"
-        folder.mkdir(parents=True)
-        watcher = _ResultWatcher(folder, on_result)
+             build: Callable[[Any, ResultFolder], Any]) -> list[Any]:
+        parent = str(scratch) if scratch is not None else tempfile.gettempdir()
+        folder = ResultFolder(storage.join(parent, f"beam-{label}-{uuid.uuid4().hex[:12]}"))
+        folder.create()
+        watcher = ResultWatcher(folder, on_result)
         watcher.start()
         try:
             pipeline = beam.Pipeline(options=self.options)
-            build(pipeline, str(folder))
+            build(pipeline, folder)
             result = pipeline.run()
             result.wait_until_finish()
         except UalmError:
@@ -117,7 +115,7 @@ class BeamEngine(Engine):
         try:
             results = watcher.collect(count)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            folder.remove()
         self.metrics[label] = query_counters(result, label)
         if self.report is not None:
             self.report.write(format_metrics(label, self.metrics[label]) + "\n")
@@ -141,7 +139,8 @@ def _check_runner(runner: str) -> str:
 class RunUnits(beam.PTransform):
     """A map stage: spread the units over workers, run the stage function on each."""
 
-    def __init__(self, fn: Callable[[Any], Any], tasks: list[Any], label: str, folder: str,
+    def __init__(self, fn: Callable[[Any], Any], tasks: list[Any], label: str,
+                 folder: ResultFolder,
                  retries: int) -> None:
         super().__init__()
         self.fn, self.tasks, self.label, self.folder, self.retries = (
@@ -161,7 +160,7 @@ class ReduceByKey(beam.PTransform):
 
     def __init__(self, emit: Callable[[Any], Iterable[tuple[Any, Any]]], tasks: list[Any],
                  reduce: Callable[[Any, list[Any]], Any], keys: list[Any], label: str,
-                 folder: str, retries: int) -> None:
+                 folder: ResultFolder, retries: int) -> None:
         super().__init__()
         self.emit, self.tasks, self.reduce, self.keys = emit, tasks, reduce, keys
         self.label, self.folder, self.retries = label, folder, retries
@@ -192,14 +191,11 @@ def _emit_tagged(unit: int, emit: Callable[[Any], Iterable[tuple[Any, Any]]], ta
 class _Recording(beam.DoFn):
     """Writes each unit's result where the driver reads it, and counts it in Beam metrics."""
 
-    def __init__(self, label: str, folder: str, retries: int) -> None:
+    def __init__(self, label: str, folder: ResultFolder, retries: int) -> None:
         self.label, self.folder, self.retries = label, folder, retries
 
     def record(self, index: int, result: Any) -> None:
-        path = Path(self.folder) / f"{index:09d}.pkl"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(pickle.dumps(result))
-        os.replace(tmp, path)  # a retried bundle rewrites the same result: harmless
+        self.folder.put(index, result)  # a retried bundle rewrites the same result: harmless
         Metrics.counter(self.label, "units").inc()
         if isinstance(result, UnitFailed):
             Metrics.counter(self.label, "failed_units").inc()
@@ -209,7 +205,8 @@ class _Recording(beam.DoFn):
 
 
 class _RunUnit(_Recording):
-    def __init__(self, fn: Callable[[Any], Any], tasks: list[Any], label: str, folder: str,
+    def __init__(self, fn: Callable[[Any], Any], tasks: list[Any], label: str,
+                 folder: ResultFolder,
                  retries: int) -> None:
         super().__init__(label, folder, retries)
         self.fn, self.tasks = fn, tasks
@@ -221,7 +218,7 @@ class _RunUnit(_Recording):
 
 class _ReduceGroup(_Recording):
     def __init__(self, reduce: Callable[[Any, list[Any]], Any], index: dict[Any, int],
-                 label: str, folder: str, retries: int) -> None:
+                 label: str, folder: ResultFolder, retries: int) -> None:
         super().__init__(label, folder, retries)
         self.reduce, self.index = reduce, index
 
@@ -231,43 +228,3 @@ class _ReduceGroup(_Recording):
         self.record(self.index[key], call_with_retries(self.reduce, key, values,
                                                        retries=self.retries))
         yield self.index[key]
-
-
-class _ResultWatcher:
-    """Reads result files as workers write them, calling on_result once per unit."""
-
-    def __init__(self, folder: Path, on_result: Callable[[Any], None] | None) -> None:
-        self.folder, self.on_result = folder, on_result
-        self.results: dict[int, Any] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._scan()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            self._scan()
-
-    def _scan(self) -> None:
-        with self._lock:
-            for path in sorted(self.folder.glob("*.pkl")):
-                index = int(path.stem)
-                if index in self.results:
-                    continue
-                self.results[index] = pickle.loads(path.read_bytes())
-                if self.on_result is not None:
-                    self.on_result(self.results[index])
-
-    def collect(self, count: int) -> list[Any]:
-        missing = [i for i in range(count) if i not in self.results]
-        if missing:
-            raise UalmError(f"the Beam pipeline finished without results for units {missing[:10]}",
-                            fix="see the runner's log, then rerun: finished units are kept")
-        return [self.results[i] for i in range(count)]

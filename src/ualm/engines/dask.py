@@ -1,6 +1,8 @@
 """The Dask engine: a `distributed.LocalCluster` sized to the machine, or an existing cluster.
 
-Workers must see the corpus folder at the same path (one machine, or a shared filesystem).
+Workers must see the corpus: a folder at the same path (one machine, or a shared filesystem),
+or a bucket, with no disk shared at all (each writes only in its own temporary folder: TMPDIR
+and `--local-directory`; tests/test_shared_nothing.py).
 A worker that dies mid-unit costs a retry of that unit, not data: unit outputs are written
 under temporary names and renamed only when whole.
 """

@@ -240,14 +240,15 @@ class CorpusLayout(LayoutNames):
         return self._written.get(path)
 
     @contextmanager
-    def scratch(self) -> Iterator[Path]:
-        """An engine's spill folder: the work area, or for a store a local temporary one."""
+    def scratch(self) -> Iterator[Path | str]:
+        """Where an engine passes unit results from its workers to the driver: in the work
+        area, which every worker sees (a folder, or `_work/engine` in the store: workers that
+        share no disk cannot write into the driver's temporary folder)."""
         if self.local:
             Path(self.work).mkdir(parents=True, exist_ok=True)
             yield Path(self.work)
             return
-        with remote.local_folder("scratch") as folder:
-            yield folder
+        yield self.url(f"{WORK}/engine")
 
     def commit(self, meta: dict[str, Any]) -> None:
         """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
