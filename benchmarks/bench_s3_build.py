@@ -42,7 +42,8 @@ from ualm.pipelines.build import build_corpus
 
 BUCKET = "ualm-bench"
 WORK = "_work/"
-REQUEST = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
+REQUEST = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+"\s*(\d{3})')
+COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some status lines
 
 
 def log(msg: str) -> None:
@@ -87,13 +88,16 @@ class MotoServer:
         logged after `offset`."""
         with open(self.log_path, "rb") as handle:
             handle.seek(offset)
-            text = handle.read().decode("utf-8", "replace")
+            text = COLOURS.sub("", handle.read().decode("utf-8", "replace"))
         counts: collections.Counter[str] = collections.Counter()
         for method, path, _status in REQUEST.findall(text):
             counts[method] += 1
             counts["total"] += 1
-            parts = path.split("?", 1)[0].strip("/").split("/")
-            if len(parts) >= 3:  # bucket, prefix, then the corpus's top folder
+            path, _, query = path.partition("?")
+            parts = path.strip("/").split("/")
+            if "list-type" in query:
+                counts["LIST"] += 1
+            elif len(parts) >= 3:  # bucket, prefix, then the corpus's top folder
                 where = "/".join(parts[2:4]) if parts[2] == WORK.rstrip("/") else parts[2]
                 counts[f"{method} {where}"] += 1
         return dict(sorted(counts.items()))

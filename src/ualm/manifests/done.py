@@ -47,8 +47,10 @@ def read_done(layout: CorpusLayout, stage: str, index: int) -> dict[str, Any] | 
     except (OSError, ValueError):
         return None
     for rel, meta in record.get("files", {}).items():
-        target = layout.path(rel)
-        if not layout.exists(target) or layout.size(target) != meta["bytes"]:
+        try:
+            if layout.size(layout.path(rel)) != meta["bytes"]:
+                return None
+        except FileNotFoundError:
             return None
     return record
 

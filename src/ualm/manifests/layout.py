@@ -17,7 +17,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -76,23 +76,21 @@ class CorpusLayout(LayoutNames):
         """True when `path` is a file."""
         if self.local:
             return os.path.isfile(path)
-        try:
-            self.size(path)
-        except FileNotFoundError:
-            return False
-        return True
+        with suppress(FileNotFoundError):
+            return self.size(path) >= 0
+        return False
 
     def size(self, path: str) -> int:
         if self.local:
             return os.path.getsize(path)
         return storage.fs_size(self.fs, path, self._name(path))
 
-    def read_bytes(self, path: str) -> bytes:
-        """The whole file; FileNotFoundError when it is not there."""
+    def read_bytes(self, path: str, ranged: bool = False) -> bytes:
+        """The whole file (FileNotFoundError when absent); `ranged`: a large one (a shard)."""
         if self.local:
             with open(path, "rb") as handle:
                 return handle.read()
-        return storage.fs_read_bytes(self.fs, path, self._name(path))
+        return storage.fs_read_bytes(self.fs, path, self._name(path), ranged)
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
@@ -160,10 +158,7 @@ class CorpusLayout(LayoutNames):
 
         if self.local:
             return ds.dataset(files, format="parquet", schema=schema)
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        return ds.dataset(files, format="parquet", schema=schema,
-                          filesystem=PyFileSystem(FSSpecHandler(self.fs)))
+        return storage.fs_dataset(self.fs, files, schema)
 
     def folder_table(self, folder: str, columns: list[str] | None = None, schema: Any = None,
                      prefix: str = "", filters: Any = None) -> pa.Table | None:
@@ -176,7 +171,7 @@ class CorpusLayout(LayoutNames):
         from ualm.manifests.shard_reader import members_of, samples_of
 
         try:
-            data = self.read_bytes(path)
+            data = self.read_bytes(path, ranged=True)
         except FileNotFoundError as exc:
             raise UalmError(f"shard {self._name(path)} is missing",
                             fix="rebuild or re-download the corpus") from exc
@@ -262,10 +257,14 @@ class CorpusLayout(LayoutNames):
         return TarShardWriter(path, None if self.local else self.fs)
 
     def remove(self, path: str) -> None:
-        if self.local:
+        self.remove_many([path])
+
+    def remove_many(self, paths: list[str]) -> None:
+        """Deletes files, absent ones ignored (in a store: batched deletes, no look first)."""
+        if not self.local:
+            remote.remove_objects(self.fs, paths)
+        for path in paths if self.local else []:
             Path(path).unlink(missing_ok=True)
-        elif self.fs.exists(path):
-            self.fs.rm(path)
 
     def append_line(self, path: str, line: str) -> None:
         """Appends to a log under _work; in a store, one object per call (`log_object`)."""
