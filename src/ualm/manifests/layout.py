@@ -31,6 +31,7 @@ from ualm.manifests.atomic import atomic_write_table as atomic_write_table
 from ualm.manifests.atomic import sha256_file as sha256_file
 from ualm.manifests.atomic import temporary_sibling as temporary_sibling
 from ualm.manifests.done import done_records as done_records
+from ualm.manifests.done import finished as finished
 from ualm.manifests.done import read_done as read_done
 from ualm.manifests.done import write_done as write_done
 from ualm.manifests.layout_names import LayoutNames
@@ -60,8 +61,7 @@ class CorpusLayout(LayoutNames):
         return path[len(self.root) + 1:]
 
     def url(self, name: str) -> str:
-        """Where a reader given only a location (a trainer's shard list) finds the file of this
-        relative name."""
+        """Where a reader given only a location (a trainer's shard list) finds a file."""
         return storage.join(self.location, name)
 
     def local_path(self, path: str) -> Path:
@@ -91,6 +91,12 @@ class CorpusLayout(LayoutNames):
             with open(path, "rb") as handle:
                 return handle.read()
         return storage.fs_read_bytes(self.fs, path, self._name(path), ranged)
+
+    def read_many(self, paths: list[str]) -> list[bytes | None]:
+        """Whole files, None for a missing one (in a store: concurrent GETs)."""
+        if self.local:
+            return [self.read_bytes(p) if os.path.isfile(p) else None for p in paths]
+        return storage.fs_read_many(self.fs, paths, self.location, missing_ok=True)
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
@@ -245,8 +251,7 @@ class CorpusLayout(LayoutNames):
             yield folder
 
     def commit(self, meta: dict[str, Any]) -> None:
-        """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
-        replaced (one put) only by a later stage of the same build (the token set)."""
+        """Writes corpus.json, the commit readers trust (in a store create-only: replace_commit)."""
         data = atomic.json_bytes(meta)
         if not self.write_once(self.corpus_file, data):
             remote.replace_commit(self, meta, data)
@@ -256,14 +261,11 @@ class CorpusLayout(LayoutNames):
 
         return TarShardWriter(path, None if self.local else self.fs)
 
-    def remove(self, path: str) -> None:
-        self.remove_many([path])
-
-    def remove_many(self, paths: list[str]) -> None:
+    def remove(self, *paths: str) -> None:
         """Deletes files, absent ones ignored (in a store: batched deletes, no look first)."""
         if not self.local:
-            remote.remove_objects(self.fs, paths)
-        for path in paths if self.local else []:
+            remote.remove_objects(self.fs, list(paths))
+        for path in paths if self.local else ():
             Path(path).unlink(missing_ok=True)
 
     def append_line(self, path: str, line: str) -> None:

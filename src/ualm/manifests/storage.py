@@ -157,13 +157,31 @@ def fs_read_bytes(fs: Any, inner: str, name: str, ranged: bool = False) -> bytes
         return fs.cat_file(inner)
 
 
-def fs_read_many(fs: Any, inner: list[str], name: str) -> list[bytes]:
-    """Several whole files, in the order given; on S3 one concurrent GET each."""
+def fs_read_many(fs: Any, inner: list[str], name: str, missing_ok: bool = False
+                 ) -> list[Any]:
+    """Several whole files, in the order given; on S3 one concurrent GET each. A missing one
+    is None with `missing_ok`, else FileNotFoundError."""
+    if not inner:
+        return []
     with _remote_errors(name):
-        if not is_s3(fs):
-            return [fs.cat_file(path) for path in inner]
-        found = fs.cat(list(inner), max_concurrency=1)
-        return [found[path] for path in inner]
+        if is_s3(fs):
+            found = fs.cat(list(inner), max_concurrency=1, on_error="return")
+            out = [found[path] for path in inner]
+        else:
+            out = [_read_or_error(fs, path) for path in inner]
+        for blob in out:
+            if isinstance(blob, FileNotFoundError) and missing_ok:
+                continue
+            if isinstance(blob, BaseException):
+                raise blob
+        return [None if isinstance(blob, BaseException) else blob for blob in out]
+
+
+def _read_or_error(fs: Any, path: str) -> Any:
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError as exc:
+        return exc
 
 
 def _is_not_found(exc: Exception) -> bool:
