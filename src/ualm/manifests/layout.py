@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ualm.errors import UalmError
 from ualm.manifests import atomic, names, remote, storage
+from ualm.manifests import object_reads as reads
 from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
 from ualm.manifests.atomic import atomic_write_json as atomic_write_json
 from ualm.manifests.atomic import atomic_write_table as atomic_write_table
@@ -94,15 +95,14 @@ class CorpusLayout(LayoutNames):
 
     def read_many(self, paths: list[str]) -> list[bytes | None]:
         """Whole files, None for a missing one (in a store: concurrent GETs)."""
-        if self.local:
-            return [self.read_bytes(p) if os.path.isfile(p) else None for p in paths]
-        return storage.fs_read_many(self.fs, paths, self.location, missing_ok=True)
+        return reads.fs_read_many(self.fs, paths, self.location, missing_ok=True)
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 
     def open(self, path: str, mode: str = "rb") -> BinaryIO:
-        return open(path, mode) if self.local else self.fs.open(path, mode)
+        return open(path, mode) if self.local else reads.fs_open(self.fs, path, self._name(path),
+                                                                  mode)
 
     def list(self, folder: str, prefix: str = "", suffix: str = "") -> list[str]:
         """Files directly inside `folder` (a full name) whose names start with `prefix` and end

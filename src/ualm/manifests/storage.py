@@ -130,7 +130,7 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 @contextmanager
-def _remote_errors(name: str) -> Iterator[None]:
+def remote_errors(name: str) -> Iterator[None]:
     """A store's own "not found" (huggingface_hub has its own types) becomes FileNotFoundError
     of `name`; any other failure one UalmError naming it."""
     try:
@@ -151,37 +151,10 @@ def fs_read_bytes(fs: Any, inner: str, name: str, ranged: bool = False) -> bytes
     """As read_bytes, on a filesystem; `name` is what errors call the file. On S3 one GET
     (a missing object: its 404, nothing more); `ranged` keeps s3fs's default for large
     objects: a HEAD for the size, then concurrent ranged GETs."""
-    with _remote_errors(name):
+    with remote_errors(name):
         if is_s3(fs) and not ranged:
             return fs.cat_file(inner, max_concurrency=1)
         return fs.cat_file(inner)
-
-
-def fs_read_many(fs: Any, inner: list[str], name: str, missing_ok: bool = False
-                 ) -> list[Any]:
-    """Several whole files, in the order given; on S3 one concurrent GET each. A missing one
-    is None with `missing_ok`, else FileNotFoundError."""
-    if not inner:
-        return []
-    with _remote_errors(name):
-        if is_s3(fs):
-            found = fs.cat(list(inner), max_concurrency=1, on_error="return")
-            out = [found[path] for path in inner]
-        else:
-            out = [_read_or_error(fs, path) for path in inner]
-        for blob in out:
-            if isinstance(blob, FileNotFoundError) and missing_ok:
-                continue
-            if isinstance(blob, BaseException):
-                raise blob
-        return [None if isinstance(blob, BaseException) else blob for blob in out]
-
-
-def _read_or_error(fs: Any, path: str) -> Any:
-    try:
-        return fs.cat_file(path)
-    except FileNotFoundError as exc:
-        return exc
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -211,9 +184,9 @@ def fs_size(fs: Any, inner: str, url: str) -> int:
         bucket, key, _ = fs.split_path(inner)
         if not key:
             raise FileNotFoundError(url)
-        with _remote_errors(url):
+        with remote_errors(url):
             return int(fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
-    with _remote_errors(url):
+    with remote_errors(url):
         info = fs.info(inner)
     if info.get("type") != "file":
         raise FileNotFoundError(url)
@@ -234,7 +207,7 @@ def list_files(folder: str | Path, suffix: str = "") -> list[str]:
 def fs_list_names(fs: Any, inner: str, url: str, suffix: str = "") -> list[str]:
     """Names of the files directly inside a folder of a filesystem, sorted; [] when none."""
     try:
-        with _remote_errors(url):
+        with remote_errors(url):
             entries = fs.ls(inner, detail=True)
     except FileNotFoundError:
         return []
@@ -272,6 +245,8 @@ def fs_parquet_table(fs: Any, files: list[str], columns: list[str] | None, schem
     the first file's unless given."""
     import pyarrow as pa
     import pyarrow.dataset as ds
+
+    from ualm.manifests.object_reads import fs_read_many
 
     try:
         blobs = fs_read_many(fs, files, name)
