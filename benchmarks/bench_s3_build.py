@@ -6,7 +6,8 @@ holds the bucket. Each repeat builds the inputs into a local folder, then into a
 the bucket (A B A B ...), with the default Dask engine (a LocalCluster of 2 workers, start-up
 included) and the tokenizer off, as the other throughput benchmarks run. After each pair every
 object outside `_work/` is downloaded and its sha256 compared with the local file of that name;
-moto's request log gives each S3 build's requests by method.
+moto's request log gives each S3 build's requests by method, and the server process's CPU
+time during each S3 build is recorded (it runs on the same cores as the build).
 
 Bars: S3 throughput at least 0.7x the local throughput in every pair (the worst pair counts,
 stricter than best of each; best of each is reported beside it), and byte-identical output.
@@ -78,6 +79,14 @@ class MotoServer:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto_server did not start (see {self.log_path})") from None
                 time.sleep(0.2)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (it shares the cores with the
+        build: its time is what a store on other machines would not cost here)."""
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
 
     def offset(self) -> int:
         self._log.flush()
@@ -200,8 +209,9 @@ def measure(args: argparse.Namespace, manifest: Path, runs: Path, server: MotoSe
         log(f"  {local_run}")
         prefix = f"{BUCKET}/corpus-{repeat}"
         log(f"[{repeat + 1}/{args.repeats}] s3://{prefix} ...")
-        offset = server.offset()
+        offset, cpu = server.offset(), server.cpu_seconds()
         s3_run = build(manifest, f"s3://{prefix}")
+        s3_run["server_cpu_seconds"] = server.cpu_seconds() - cpu
         s3_run["requests"] = server.requests_since(offset)
         log(f"  {s3_run}")
         same = compare(local_digests(local), s3_digests(fs, prefix))
