@@ -11,6 +11,7 @@ same names and the same bytes (outputs are deterministic), so nothing is lost or
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +44,28 @@ def write_done(layout: CorpusLayout, stage: str, index: int, outputs: Iterable[s
 def read_done(layout: CorpusLayout, stage: str, index: int) -> dict[str, Any] | None:
     """The completion record of a unit if it is valid (every file present with its size)."""
     try:
-        record = layout.read_json(layout.done_record(stage, index))
-    except (OSError, ValueError):
+        return _valid(layout, layout.read_bytes(layout.done_record(stage, index)))
+    except OSError:
+        return None
+
+
+def finished(layout: CorpusLayout, stage: str, indexes: list[int]) -> list[bool]:
+    """Whether each unit has a valid completion record: the records read at once (in a store,
+    concurrent GETs: a driver checking thousands of units waits for one round, not each)."""
+    blobs = layout.read_many([layout.done_record(stage, i) for i in indexes])
+    return [blob is not None and _valid(layout, blob) is not None for blob in blobs]
+
+
+def _valid(layout: CorpusLayout, data: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data)
+    except ValueError:
         return None
     for rel, meta in record.get("files", {}).items():
-        target = layout.path(rel)
-        if not layout.exists(target) or layout.size(target) != meta["bytes"]:
+        try:
+            if layout.size(layout.path(rel)) != meta["bytes"]:
+                return None
+        except FileNotFoundError:
             return None
     return record
 

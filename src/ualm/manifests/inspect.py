@@ -16,13 +16,18 @@ import numpy as np
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout
 
+PARTS_AT_ONCE = 32
+
 
 def manifest_parts(layout: CorpusLayout, kind: str, table_schema: Any,
            columns: list[str]) -> Iterator[dict[str, list[Any]]]:
-    """Each manifest part of `kind` in name order, as columns of Python values: one part held
-    at a time, so a summary's memory does not grow with the corpus."""
-    for path in layout.list(layout.manifest_folder(kind), suffix=".parquet"):
-        table = layout.read_table(path, columns, schema=table_schema)
+    """The manifest parts of `kind` in name order, a batch at a time, as columns of Python
+    values: a summary's memory does not grow with the corpus, and a store answers a batch's
+    reads at once (one round of concurrent GETs, not one wait per part)."""
+    files = layout.list(layout.manifest_folder(kind), suffix=".parquet")
+    for start in range(0, len(files), PARTS_AT_ONCE):
+        table = layout.read_table(files[start:start + PARTS_AT_ONCE], columns,
+                                  schema=table_schema)
         yield {name: table.column(name).to_pylist() for name in columns}
 
 

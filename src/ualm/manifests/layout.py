@@ -17,7 +17,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,12 +25,14 @@ import pyarrow as pa
 
 from ualm.errors import UalmError
 from ualm.manifests import atomic, names, remote, storage
+from ualm.manifests import object_reads as reads
 from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
 from ualm.manifests.atomic import atomic_write_json as atomic_write_json
 from ualm.manifests.atomic import atomic_write_table as atomic_write_table
 from ualm.manifests.atomic import sha256_file as sha256_file
 from ualm.manifests.atomic import temporary_sibling as temporary_sibling
 from ualm.manifests.done import done_records as done_records
+from ualm.manifests.done import finished as finished
 from ualm.manifests.done import read_done as read_done
 from ualm.manifests.done import write_done as write_done
 from ualm.manifests.layout_names import LayoutNames
@@ -60,8 +62,7 @@ class CorpusLayout(LayoutNames):
         return path[len(self.root) + 1:]
 
     def url(self, name: str) -> str:
-        """Where a reader given only a location (a trainer's shard list) finds the file of this
-        relative name."""
+        """Where a reader given only a location (a trainer's shard list) finds a file."""
         return storage.join(self.location, name)
 
     def local_path(self, path: str) -> Path:
@@ -76,29 +77,32 @@ class CorpusLayout(LayoutNames):
         """True when `path` is a file."""
         if self.local:
             return os.path.isfile(path)
-        try:
-            self.size(path)
-        except FileNotFoundError:
-            return False
-        return True
+        with suppress(FileNotFoundError):
+            return self.size(path) >= 0
+        return False
 
     def size(self, path: str) -> int:
         if self.local:
             return os.path.getsize(path)
         return storage.fs_size(self.fs, path, self._name(path))
 
-    def read_bytes(self, path: str) -> bytes:
-        """The whole file; FileNotFoundError when it is not there."""
+    def read_bytes(self, path: str, ranged: bool = False) -> bytes:
+        """The whole file (FileNotFoundError when absent); `ranged`: a large one (a shard)."""
         if self.local:
             with open(path, "rb") as handle:
                 return handle.read()
-        return storage.fs_read_bytes(self.fs, path, self._name(path))
+        return storage.fs_read_bytes(self.fs, path, self._name(path), ranged)
+
+    def read_many(self, paths: list[str]) -> list[bytes | None]:
+        """Whole files, None for a missing one (in a store: concurrent GETs)."""
+        return reads.fs_read_many(self.fs, paths, self.location, missing_ok=True)
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 
     def open(self, path: str, mode: str = "rb") -> BinaryIO:
-        return open(path, mode) if self.local else self.fs.open(path, mode)
+        return open(path, mode) if self.local else reads.fs_open(self.fs, path, self._name(path),
+                                                                  mode)
 
     def list(self, folder: str, prefix: str = "", suffix: str = "") -> list[str]:
         """Files directly inside `folder` (a full name) whose names start with `prefix` and end
@@ -160,10 +164,7 @@ class CorpusLayout(LayoutNames):
 
         if self.local:
             return ds.dataset(files, format="parquet", schema=schema)
-        from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-        return ds.dataset(files, format="parquet", schema=schema,
-                          filesystem=PyFileSystem(FSSpecHandler(self.fs)))
+        return storage.fs_dataset(self.fs, files, schema)
 
     def folder_table(self, folder: str, columns: list[str] | None = None, schema: Any = None,
                      prefix: str = "", filters: Any = None) -> pa.Table | None:
@@ -176,7 +177,7 @@ class CorpusLayout(LayoutNames):
         from ualm.manifests.shard_reader import members_of, samples_of
 
         try:
-            data = self.read_bytes(path)
+            data = self.read_bytes(path, ranged=True)
         except FileNotFoundError as exc:
             raise UalmError(f"shard {self._name(path)} is missing",
                             fix="rebuild or re-download the corpus") from exc
@@ -251,8 +252,7 @@ class CorpusLayout(LayoutNames):
         yield self.url(f"{WORK}/engine")
 
     def commit(self, meta: dict[str, Any]) -> None:
-        """Writes corpus.json, the commit readers trust: on a store, create-only; one there is
-        replaced (one put) only by a later stage of the same build (the token set)."""
+        """Writes corpus.json, the commit readers trust (in a store create-only: replace_commit)."""
         data = atomic.json_bytes(meta)
         if not self.write_once(self.corpus_file, data):
             remote.replace_commit(self, meta, data)
@@ -262,11 +262,12 @@ class CorpusLayout(LayoutNames):
 
         return TarShardWriter(path, None if self.local else self.fs)
 
-    def remove(self, path: str) -> None:
-        if self.local:
+    def remove(self, *paths: str) -> None:
+        """Deletes files, absent ones ignored (in a store: batched deletes, no look first)."""
+        if not self.local:
+            remote.remove_objects(self.fs, list(paths))
+        for path in paths if self.local else ():
             Path(path).unlink(missing_ok=True)
-        elif self.fs.exists(path):
-            self.fs.rm(path)
 
     def append_line(self, path: str, line: str) -> None:
         """Appends to a log under _work; in a store, one object per call (`log_object`)."""

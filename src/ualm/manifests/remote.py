@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,18 @@ def abort_uploads(fs: Any, root: str) -> int:
         fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
                    UploadId=upload["UploadId"])
     return len(uploads)
+
+
+def remove_objects(fs: Any, paths: list[str]) -> None:
+    """Deletes objects, absent ones ignored. S3: DeleteObjects, 1,000 keys a request, with no
+    HEAD first (deleting a missing key succeeds); other stores one delete each."""
+    if hasattr(fs, "call_s3"):
+        if paths:
+            fs.rm(list(paths))
+        return
+    for path in paths:
+        with suppress(FileNotFoundError):
+            fs.rm_file(path)
 
 
 def replace_commit(layout: Any, meta: dict[str, Any], data: bytes) -> None:

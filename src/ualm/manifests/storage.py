@@ -130,7 +130,7 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 @contextmanager
-def _remote_errors(name: str) -> Iterator[None]:
+def remote_errors(name: str) -> Iterator[None]:
     """A store's own "not found" (huggingface_hub has its own types) becomes FileNotFoundError
     of `name`; any other failure one UalmError naming it."""
     try:
@@ -143,9 +143,17 @@ def _remote_errors(name: str) -> Iterator[None]:
         raise _remote_error(name, exc) from exc
 
 
-def fs_read_bytes(fs: Any, inner: str, name: str) -> bytes:
-    """As read_bytes, on a filesystem; `name` is what errors call the file."""
-    with _remote_errors(name):
+def is_s3(fs: Any) -> bool:
+    return hasattr(fs, "call_s3")
+
+
+def fs_read_bytes(fs: Any, inner: str, name: str, ranged: bool = False) -> bytes:
+    """As read_bytes, on a filesystem; `name` is what errors call the file. On S3 one GET
+    (a missing object: its 404, nothing more); `ranged` keeps s3fs's default for large
+    objects: a HEAD for the size, then concurrent ranged GETs."""
+    with remote_errors(name):
+        if is_s3(fs) and not ranged:
+            return fs.cat_file(inner, max_concurrency=1)
         return fs.cat_file(inner)
 
 
@@ -170,8 +178,15 @@ def read_size(url: str) -> int:
 
 
 def fs_size(fs: Any, inner: str, url: str) -> int:
-    """Size of a file; FileNotFoundError when it is no file."""
-    with _remote_errors(url):
+    """Size of a file; FileNotFoundError when it is no file. On S3 one HEAD (s3fs's `info`
+    follows a 404 with a listing, to tell a folder)."""
+    if is_s3(fs):
+        bucket, key, _ = fs.split_path(inner)
+        if not key:
+            raise FileNotFoundError(url)
+        with remote_errors(url):
+            return int(fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
+    with remote_errors(url):
         info = fs.info(inner)
     if info.get("type") != "file":
         raise FileNotFoundError(url)
@@ -192,7 +207,7 @@ def list_files(folder: str | Path, suffix: str = "") -> list[str]:
 def fs_list_names(fs: Any, inner: str, url: str, suffix: str = "") -> list[str]:
     """Names of the files directly inside a folder of a filesystem, sorted; [] when none."""
     try:
-        with _remote_errors(url):
+        with remote_errors(url):
             entries = fs.ls(inner, detail=True)
     except FileNotFoundError:
         return []
@@ -213,15 +228,32 @@ def parquet_table(folder: str | Path, columns: list[str], schema: Any = None) ->
     return fs_parquet_table(fs, [filesystem(f)[1] for f in files], columns, schema, str(folder))
 
 
-def fs_parquet_table(fs: Any, files: list[str], columns: list[str] | None, schema: Any,
-                     name: str, filters: Any = None) -> Any:
-    """Parquet files of a (non-local) filesystem as one pyarrow table."""
+def fs_dataset(fs: Any, files: list[str], schema: Any = None) -> Any:
+    """A pyarrow dataset of parquet files on a filesystem, read lazily (in ranges) through it."""
     import pyarrow.dataset as ds
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+    return ds.dataset(files, format="parquet", schema=schema,
+                      filesystem=PyFileSystem(FSSpecHandler(fs)))
+
+
+def fs_parquet_table(fs: Any, files: list[str], columns: list[str] | None, schema: Any,
+                     name: str, filters: Any = None) -> Any:
+    """Parquet files of a (non-local) filesystem as one pyarrow table. Each file is read whole
+    (one GET) and parsed from memory: pyarrow's reads through fsspec cost two HEADs and ranged
+    GETs per file, and these manifests are small. As `pyarrow.dataset.dataset`, the schema is
+    the first file's unless given."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from ualm.manifests.object_reads import fs_read_many
+
     try:
-        return ds.dataset(files, format="parquet", schema=schema,
-                          filesystem=PyFileSystem(FSSpecHandler(fs))).to_table(columns=columns,
-                                                                             filter=filters)
+        blobs = fs_read_many(fs, files, name)
+        parquet = ds.ParquetFileFormat()
+        fragments = [parquet.make_fragment(pa.BufferReader(blob)) for blob in blobs]
+        dataset = ds.FileSystemDataset(fragments, schema or fragments[0].physical_schema,
+                                       parquet)
+        return dataset.to_table(columns=columns, filter=filters)
     except OSError as exc:
         raise _remote_error(name, exc) from exc

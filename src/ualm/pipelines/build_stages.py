@@ -120,8 +120,7 @@ def commit(ctx: Context) -> dict[str, Any]:
                               "reasons": list(f.reasons)} for f in declared]
     write_card(layout, corpus, summary)
     layout.commit(corpus)
-    for unit in range(ctx.units):
-        layout.remove(layout.unit_payload(unit))
+    layout.remove(*[layout.unit_payload(unit) for unit in range(ctx.units)])
     if not layout.local:  # what killed workers' large puts left behind
         remote.abort_uploads(layout.fs, layout.root)
     ctx.outputs["summary"] = summary

@@ -9,9 +9,11 @@ order, so a shard's bytes depend only on the inputs and the config.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -26,6 +28,9 @@ from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import read_payloads
 
 STAGE = "shard"
+PLAN_READ_AHEAD = 8  # units whose segments the plan reads while it cuts the current one
+T = TypeVar("T")
+R = TypeVar("R")
 MODALITIES = ("audio", "text")
 
 
@@ -50,15 +55,17 @@ class ShardTask:
 def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTask]:
     """One pass over the units in order: each unit's kept samples, sorted by (input index,
     window), are the next stretch of the global order, since units hold consecutive inputs.
-    Memory: the tasks (O(shards)), one unit's rows and the set of duplicates."""
+    Memory: the tasks (O(shards)), the rows of the units read ahead and the set of
+    duplicates."""
     duplicate = duplicate_indexes(layout, config.work.dedup_buckets)
     cutters = {m: ShardCutter(config.shards.max_samples, config.shards.max_bytes)
                for m in MODALITIES}
     opening: dict[str, tuple[int, int]] = {}
     found: dict[str, list[tuple[int, int, int]]] = {m: [] for m in MODALITIES}
-    for unit in range(units):
+    for unit, rows in ahead(lambda u: (u, _unit_rows(layout, u, duplicate)), range(units),
+                            depth=PLAN_READ_AHEAD):
         positions = dict.fromkeys(MODALITIES, 0)
-        for row in _unit_rows(layout, unit, duplicate):
+        for row in rows:
             modality, cutter = row["modality"], cutters[row["modality"]]
             if cutter.count == 0:
                 opening[modality] = (unit, 0)
@@ -160,20 +167,16 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
 def _samples(layout: CorpusLayout, units: Iterator[tuple[int, list[dict[str, Any]]]]
              ) -> Iterator[tuple[dict, dict, bytes]]:
     """Streams (segment metadata, input record, payload) unit by unit, in shard order."""
-    for unit, rows in units:
+    for unit, rows, inputs, source in _read_ahead(layout, units):
         keys = [r["key"] for r in rows]
         wanted = set(keys)
         segments = {r["key"]: r for r in rows}
-        indexes = sorted({s["input_index"] for s in segments.values()})
         records = {}
-        inputs = layout.read_table(layout.unit_inputs(unit),
-                                   columns=["input_index", "fingerprint", "record"],
-                                   filters=ds.field("input_index").isin(indexes))
         for row in inputs.to_pylist():
             records[row["input_index"]] = {**json.loads(row["record"]),
                                            "fingerprint": row["fingerprint"]}
         expected = iter(keys)
-        with layout.open(layout.unit_payload(unit)) as source:
+        with source:
             for key, payload in read_payloads(source, wanted):
                 if key != next(expected):
                     raise RuntimeError(f"payload order of unit {unit} differs from the plan")
@@ -182,3 +185,32 @@ def _samples(layout: CorpusLayout, units: Iterator[tuple[int, list[dict[str, Any
         missing = next(expected, None)
         if missing is not None:
             raise RuntimeError(f"payload of {missing} is missing from unit {unit}")
+
+
+def _read_ahead(layout: CorpusLayout, units: Iterator[tuple[int, list[dict[str, Any]]]]
+                ) -> Iterator[tuple[int, list[dict[str, Any]], Any, Any]]:
+    """(unit, rows, its input records, its open payload file) of each unit, the next unit's
+    reads running while this one's samples are written."""
+    return ahead(lambda item: _open_unit(layout, *item), units, depth=1)
+
+
+def ahead(fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[R]:
+    """fn of each item, in order, with up to `depth` of the next calls running meanwhile in
+    threads: in a store each read waits a round trip, and these read unit after unit."""
+    with ThreadPoolExecutor(depth) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _open_unit(layout: CorpusLayout, unit: int, rows: list[dict[str, Any]]
+               ) -> tuple[int, list[dict[str, Any]], Any, Any]:
+    indexes = sorted({r["input_index"] for r in rows})
+    inputs = layout.read_table(layout.unit_inputs(unit),
+                               columns=["input_index", "fingerprint", "record"],
+                               filters=ds.field("input_index").isin(indexes))
+    return unit, rows, inputs, layout.open(layout.unit_payload(unit))

@@ -15,7 +15,7 @@ from ualm.engines import Engine
 from ualm.engines.base import UnitFailed
 from ualm.engines.progress import Progress
 from ualm.errors import UalmError
-from ualm.manifests.layout import CorpusLayout, read_done
+from ualm.manifests.layout import CorpusLayout, finished
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -28,7 +28,8 @@ def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: S
                 on_failure: Callable[[T, UnitFailed], Summary] | None = None) -> int:
     """Runs the tasks whose completion record is missing or invalid; returns how many were
     skipped because an earlier run finished them."""
-    pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]
+    done = finished(layout, stage, [index(t) for t in tasks])
+    pending = [t for t, d in zip(tasks, done, strict=True) if not d]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
         with layout.scratch() as scratch:
@@ -45,7 +46,8 @@ def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[
                        index: Callable[[K], int]) -> int:
     """The keyed reduce of a global stage, for the keys whose completion record is missing;
     returns how many keys were skipped."""
-    pending = [k for k in keys if read_done(layout, stage, index(k)) is None]
+    done = finished(layout, stage, [index(k) for k in keys])
+    pending = [k for k, d in zip(keys, done, strict=True) if not d]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
         with layout.scratch() as scratch:

@@ -76,7 +76,9 @@ def read_renames(layout: CorpusLayout, unit: int) -> dict[int, Rename]:
 def read_unit_records(layout: CorpusLayout, ref: UnitRef) -> list[InputRecord]:
     """The records of one unit, in listing order, with their final ids (the id reduce's merge
     leaves a renames file only for a unit with renamed ids)."""
-    path = layout.unit_renames(ref.unit)
-    renames = read_renames(layout, ref.unit) if layout.exists(path) else {}
+    try:  # most units have no renames file: one GET that fails, no look first
+        renames = read_renames(layout, ref.unit)
+    except FileNotFoundError:
+        renames = {}
     return [apply_rename(r, renames[r.index]) if r.index in renames else r
             for r, _ in unit_rows(layout, ref)]
