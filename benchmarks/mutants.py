@@ -183,7 +183,7 @@ MUTANTS: list[Mutant] = [
            tests=("tests/test_train_lanes.py::"
                   "test_the_rows_of_every_global_step_are_the_same_for_every_placement",)),
     Mutant("build-rerun-redoes-finished-units", "resume", "src/ualm/pipelines/stages.py",
-           old="pending = [t for t in tasks if read_done(layout, stage, index(t)) is None]",
+           old="pending = [t for t, d in zip(tasks, done, strict=True) if not d]",
            new="pending = list(tasks)",
            tests=("tests/test_engines.py::test_sigkill_rerun_redoes_only_unfinished_units",)),
     # -- tokenization -----------------------------------------------------------------------------

@@ -105,9 +105,9 @@ def test_sigkill_part_way_then_rerun_gives_the_same_bytes(
     assert tree_bytes(out) == tree_bytes(local_corpus)
 
 
-def _completion_records(out: Path) -> int:
+def _completion_records(out: Path, stage: str = "") -> int:
     done = out / "_work" / "done"
-    return len(list(done.glob("*.json"))) if done.is_dir() else 0
+    return len(list(done.glob(f"{stage}*.json"))) if done.is_dir() else 0
 
 
 def test_sigkill_rerun_redoes_only_unfinished_units(world: SyntheticWorld, local_corpus: Path,
@@ -121,12 +121,13 @@ def test_sigkill_rerun_redoes_only_unfinished_units(world: SyntheticWorld, local
     proc = subprocess.Popen(cmd, start_new_session=True, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _completion_records(out) < 2:
+    while time.monotonic() < deadline and _completion_records(out, "ingest-") < 2:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = _completion_records(out)
-    assert 2 <= finished < 6, "the kill should land while ingest (6 units) is running"
+    ingested = _completion_records(out, "ingest-")
+    assert 2 <= ingested < 6, "the kill should land while ingest (6 units) is running"
+    finished = _completion_records(out)  # the ids stage's records, and ingest's
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"(resumed: {finished} finished units were not redone)" in rerun.stdout
@@ -156,9 +157,9 @@ def test_dask_worker_killed_mid_job_costs_time_not_data(
              "--config", str(write_small_config(tmp_path / "small.yaml"))],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _completion_records(out) < 1:
-            time.sleep(0.01)
-        assert _completion_records(out) < 6 and build.poll() is None
+        while time.monotonic() < deadline and _completion_records(out, "ingest-") < 1:
+            time.sleep(0.01)  # a worker dies with ingest under way, not in the ids stage
+        assert _completion_records(out, "ingest-") < 6 and build.poll() is None
         os.killpg(workers[0].pid, signal.SIGKILL)
         _, stderr = build.communicate(timeout=300)
         assert build.returncode == 0, stderr

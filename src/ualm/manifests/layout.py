@@ -28,7 +28,6 @@ from ualm.manifests import atomic, names, remote, storage
 from ualm.manifests import object_reads as reads
 from ualm.manifests.atomic import atomic_write_bytes as atomic_write_bytes
 from ualm.manifests.atomic import atomic_write_json as atomic_write_json
-from ualm.manifests.atomic import atomic_write_table as atomic_write_table
 from ualm.manifests.atomic import sha256_file as sha256_file
 from ualm.manifests.atomic import temporary_sibling as temporary_sibling
 from ualm.manifests.done import done_records as done_records

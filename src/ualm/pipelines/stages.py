@@ -34,9 +34,8 @@ def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: S
     if pending:
         with layout.scratch() as scratch:
             results = engine.map(fn, pending, stage, _counting(meter), scratch=scratch)
-        for task, result in zip(pending, results, strict=True):
-            if isinstance(result, UnitFailed):
-                _handle_failure(stage, index(task), result, on_failure, task)
+        for task, result in _unsettled(layout, stage, pending, results, index):
+            _handle_failure(stage, index(task), result, on_failure, task)
     return len(tasks) - len(pending)
 
 
@@ -53,10 +52,21 @@ def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[
         with layout.scratch() as scratch:
             results = engine.map_reduce(emit, tasks, reduce, pending, stage, _counting(meter),
                                          scratch=scratch)
-        for key, result in zip(pending, results, strict=True):
-            if isinstance(result, UnitFailed):
-                _handle_failure(stage, index(key), result, None, key)
+        for key, result in _unsettled(layout, stage, pending, results, index):
+            _handle_failure(stage, index(key), result, None, key)
     return len(keys) - len(pending)
+
+
+def _unsettled(layout: CorpusLayout, stage: str, pending: Sequence[T], results: Sequence[Any],
+               index: Callable[[T], int]) -> list[tuple[T, UnitFailed]]:
+    """The failed units that no other build finished meanwhile: a second build into the same
+    corpus can fail on objects the first one's commit removed, after that build completed the
+    unit, whose completion record then settles it."""
+    failed = [(t, r) for t, r in zip(pending, results, strict=True) if isinstance(r, UnitFailed)]
+    if not failed:
+        return []
+    settled = finished(layout, stage, [index(t) for t, _ in failed])
+    return [pair for pair, done in zip(failed, settled, strict=True) if not done]
 
 
 def _counting(meter: Progress) -> Callable[[Any], None]:
