@@ -35,9 +35,10 @@ def _build_parser(prog: str) -> Any:
                      "flag (--SECTION.KEY VALUE) that wins over --preset and --config.",
                      _epilog(BUILD_SPELLINGS))
     p.add_argument("--input", action="append", required=True, metavar="PATH",
-                   help="a folder of audio, a JSONL/CSV/parquet manifest, a urls.txt, a Hugging "
-                        "Face dataset (hf://datasets/ORG/NAME or a local folder in its layout) or "
-                        "WebDataset tars (repeatable)")
+                   help="a folder of audio, a JSONL/CSV/parquet manifest (a path or a URL: "
+                        "s3://, gs://, any fsspec store), a urls.txt, a Hugging Face dataset "
+                        "(hf://datasets/ORG/NAME or a local folder in its layout) or WebDataset "
+                        "tars (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="corpus folder (or s3://BUCKET/PREFIX, gs://...) to create or resume")
     _add_engine_options(p)
@@ -45,7 +46,8 @@ def _build_parser(prog: str) -> Any:
     p.add_argument("--preset", metavar="NAME",
                    help="a packaged recipe (sound-captions, speech); --config merges on top")
     p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
-                   help="another folder that manifest paths may point into")
+                   help="another folder or URL prefix (s3://BUCKET/PREFIX) that manifest paths "
+                        "may point into")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--dry-run", action="store_true",
                    help="list the inputs and plan the units; write nothing, run nothing")
