@@ -3,11 +3,13 @@ samples start and how many it takes, never the samples themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.conftest import SMALL
 from ualm.manifests import schema
@@ -44,12 +46,15 @@ def test_shard_tasks_cover_the_global_order_once_and_carry_no_keys(local_corpus:
     tasks = shard.plan(layout, SMALL, units)
     duplicates = duplicate_indexes(layout, SMALL.work.dedup_buckets)
 
-    every = [r for u in range(units) for r in shard._unit_rows(layout, u, duplicates)]
+    every = [r for u in range(units)
+             for r in shard._kept_rows(shard._segments(layout, u), duplicates)]
     assert every == sorted(every, key=lambda r: (r["input_index"], r["segment"]))
     for modality in shard.MODALITIES:
         mine = [t for t in tasks if t.modality == modality]
-        planned = [r["key"] for t in mine for _, rows in shard._shard_rows(layout, t, duplicates)
-                   for r in rows]
+        spans = [[shard._segments(layout, u) for u in range(t.first_unit, t.last_unit + 1)]
+                 for t in mine]
+        planned = [r["key"] for t, tables in zip(mine, spans, strict=True)
+                   for _, rows in shard._shard_rows(t, tables, duplicates) for r in rows]
         assert planned == [r["key"] for r in every if r["modality"] == modality]
         written = [pq.read_table(layout.samples_part(modality, t.shard)).column("key")
                    .to_pylist() for t in mine]
@@ -77,3 +82,19 @@ def test_later_decisions_override_earlier_ones_in_the_duplicate_set(tmp_path: Pa
     decisions = load_decisions(layout, 2)
     assert found.tolist() == sorted(i for i, d in decisions.items() if d["keeper_index"] != i)
     assert sorted(load_decisions(layout, 2, indexes=[3, 9])) == [3, 9]
+
+
+@pytest.mark.parametrize("max_samples", [1, 3, 7])
+def test_a_shard_task_spans_exactly_the_units_of_its_samples(local_corpus: Path,
+                                                              max_samples: int) -> None:
+    """The worker reads the units from `first_unit` to `last_unit`: each of them holds at least
+    one of the shard's samples (1 sample a shard closes shards at every unit boundary)."""
+    layout = CorpusLayout(local_corpus)
+    units = len(layout.list(layout.path("_work/done"), prefix="ingest-"))
+    config = dataclasses.replace(SMALL, shards=dataclasses.replace(SMALL.shards,
+                                                                   max_samples=max_samples))
+    duplicates = duplicate_indexes(layout, SMALL.work.dedup_buckets)
+    for task in shard.plan(layout, config, units):
+        tables = [shard._segments(layout, u) for u in range(task.first_unit, task.last_unit + 1)]
+        spans = [u for u, _ in shard._shard_rows(task, tables, duplicates)]
+        assert spans[0] == task.first_unit and spans[-1] == task.last_unit, task

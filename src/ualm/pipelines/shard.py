@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ualm.config import BuildConfig
@@ -50,72 +51,82 @@ class ShardTask:
     skip: int
     """Samples of this modality in `first_unit` that belong to earlier shards."""
     count: int
+    last_unit: int
+    """The unit holding the shard's last sample."""
 
 
 def plan(layout: CorpusLayout, config: BuildConfig, units: int) -> list[ShardTask]:
     """One pass over the units in order: each unit's kept samples, sorted by (input index,
     window), are the next stretch of the global order, since units hold consecutive inputs.
-    Memory: the tasks (O(shards)), the rows of the units read ahead and the set of
+    Memory: the tasks (O(shards)), the segments of the units read ahead and the set of
     duplicates."""
     duplicate = duplicate_indexes(layout, config.work.dedup_buckets)
     cutters = {m: ShardCutter(config.shards.max_samples, config.shards.max_bytes)
                for m in MODALITIES}
     opening: dict[str, tuple[int, int]] = {}
-    found: dict[str, list[tuple[int, int, int]]] = {m: [] for m in MODALITIES}
-    for unit, rows in ahead(lambda u: (u, _unit_rows(layout, u, duplicate)), range(units),
-                            depth=PLAN_READ_AHEAD):
+    last: dict[str, int] = {}  # the unit of each modality's latest sample
+    found: dict[str, list[tuple[int, int, int, int]]] = {m: [] for m in MODALITIES}
+    tables = ahead(lambda u: _segments(layout, u), range(units), depth=PLAN_READ_AHEAD)
+    for unit, table in enumerate(tables):
         positions = dict.fromkeys(MODALITIES, 0)
-        for row in rows:
+        for row in _kept_rows(table, duplicate):
             modality, cutter = row["modality"], cutters[row["modality"]]
             if cutter.count == 0:
                 opening[modality] = (unit, 0)
             if cutter.add(row["payload_bytes"]):
                 start, stop = cutter.closed
-                found[modality].append((*opening[modality], stop - start))
+                found[modality].append((*opening[modality], stop - start, last[modality]))
                 opening[modality] = (unit, positions[modality])
             positions[modality] += 1
+            last[modality] = unit
     tasks: list[ShardTask] = []
     for modality in MODALITIES:
         if cutters[modality].finish():
             start, stop = cutters[modality].closed
-            found[modality].append((*opening[modality], stop - start))
-        for shard, (first_unit, skip, count) in enumerate(found[modality]):
+            found[modality].append((*opening[modality], stop - start, last[modality]))
+        for shard, (first_unit, skip, count, last_unit) in enumerate(found[modality]):
             tasks.append(ShardTask(layout.location, modality, shard, len(tasks),
-                                   config.to_dict(), first_unit, skip, count))
+                                   config.to_dict(), first_unit, skip, count, last_unit))
     return tasks
 
 
-def _unit_rows(layout: CorpusLayout, unit: int, duplicate: np.ndarray) -> list[dict[str, Any]]:
-    """The unit's samples that go into shards, in global order (input index, window)."""
-    table = layout.read_table(layout.unit_segments(unit), schema=schema.UNIT_SEGMENTS)
-    index = table.column("input_index").to_numpy()
-    kept = ~np.isin(index, duplicate, assume_unique=False)
+def _segments(layout: CorpusLayout, unit: int) -> pa.Table:
+    return layout.read_table(layout.unit_segments(unit), schema=schema.UNIT_SEGMENTS)
+
+
+def _kept_rows(table: pa.Table, duplicate: np.ndarray) -> list[dict[str, Any]]:
+    """A unit's samples that go into shards, in global order (input index, window)."""
+    kept = ~np.isin(table.column("input_index").to_numpy(), duplicate)
     rows = (r for r, keep in zip(table.to_pylist(), kept, strict=True) if keep)
     return sorted(rows, key=lambda r: (r["input_index"], r["segment"]))
 
 
-def _shard_rows(layout: CorpusLayout, task: ShardTask,
+def _shard_rows(task: ShardTask, tables: list[pa.Table],
                 duplicate: np.ndarray) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """(unit, its segment rows in shard order) from the task's first unit until it has
-    `count` samples."""
-    unit, skip, remaining = task.first_unit, task.skip, task.count
-    while remaining > 0:
-        mine = [r for r in _unit_rows(layout, unit, duplicate)
+    """(unit, its segment rows in shard order) of the units from the task's first to its last
+    (`tables`, their segments, in order)."""
+    skip, remaining = task.skip, task.count
+    for unit, table in enumerate(tables, start=task.first_unit):
+        mine = [r for r in _kept_rows(table, duplicate)
                 if r["modality"] == task.modality][skip:skip + remaining]
         if mine:
             yield unit, mine
         remaining -= len(mine)
-        unit, skip = unit + 1, 0
+        skip = 0
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.stage_index)
-    units = list(_shard_rows(layout, task, duplicate_indexes(layout,
-                                                             config.work.dedup_buckets)))
+    tables = [_segments(layout, u) for u in range(task.first_unit, task.last_unit + 1)]
+    # one read of the decisions, for the inputs of the shard's units only
+    spanned = {i for t in tables for i in t.column("input_index").to_pylist()}
+    decisions = load_decisions(layout, config.work.dedup_buckets, indexes=spanned)
+    duplicate = np.array(sorted(i for i, d in decisions.items() if d["keeper_index"] != i),
+                         dtype=np.int64)
+    units = list(_shard_rows(task, tables, duplicate))
     indexes = {r["input_index"] for _, rows in units for r in rows}
-    decisions = load_decisions(layout, config.work.dedup_buckets, indexes=indexes)
     caption_groups = load_caption_groups(layout, indexes)
     shard_path = layout.shard(task.modality, task.shard)
     shard_name = layout.relative(shard_path)
