@@ -31,9 +31,12 @@ from _record import Record, add_arguments
 
 PLAN = """
 import json, resource, sys, time
+from ualm.config import BuildConfig
 from ualm.pipelines.build import plan_build
+unit_size = sys.argv[2:]  # the default config's unless given
+config = BuildConfig.from_dict({"work": {"unit_size": int(unit_size[0])}}) if unit_size else None
 started = time.perf_counter()
-plan = plan_build([sys.argv[1]])
+plan = plan_build([sys.argv[1]], config)
 seconds = time.perf_counter() - started
 print(json.dumps({"inputs": plan["inputs"], "units": plan["units"], "seconds": seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -61,9 +64,10 @@ def write_manifest(path: Path, rows: int) -> Path:
     return path
 
 
-def run(script: str, manifest: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", script, str(manifest)], capture_output=True,
-                         text=True, check=True)
+def run(script: str, manifest: Path, *args: str) -> dict:
+    """The script in a process of its own; its last line of output, as JSON."""
+    out = subprocess.run([sys.executable, "-c", script, str(manifest), *args],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,25 +34,7 @@ from pathlib import Path
 
 from _record import Record, add_arguments
 from bench_build import make_inputs
-from bench_listing import write_manifest
-
-PLAN = """
-import json, resource, sys, time
-from ualm.config import BuildConfig
-from ualm.pipelines.build import plan_build
-config = BuildConfig.from_dict({"work": {"unit_size": int(sys.argv[2])}})
-started = time.perf_counter()
-plan = plan_build([sys.argv[1]], config)
-seconds = time.perf_counter() - started
-print(json.dumps({"inputs": plan["inputs"], "units": plan["units"], "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
-def plan_manifest(manifest: Path, unit_size: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", PLAN, str(manifest), str(unit_size)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from bench_listing import PLAN, run, write_manifest
 
 
 def folder_bytes(root: Path, folder: str) -> tuple[int, int]:
@@ -182,7 +163,7 @@ def main() -> int:
     plans = {}
     for rows in args.rows:
         manifest = write_manifest(folder / f"rows-{rows}.jsonl", rows)
-        plans[str(rows)] = plan_manifest(manifest, args.unit_size)
+        plans[str(rows)] = run(PLAN, manifest, str(args.unit_size))
         manifest.unlink()
         p = plans[str(rows)]
         print(f"plan {rows:>11,} rows: {p['units']:>8,} units {p['seconds']:7.1f} s "

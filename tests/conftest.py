@@ -46,6 +46,22 @@ def local_corpus(world: SyntheticWorld, tmp_path_factory: pytest.TempPathFactory
     return out
 
 
+@pytest.fixture(scope="session")
+def event_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training-data tests' corpus: 27 audio clips of three events (generation and
+    understanding) and 6 text rows, in several small shards. Read only."""
+    from ualm.audio.events import make_event_world
+    from ualm.pipelines.build import build_corpus
+
+    root = tmp_path_factory.mktemp("events")
+    world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
+                             events=("a low tone", "white noise", "a click train"), text_rows=6,
+                             seed=5)
+    config = BuildConfig.from_dict({"shards": {"max_samples": 4}})
+    return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
+                        progress=False).corpus
+
+
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Every published file of a corpus (not the internal _work folder), by relative path."""
     return {

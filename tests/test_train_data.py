@@ -12,11 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ualm.audio.events import make_event_world
-from ualm.config import BuildConfig
 from ualm.errors import UalmError
 from ualm.manifests.shard_reader import iter_members, iter_samples, load_json
-from ualm.pipelines.build import build_corpus
 from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
@@ -25,19 +22,12 @@ from ualm.train.data.stream import PackedStream, StreamConfig
 from ualm.train.sequence.layout import IGNORE
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-EVENTS = ("a low tone", "white noise", "a click train")
 TOK = ByteTokenizer()
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """27 audio clips (generation + understanding) and 6 text rows, in several small shards."""
-    root = tmp_path_factory.mktemp("events")
-    world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
-                             events=EVENTS, text_rows=6, seed=5)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 4}})
-    return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
-                        progress=False).corpus
+def corpus(event_corpus: Path) -> Path:
+    return event_corpus
 
 
 def _stream(corpus: Path, stream: int = 0, streams: int = 1, seed: int = 0,

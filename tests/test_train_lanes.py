@@ -15,26 +15,17 @@ from typing import Any
 import pytest
 import torch
 
-from ualm.audio.events import make_event_world
-from ualm.config import BuildConfig
 from ualm.errors import UalmError
-from ualm.pipelines.build import build_corpus
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
 from ualm.train.data.lanes import rank_lanes
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-EVENTS = ("a low tone", "white noise", "a click train")
 ROWS = 4  # rows of a global batch: lanes
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lanes")
-    world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
-                             events=EVENTS, text_rows=6, seed=5)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 4}})
-    return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
-                        progress=False).corpus
+def corpus(event_corpus: Path) -> Path:
+    return event_corpus
 
 
 def _module(corpus: Path, rank: int, world: int, workers: int, accumulate: int = 1
