@@ -20,7 +20,7 @@ PARTS_AT_ONCE = 32
 
 
 def manifest_parts(layout: CorpusLayout, kind: str, table_schema: Any,
-           columns: list[str]) -> Iterator[dict[str, list[Any]]]:
+                   columns: list[str]) -> Iterator[dict[str, list[Any]]]:
     """The manifest parts of `kind` in name order, a batch at a time, as columns of Python
     values: a summary's memory does not grow with the corpus, and a store answers a batch's
     reads at once (one round of concurrent GETs, not one wait per part)."""
@@ -47,7 +47,7 @@ def summarize(corpus: str | Path | CorpusLayout,
     shards: dict[str, set[str]] = defaultdict(set)
     sources = Counter[str]()
     for part in manifest_parts(layout, "samples", schema.SAMPLES,
-                       ["input_index", "modality", "seconds", "shard", "source"]):
+                               ["input_index", "modality", "seconds", "shard", "source"]):
         index = np.asarray(part["input_index"], dtype=np.int64)
         if index.size and index.max() >= kept.size:  # never for a corpus that adds up
             kept = np.concatenate([kept, np.zeros(int(index.max()) + 1 - kept.size, bool)])
