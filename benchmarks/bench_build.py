@@ -3,7 +3,8 @@
 1. Throughput: `ualm build` on the default Dask engine (a LocalCluster with one worker per core,
    cluster start-up included) against a plain single-process reference loop over the same inputs
    (soundfile / PyAV decode → soxr → 10 s windows → FLAC → `webdataset.ShardWriter`).
-   Bar: at least 1.6x the reference's throughput on a 2-core machine. Reported beside it, with
+   Bar: at least 1.8x the reference's throughput on a 2-core machine in every pair of the
+   interleaved runs (reference, then ualm, repeated: A B A B; issue 21). Reported beside it, with
    no bar: one Dask worker against the same single-process loop (the per-worker ratio; below 1
    means the headline comes from using both cores, not from a faster loop).
 2. Scaling: the same build with 2 workers against 1 worker. Bar: at least 1.7x.
@@ -191,21 +192,27 @@ def main() -> int:
         figures[name] = ualm_build(source, runs / name, 2)
         log(f"  {figures[name]}")
 
+    pairs = [ref["seconds"] / d2["seconds"]
+             for ref, d2 in zip(timings["reference"], timings["dask_2_workers"], strict=True)]
+    figures["pairs_vs_reference"] = [round(p, 3) for p in pairs]
     d2, d1 = figures["dask_2_workers"], figures["dask_1_worker"]
     small_rss = figures["memory_small"]["worker_peak_rss_mib"]
     figures["ratios"] = {
-        "throughput_vs_reference": ref_seconds / d2["seconds"],
+        "throughput_vs_reference": min(pairs),
+        "best_of_each_vs_reference": ref_seconds / d2["seconds"],
         "one_worker_throughput_vs_reference": ref_seconds / d1["seconds"],
         "scaling_2_vs_1_workers": d1["seconds"] / d2["seconds"],
         "rss_10x_corpus_vs_small": d2["worker_peak_rss_mib"] / small_rss,
         "rss_2h_file_vs_small": figures["memory_long"]["worker_peak_rss_mib"] / small_rss,
     }
     r = {k: round(v, 3) for k, v in figures["ratios"].items()}
-    print(f"headline: Dask (2 workers) {r['throughput_vs_reference']}x the single-process loop; "
+    print(f"headline: Dask (2 workers) {r['throughput_vs_reference']}x the single-process loop "
+          f"(worst pair); "
           f"per worker: Dask (1 worker) {r['one_worker_throughput_vs_reference']}x", flush=True)
-    bars = [record.bar("throughput_vs_reference", r["throughput_vs_reference"], ">=", 1.6,
-                       f"2 workers; one worker alone is {r['one_worker_throughput_vs_reference']}x"
-                       " the loop (no bar)"),
+    bars = [record.bar("throughput_vs_reference", r["throughput_vs_reference"], ">=", 1.8,
+                       f"2 workers, worst of {len(pairs)} A B pairs {figures['pairs_vs_reference']}"
+                       f"; one worker alone is {r['one_worker_throughput_vs_reference']}x the loop"
+                       " (no bar)"),
             record.bar("scaling_2_vs_1_workers", r["scaling_2_vs_1_workers"], ">=", 1.7),
             record.bar("rss_10x_corpus_vs_small", r["rss_10x_corpus_vs_small"], "<=", 1.3,
                        "worker peak RSS"),

@@ -171,7 +171,7 @@ def test_server_errors_and_throttling_are_retried(
     assert digests(f"s3://{BUCKET}/{prefix}") == local_digests(local_corpus)
 
 
-def test_tokens_in_the_bucket_and_the_trainer_streams_them(
+def test_tokens_in_the_bucket_and_ualm_train_streams_them(
         store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A world of 2 clips: the codec stage (a seeded random EnCodec) costs seconds per clip, and
     its first use in a test session builds the codec (about 80 s on 2 busy cores)."""
@@ -203,6 +203,20 @@ def test_tokens_in_the_bucket_and_the_trainer_streams_them(
                  ["publish", url, "--to", str(tmp_path / "published")]):
         assert main(argv) == 0, capsys.readouterr().err
     assert local_digests(tmp_path / "published").keys() >= remote.keys() - {"README.md"}
+
+    # `ualm train` on the bucket, as the README shows it: the shards stream from s3://
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({
+        "model": {"hidden_size": 16, "layers": 1, "heads": 2, "kv_heads": 1,
+                  "intermediate_size": 32, "max_positions": 2048},
+        "data": {"seq_len": 2048, "batch_size": 2, "shuffle_buffer": 4},
+        "run": {"max_steps": 2, "log_every": 1, "accelerator": "cpu", "devices": 1,
+                "progress_bar": False, "threads": 1}}))
+    capsys.readouterr()
+    assert main(["train", url, "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    realised = json.loads((tmp_path / "run" / "realised_blend.json").read_text())
+    assert sum(s["samples"] for s in realised["sources"].values()) > 0
 
 
 def test_a_store_that_keeps_failing_ends_in_one_line_after_bounded_tries(

@@ -69,6 +69,16 @@ def test_sources_and_blend_probabilities(corpus: Path) -> None:
         probabilities(sources, missing)
 
 
+def test_a_stream_whose_samples_never_fit_stops_with_the_reason(corpus: Path) -> None:
+    """Every sample longer than a sequence: an error naming the cause, not an endless loop."""
+    sources = discover([corpus])
+    stream = PackedStream(sources, probabilities(sources, None),
+                          StreamConfig(16, 2, 4, 0, 8, 0.05), TOK)
+    with pytest.raises(UalmError, match="fits a sequence of 16 tokens") as error:
+        stream.next_batch()
+    assert "too_long" in str(error.value) and "data.seq_len" in error.value.fix
+
+
 def test_batches_are_packed_deterministic_and_counted(corpus: Path) -> None:
     a = iter(_stream(corpus))
     b = iter(_stream(corpus))

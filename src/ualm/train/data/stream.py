@@ -23,12 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from ualm.errors import UalmError
 from ualm.train.blend.counting import code_tokens, sample_tokens
 from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
 from ualm.train.data.sources import Source
 from ualm.train.sequence.chat import build_sample, sample_task
 from ualm.train.sequence.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
 from ualm.train.sequence.text_tokenizer import TextTokenizer
+
+MAX_SKIPS_IN_A_ROW = 10_000
+"""Skipped draws in a row after which a stream gives up (fewer for a small corpus: twice its
+samples): with only a few samples in 10,000 usable, training would learn from almost nothing."""
 
 
 class Rows:
@@ -161,12 +166,19 @@ class PackedStream:
         return Sample(ref, seq.laid(), self.sources[ref[0]].task, tokens)
 
     def _draw(self) -> Sample:
-        """The next sample in mixed order (before shuffling)."""
-        while True:
+        """The next sample in mixed order (before shuffling). A stream whose every sample is
+        skipped would loop forever: after `give_up` skips in a row it stops with the reason."""
+        give_up = min(MAX_SKIPS_IN_A_ROW, 2 * sum(s.samples for s in self.sources) + 16)
+        for _ in range(give_up):
             source = min(bisect_right(self.cumulative, self.rng.random()), len(self.readers) - 1)
             sample = self._accepted(*self.readers[source].next())
             if sample is not None:
                 return sample
+        raise UalmError(
+            f"the last {give_up} samples drawn were all skipped ({dict(self.skipped)}): "
+            f"none fits a sequence of {self.config.seq_len} tokens or parses",
+            fix="raise data.seq_len (and model.max_positions) above the samples' lengths "
+                "(`ualm blend stats CORPUS` shows them), or build shorter clips")
 
     def _accepted(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
         """The sample laid out, or None (counted in `skipped`) when it is malformed or longer
