@@ -168,8 +168,8 @@ MUTANTS: list[Mutant] = [
            tests=(GUARDS + "test_blend_fit_chooses_the_least_predicted_loss",), fast=True),
     # -- resume -----------------------------------------------------------------------------------
     Mutant("trainer-never-resumes", "resume", "src/ualm/train/trainer.py",
-           old="ckpt_path=str(last) if resume and last.is_file() else None)",
-           new="ckpt_path=None)",
+           old="ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)",
+           new="ckpt_path=None, weights_only=True)",
            tests=(GUARDS + "test_resume_runs_only_the_remaining_steps_and_matches_a_straight_run",
                   )),
     Mutant("stream-resume-forgets-its-rng", "resume", "src/ualm/train/data/stream.py",
