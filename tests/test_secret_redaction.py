@@ -74,21 +74,30 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
         write_audio(served / name, synth_clip(1.5 + seed / 4, 24000, seed), 24000, fmt)
     out = tmp_path / "out"
     with FaultyServer(served) as server:
-        manifest = tmp_path / "urls.jsonl"
-        manifest.write_text("".join(json.dumps(r) + "\n" for r in _rows(server.base)))
-        assert main(["build", "--input", str(manifest), "--out", str(out / "corpus"),
+        (served / "urls.jsonl").write_text("".join(json.dumps(r) + "\n"
+                                                   for r in _rows(server.base)))
+        host = server.base.removeprefix("http://")
+        manifest = f"http://user:{PASSWORD}@{host}/audio/urls.jsonl"  # the manifest by URL too
+        assert main(["build", "--input", manifest, "--out", str(out / "corpus"),
                      "--engine", "local", "--tokenize.enabled", "false",
                      "--crawl.allow_private_network", "true", "--crawl.retries", "0",
-                     "--crawl.per_host_rate", "0", "--work.unit_size", "4"]) == 0
+                     "--crawl.per_host_rate", "0"]) == 0  # one unit: the server ignores Range
         # the fetch itself used the credentials
         assert f"Basic {base64.b64encode(f'user:{PASSWORD}'.encode()).decode()}" in \
             server.authorizations
         assert f"/audio/b.mp3?{SIGNED}" in server.targets
+        # a one-line error names the input without its credentials
+        assert main(["build", "--input", f"http://user:{PASSWORD}@{host}/audio/gone.jsonl",
+                     "--out", str(out / "never")]) == 2
+        build_output = capsys.readouterr()
+        assert f"http://***@{host}/audio/gone.jsonl" in build_output.err
     assert main(["inspect", str(out / "corpus")]) == 0
     assert main(["inspect", "--json", str(out / "corpus")]) == 0
     assert main(["report", str(out / "corpus"), "--samples", "0",
                  "-o", str(out / "report.html")]) == 0
-    printed = capsys.readouterr()
+    rest = capsys.readouterr()
+    printed = (build_output.out + rest.out, build_output.err + rest.err)
+    assert "inputs   9 = kept 4 + rejected 5" in printed[0]
 
     summary = json.loads((out / "corpus" / "corpus.json").read_text())["counts"]
     assert summary["kept"] == 4 and summary["rejected"] == 5, summary  # the good URLs fetched
@@ -98,7 +107,7 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
     for secret in SECRETS:
         leaks = [name for name, data in files.items() if secret.encode() in data]
         assert not leaks, f"{secret} written to {leaks}"
-        assert secret not in printed.out and secret not in printed.err, secret
+        assert secret not in printed[0] and secret not in printed[1], secret
     kept_ids = b"".join(files.values())
     assert b"/audio/b.mp3?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***" in kept_ids
 

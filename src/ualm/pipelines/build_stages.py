@@ -23,6 +23,7 @@ from ualm.pipelines import caption_dedup, dedup, ingest, input_ids, near_dedup, 
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
 from ualm.pipelines.unit_records import write_unit_records
+from ualm.redact import redact_text
 
 
 def _id_tasks(ctx: Context) -> list[input_ids.IdTask]:
@@ -108,7 +109,7 @@ def commit(ctx: Context) -> dict[str, Any]:
         "ualm_version": __version__,
         "config": config.audio_dict(),
         "config_hash": config.hash(),
-        "inputs": {"description": listing.description, "digest": listing.digest,
+        "inputs": {"description": redact_text(listing.description), "digest": listing.digest,
                    "rows": listing.count},
         "counts": {k: summary[k] for k in ("inputs", "kept", "rejected", "duplicates",
                                            "samples", "hours", "shards", "text_shards")},
