@@ -70,7 +70,8 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
     served = tmp_path / "served"
     served.mkdir()
     for seed, (name, fmt) in enumerate([("a.flac", "flac"), ("b.mp3", "mp3"),
-                                        ("c.wav", "wav16"), ("d.ogg", "ogg")]):
+                                        ("c.wav", "wav16"), ("d.ogg", "ogg"),
+                                        ("e.flac", "flac")]):
         write_audio(served / name, synth_clip(1.5 + seed / 4, 24000, seed), 24000, fmt)
     out = tmp_path / "out"
     with FaultyServer(served) as server:
@@ -78,7 +79,11 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
                                                    for r in _rows(server.base)))
         host = server.base.removeprefix("http://")
         manifest = f"http://user:{PASSWORD}@{host}/audio/urls.jsonl"  # the manifest by URL too
-        assert main(["build", "--input", manifest, "--out", str(out / "corpus"),
+        listed = tmp_path / "more-urls.txt"  # a URL list: its records go to a work file
+        listed.write_text(f"{server.base}/audio/e.flac?sig={SIGNATURE}\n"
+                          f"http://user:{PASSWORD}@{host}/404/f.wav?token={TOKEN}\n")
+        assert main(["build", "--input", manifest, "--input", str(listed),
+                     "--out", str(out / "corpus"),
                      "--engine", "local", "--tokenize.enabled", "false",
                      "--crawl.allow_private_network", "true", "--crawl.retries", "0",
                      "--crawl.per_host_rate", "0"]) == 0  # one unit: the server ignores Range
@@ -97,10 +102,10 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
                  "-o", str(out / "report.html")]) == 0
     rest = capsys.readouterr()
     printed = (build_output.out + rest.out, build_output.err + rest.err)
-    assert "inputs   9 = kept 4 + rejected 5" in printed[0]
+    assert "inputs   11 = kept 5 + rejected 6" in printed[0]
 
     summary = json.loads((out / "corpus" / "corpus.json").read_text())["counts"]
-    assert summary["kept"] == 4 and summary["rejected"] == 5, summary  # the good URLs fetched
+    assert summary["kept"] == 5 and summary["rejected"] == 6, summary  # the good URLs fetched
     files = _every_byte(out)
     assert any(name.startswith("manifests/rejects") for name in
                (n.removeprefix("corpus/") for n in files))

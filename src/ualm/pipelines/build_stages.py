@@ -100,8 +100,8 @@ SHARD = Stage(
 
 def commit(ctx: Context) -> dict[str, Any]:
     """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
-    drops the staged payloads, whose bytes now live in the shards, and on S3 aborts unfinished
-    uploads under the prefix."""
+    drops the staged payloads, whose bytes now live in the shards, and the units' record files,
+    and on S3 aborts unfinished uploads under the prefix."""
     layout, config, listing = ctx.layout, ctx.config, ctx.listing
     summary = summarize(layout, expected_inputs=listing.count)
     corpus = {
@@ -121,7 +121,9 @@ def commit(ctx: Context) -> dict[str, Any]:
                               "reasons": list(f.reasons)} for f in declared]
     write_card(layout, corpus, summary)
     layout.commit(corpus)
-    layout.remove(*[layout.unit_payload(unit) for unit in range(ctx.units)])
+    # the record files go too: a URL list's records hold the URLs as fetched, credentials and all
+    layout.remove(*[layout.unit_payload(unit) for unit in range(ctx.units)],
+                  *[layout.unit_records(unit) for unit in range(ctx.units)])
     if not layout.local:  # what killed workers' large puts left behind
         remote.abort_uploads(layout.fs, layout.root)
     ctx.outputs["summary"] = summary
