@@ -6,14 +6,16 @@ and `report` write, and every line they print, is searched for each planted secr
 from __future__ import annotations
 
 import base64
+import doctest
 import json
 from pathlib import Path
 
 import pytest
 
+from ualm import redact
 from ualm.audio.synthetic import synth_clip, write_audio
 from ualm.cli import main
-from ualm.redact import redact_text, redact_url
+from ualm.redact import redact_text, redact_url, secret_param
 from ualm.testing.crawl_server import FaultyServer
 
 PASSWORD = "pw-PLANTED-3f9a1c"
@@ -132,11 +134,22 @@ def test_redact_url(url: str, public: str) -> None:
     assert redact_url(url) == public
 
 
+@pytest.mark.parametrize(("name", "secret"), [
+    ("X-Amz-Security-Token", True), ("hf_token", True), ("accessToken", True), ("Sig", True),
+    ("client_secret", True), ("key", True), ("max_tokens", False), ("tokenizer", False),
+    ("width", False), ("section.key_frames", False),
+])
+def test_secret_param_names(name: str, secret: bool) -> None:
+    assert secret_param(name) == secret
+
+
 def test_redact_text_masks_urls_headers_and_environment_secrets(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     text = (f"ClientError for 'https://u:{PASSWORD}@h/x?token={TOKEN}' with secret {AWS_SECRET}"
-            f" {{'Authorization': 'Bearer {HF_TOKEN}'}}")
+            f" {{'Authorization': 'Bearer {HF_TOKEN}'}} Authorization: AWS4-HMAC-SHA256 "
+            f"Credential={CREDENTIAL}, SignedHeaders=host, Signature={SIGNATURE}")
     masked = redact_text(text)
-    assert not any(s in masked for s in (PASSWORD, TOKEN, AWS_SECRET, HF_TOKEN)), masked
+    assert not any(s in masked for s in SECRETS), masked
     assert "https://***@h/x?token=***" in masked and "'Authorization': '***'" in masked
+    assert doctest.testmod(redact).failed == 0

@@ -17,15 +17,19 @@ from urllib.parse import unquote
 MASK = "***"
 
 # Query (or fragment) parameters whose value is a credential: signed URLs of S3, GCS and Azure,
-# OAuth and API keys. Names are compared lower-cased; any name containing one of _SECRET_PARTS
-# counts too (`X-Amz-Security-Token`, `client_secret`, `hf_token`).
+# OAuth and API keys. Names are compared lower-cased; a name with one of _SECRET_WORDS as a part
+# (`X-Amz-Security-Token`, `client_secret`, `hf_token`) or ending in one of _SECRET_ENDINGS
+# (`accessToken`) counts too, while `max_tokens` or `tokenizer` do not.
 SECRET_PARAMS = frozenset({
     "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
     "x-goog-credential", "x-goog-security-token", "sig", "signature", "token", "access_token",
     "refresh_token", "id_token", "api_key", "apikey", "api-key", "key", "password", "passwd",
     "secret", "client_secret", "auth", "authorization",
 })
-_SECRET_PARTS = ("token", "secret", "signature", "password", "credential", "api_key", "apikey")
+_SECRET_WORDS = frozenset({"token", "secret", "signature", "password", "passwd", "credential",
+                           "credentials", "sig", "apikey"})
+_SECRET_ENDINGS = ("token", "secret", "signature", "password", "credential", "apikey",
+                   "accesskey", "secretkey")
 
 # Environment variables that hold credentials: their values are masked in free text wherever
 # they turn up (an error message of a client library, a config echoed back).
@@ -37,14 +41,16 @@ SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN",
 _SHORTEST_SECRET = 6  # a shorter value ("1", "yes") would mask ordinary words
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+_PAIR = re.compile(r"\b([A-Za-z][\w.\-]*)=([^\s&'\",;)}\]]+)")
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization\b['\"]?\s*[:=]\s*['\"]?)"
-                          r"(?:(?:bearer|basic|token|aws4-hmac-sha256)\s+)?[^\s'\",}]+")
+                          r"(?:(?:bearer|basic|token|aws4-hmac-sha256)\s+)?[^\s'\",;)}\]]+")
 
 
 def secret_param(name: str) -> bool:
     """True when a query parameter of this name carries a credential."""
     name = unquote(name).strip().lower()
-    return name in SECRET_PARAMS or any(part in name for part in _SECRET_PARTS)
+    return (name in SECRET_PARAMS or name.endswith(_SECRET_ENDINGS)
+            or any(part in _SECRET_WORDS for part in re.split(r"[-_.]", name)))
 
 
 def redact_url(url: str) -> str:
@@ -80,8 +86,8 @@ def env_secrets() -> list[str]:
 
 
 def redact_text(text: str, secrets: list[str] | None = None) -> str:
-    """Free text (an error's detail, a log line) with every URL in it redacted, Authorization
-    header values masked, and the values of credential variables (`secrets`, by default those of
+    """Free text (an error's detail, a log line) with every URL in it redacted, credential
+    `name=value` pairs and Authorization header values masked, and the values of credential variables (`secrets`, by default those of
     `env_secrets()`) replaced by `***`."""
     if not text:
         return text
@@ -89,6 +95,9 @@ def redact_text(text: str, secrets: list[str] | None = None) -> str:
         text = text.replace(value, MASK)
     if "://" in text:
         text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    if "=" in text:  # name=value outside a URL: `Signature=...` of an AWS4 header, a log line
+        text = _PAIR.sub(lambda m: f"{m.group(1)}={MASK}" if secret_param(m.group(1))
+                         else m.group(0), text)
     if "uthorization" in text or "UTHORIZATION" in text:
         text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
     return text
