@@ -87,8 +87,8 @@ def env_secrets() -> list[str]:
 
 def redact_text(text: str, secrets: list[str] | None = None) -> str:
     """Free text (an error's detail, a log line) with every URL in it redacted, credential
-    `name=value` pairs and Authorization header values masked, and the values of credential variables (`secrets`, by default those of
-    `env_secrets()`) replaced by `***`."""
+    `name=value` pairs and Authorization header values masked, and the values of credential
+    variables (`secrets`, by default those of `env_secrets()`) replaced by `***`."""
     if not text:
         return text
     for value in env_secrets() if secrets is None else secrets:

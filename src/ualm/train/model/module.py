@@ -101,7 +101,8 @@ def read_checkpoint(path: str | Path, device: str = "cpu"
     checkpoint = load_weights_only(path, device)
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if meta is None or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UalmError(f"{path} is not a ualm training checkpoint", fix="pass one `ualm train` wrote")
+        raise UalmError(f"{path} is not a ualm training checkpoint",
+                        fix="pass one `ualm train` wrote")
     meta = check_meta(meta, path)
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
              if k.startswith("model.")}
