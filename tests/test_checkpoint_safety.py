@@ -1,7 +1,8 @@
 """Checkpoints are untrusted input: a checkpoint the trainer wrote loads (and resumes) with
 `weights_only=True`; a crafted pickle that would run code is refused with one line naming the
 file and why, before any of its code runs (on `ualm generate`, `--init` and resume alike); a
-checkpoint whose recorded model config is invalid is refused with the config's own message."""
+checkpoint whose recorded model config is invalid is refused with the config's own message; a
+YAML config that would build Python objects is refused too, and no source loads unsafely."""
 
 from __future__ import annotations
 
@@ -144,3 +145,23 @@ def test_a_checkpoint_with_a_bad_record_beside_its_config_is_refused(trained: Pa
         torch.save({**data, "ualm": {**data["ualm"], field: value}}, bad)
         with pytest.raises(UalmError, match=expected):
             read_checkpoint(bad)
+
+
+def test_a_yaml_config_that_builds_python_objects_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "train.yaml"
+    hostile.write_text(f"run: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(UalmError, match="is not valid YAML"):
+        TrainConfig.from_yaml(hostile)
+    assert not marker.exists()
+
+
+UNSAFE_LOADS = ("weights_only=False", "yaml.load(", "yaml.unsafe_load", "yaml.full_load",
+                "UnsafeLoader", "allow_pickle=True")
+
+
+def test_no_source_loads_checkpoints_yaml_or_arrays_unsafely() -> None:
+    src = Path(__file__).parents[1] / "src" / "ualm"
+    found = [f"{p.relative_to(src)}: {u}" for p in sorted(src.rglob("*.py"))
+             for u in UNSAFE_LOADS if u in p.read_text()]
+    assert not found, found
