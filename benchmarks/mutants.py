@@ -302,6 +302,18 @@ MUTANTS: list[Mutant] = [
            old='tempfile.mkdtemp(prefix="ualm-shard-")',
            new='tempfile.mkdtemp(prefix="ualm-shard-", dir="/tmp")',
            tests=(SHARED_NOTHING + "test_dask_scheduler_and_two_workers_with_no_shared_disk",)),
+    # -- untrusted input: credentials and checkpoints ---------------------------------------------
+    Mutant("credentials-kept-in-input-records", "credentials", "src/ualm/pipelines/outcomes.py",
+           old="        data[name] = data[name] and redact_url(data[name])",
+           new="        data[name] = data[name]",
+           tests=("tests/test_secret_redaction.py::test_no_planted_secret_is_written_or_printed",),
+           fast=True),
+    Mutant("checkpoint-loaded-with-pickle", "untrusted checkpoints",
+           "src/ualm/train/model/safe_load.py",
+           old="return torch.load(path, map_location=device, weights_only=True)",
+           new="return torch.load(path, map_location=device, weights_only=False)",
+           tests=("tests/test_checkpoint_safety.py::test_a_hostile_checkpoint_is_refused_before_"
+                  "its_code_runs",), fast=True),
 ]
 
 
