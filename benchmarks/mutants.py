@@ -168,8 +168,8 @@ MUTANTS: list[Mutant] = [
            tests=(GUARDS + "test_blend_fit_chooses_the_least_predicted_loss",), fast=True),
     # -- resume -----------------------------------------------------------------------------------
     Mutant("trainer-never-resumes", "resume", "src/ualm/train/trainer.py",
-           old="ckpt_path=str(last) if resume and last.is_file() else None)",
-           new="ckpt_path=None)",
+           old="ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)",
+           new="ckpt_path=None, weights_only=True)",
            tests=(GUARDS + "test_resume_runs_only_the_remaining_steps_and_matches_a_straight_run",
                   )),
     Mutant("stream-resume-forgets-its-rng", "resume", "src/ualm/train/data/stream.py",
@@ -302,6 +302,18 @@ MUTANTS: list[Mutant] = [
            old='tempfile.mkdtemp(prefix="ualm-shard-")',
            new='tempfile.mkdtemp(prefix="ualm-shard-", dir="/tmp")',
            tests=(SHARED_NOTHING + "test_dask_scheduler_and_two_workers_with_no_shared_disk",)),
+    # -- untrusted input: credentials and checkpoints ---------------------------------------------
+    Mutant("credentials-kept-in-input-records", "credentials", "src/ualm/pipelines/outcomes.py",
+           old="        data[name] = data[name] and redact_url(data[name])",
+           new="        data[name] = data[name]",
+           tests=("tests/test_secret_redaction.py::test_no_planted_secret_is_written_or_printed",),
+           fast=True),
+    Mutant("checkpoint-loaded-with-pickle", "untrusted checkpoints",
+           "src/ualm/train/model/safe_load.py",
+           old="return torch.load(path, map_location=device, weights_only=True)",
+           new="return torch.load(path, map_location=device, weights_only=False)",
+           tests=("tests/test_checkpoint_safety.py::test_a_hostile_checkpoint_is_refused_before_"
+                  "its_code_runs",), fast=True),
 ]
 
 

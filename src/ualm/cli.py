@@ -12,6 +12,7 @@ from typing import Any
 from ualm import flags
 from ualm.errors import UalmError
 from ualm.flags import Command, Spellings, UsageError, plain_command
+from ualm.redact import redact_text
 
 ENGINE_SPELLINGS = {"--engine": "--engine.name", "--scheduler": "--engine.scheduler",
                     "--workers": "--engine.workers", "--runner": "--engine.runner"}
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UalmError as exc:
         if debug:
             raise
-        print(f"ualm: error: {exc}", file=sys.stderr)
+        print(f"ualm: error: {redact_text(str(exc))}", file=sys.stderr)  # no credentials
         return 2
     except KeyboardInterrupt:
         print("ualm: interrupted; rerun the same command to resume", file=sys.stderr)

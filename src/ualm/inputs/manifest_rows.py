@@ -37,6 +37,7 @@ from ualm.inputs.records import InputRecord
 from ualm.inputs.rows import RowError, normalise_row
 from ualm.inputs.source_rows import check_web_url
 from ualm.inputs.units import Segment
+from ualm.redact import redact_url
 
 DERIVED, EXPLICIT, OTHER = "derived", "explicit", "other"
 
@@ -154,8 +155,9 @@ def _row_id(row: Any, line: int) -> str:
 
 
 def derived_base(fields: dict[str, Any], line: int) -> str:
-    """Without an explicit id, the path (or url) names the row (with its window, if any)."""
-    base = fields.get("path") or fields.get("url") or f"line:{line}"
+    """Without an explicit id, the path (or url) names the row (with its window, if any);
+    the id is recorded everywhere, so a URL's credentials are left out of it."""
+    base = redact_url(fields.get("path") or fields.get("url") or f"line:{line}")
     if fields.get("start") or fields.get("end") is not None:
         base = f"{base}@{fields.get('start') or 0:g}-{fields.get('end') or 'end'}"
     return base

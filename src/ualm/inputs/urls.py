@@ -8,6 +8,7 @@ from pathlib import Path
 from ualm.errors import UalmError
 from ualm.inputs.records import InputRecord
 from ualm.inputs.source_rows import check_web_url
+from ualm.redact import redact_url
 
 
 def iter_urls(path: Path, start: int) -> Iterator[InputRecord]:
@@ -27,8 +28,9 @@ def _url_records(path: Path, lines: Iterable[str], start: int,
         url = text.strip()
         if not url or url.startswith("#"):
             continue
-        input_id = url if url not in seen else f"{url}#L{line_no}"
-        seen.add(url)
+        public = redact_url(url)  # the id is recorded everywhere: no credentials in it
+        input_id = public if public not in seen else f"{public}#L{line_no}"
+        seen.add(public)
         record = InputRecord(index=start, input_id=input_id, url=url, source=path.stem,
                              line=line_no)
         start += 1

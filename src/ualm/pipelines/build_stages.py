@@ -23,6 +23,7 @@ from ualm.pipelines import caption_dedup, dedup, ingest, input_ids, near_dedup, 
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
 from ualm.pipelines.unit_records import write_unit_records
+from ualm.redact import redact_text
 
 
 def _id_tasks(ctx: Context) -> list[input_ids.IdTask]:
@@ -99,8 +100,8 @@ SHARD = Stage(
 
 def commit(ctx: Context) -> dict[str, Any]:
     """Writes `corpus.json` (the commit: readers trust only what it lists) and the card, then
-    drops the staged payloads, whose bytes now live in the shards, and on S3 aborts unfinished
-    uploads under the prefix."""
+    drops the staged payloads, whose bytes now live in the shards, and the units' record files,
+    and on S3 aborts unfinished uploads under the prefix."""
     layout, config, listing = ctx.layout, ctx.config, ctx.listing
     summary = summarize(layout, expected_inputs=listing.count)
     corpus = {
@@ -108,7 +109,7 @@ def commit(ctx: Context) -> dict[str, Any]:
         "ualm_version": __version__,
         "config": config.audio_dict(),
         "config_hash": config.hash(),
-        "inputs": {"description": listing.description, "digest": listing.digest,
+        "inputs": {"description": redact_text(listing.description), "digest": listing.digest,
                    "rows": listing.count},
         "counts": {k: summary[k] for k in ("inputs", "kept", "rejected", "duplicates",
                                            "samples", "hours", "shards", "text_shards")},
@@ -120,7 +121,9 @@ def commit(ctx: Context) -> dict[str, Any]:
                               "reasons": list(f.reasons)} for f in declared]
     write_card(layout, corpus, summary)
     layout.commit(corpus)
-    layout.remove(*[layout.unit_payload(unit) for unit in range(ctx.units)])
+    # the record files go too: a URL list's records hold the URLs as fetched, credentials and all
+    layout.remove(*[layout.unit_payload(unit) for unit in range(ctx.units)],
+                  *[layout.unit_records(unit) for unit in range(ctx.units)])
     if not layout.local:  # what killed workers' large puts left behind
         remote.abort_uploads(layout.fs, layout.root)
     ctx.outputs["summary"] = summary

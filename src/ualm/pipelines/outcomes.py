@@ -15,6 +15,7 @@ from ualm.filters.base import Rejection
 from ualm.inputs.records import InputRecord
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout
+from ualm.redact import env_secrets, redact_text, redact_url
 
 
 @dataclass
@@ -38,6 +39,7 @@ def write_unit_tables(layout: CorpusLayout, unit: int, outcomes: list[InputOutco
                   config: BuildConfig) -> None:
     inputs, segments, rejects = [], [], []
     buckets = config.work.dedup_buckets
+    secrets = env_secrets()
     for o in outcomes:
         r = o.record
         kept = o.rejection is None
@@ -50,21 +52,25 @@ def write_unit_tables(layout: CorpusLayout, unit: int, outcomes: list[InputOutco
             "bucket": int(o.fingerprint[:8], 16) % buckets if kept else None,
             "chromaprint": o.chromaprint.tolist() if kept and o.chromaprint is not None else None,
             **_quality_columns(o.source_quality if kept else None),
-            "record": _record_json(r),
+            "record": _record_json(r, secrets),
         })
         segments.extend(o.kept)
-        base = {"input_id": r.input_id, "input_index": r.index, "source": r.source, "path": r.path}
+        base = {"input_id": r.input_id, "input_index": r.index, "source": r.source,
+                "path": r.path and redact_url(r.path)}
         if kept:  # a rejected input's captions are accounted for by the input's own row
             rejects.extend({**base, "level": "caption", "stage": why.stage, "reason": why.reason,
-                            "detail": why.detail, "seconds": 0.0} for _, why in o.dropped_captions)
+                            "detail": redact_text(why.detail, secrets), "seconds": 0.0}
+                           for _, why in o.dropped_captions)
         if not kept:
             rejects.append({**base, "level": "input", "stage": o.rejection.stage,
-                            "reason": o.rejection.reason, "detail": o.rejection.detail,
+                            "reason": o.rejection.reason,
+                            "detail": redact_text(o.rejection.detail, secrets),
                             "seconds": o.seconds})
         else:
             rejects.extend(
                 {**base, "key": d["key"], "level": "segment", "stage": d["reason"].split("/")[0],
-                 "reason": d["reason"], "detail": d["detail"], "seconds": d["seconds"]}
+                 "reason": d["reason"], "detail": redact_text(d["detail"], secrets),
+                 "seconds": d["seconds"]}
                 for d in o.dropped
             )
     layout.write_table(layout.unit_inputs(unit), schema.table(inputs, schema.UNIT_INPUTS))
@@ -79,8 +85,15 @@ def _quality_columns(quality: tuple[bool, int, int] | None) -> dict[str, Any]:
     return {"lossless": lossless, "native_rate": rate, "native_channels": channels}
 
 
-def _record_json(record: InputRecord) -> str:
-    return json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False)
+def _record_json(record: InputRecord, secrets: list[str]) -> str:
+    """The record as later stages read it (ids, captions, provenance): no credentials, since
+    the manifests and shards copy it; the fetch is over by now."""
+    data = record.to_dict()
+    for name in ("url", "path"):
+        data[name] = data[name] and redact_url(data[name])
+    data["extra"] = redact_text(data["extra"], secrets)
+    data["reject_detail"] = redact_text(data["reject_detail"], secrets)
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 
 def unit_summary(unit: int, outcomes: list[InputOutcome]) -> dict[str, Any]:

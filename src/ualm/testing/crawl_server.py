@@ -52,6 +52,8 @@ class FaultyHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.server.hits[path] += 1
         self.server.agents.add(self.headers.get("User-Agent", ""))
+        self.server.targets.add(self.path)
+        self.server.authorizations.add(self.headers.get("Authorization"))
         first = self.server.hits[path] == 1
         head, _, name = path.lstrip("/").partition("/")
         if path == "/robots.txt":
@@ -125,6 +127,9 @@ class FaultyServer(ThreadingHTTPServer):
         self.latency = latency
         self.hits: Counter[str] = Counter()
         self.agents: set[str] = set()
+        self.targets: set[str] = set()
+        """Every request's path with its query, as sent."""
+        self.authorizations: set[str | None] = set()
         self.not_modified = 0
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

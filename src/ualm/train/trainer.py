@@ -12,6 +12,7 @@ Rerunning with the same folder resumes from last.ckpt (model, optimizer, schedul
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ualm.train.blend.spec import BlendSpec
 from ualm.train.config import TrainConfig
 from ualm.train.data.datamodule import UALMDataModule
 from ualm.train.model.module import UALMModule
+from ualm.train.model.safe_load import refused
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,12 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
         default_root_dir=out)
     last = out / "checkpoints" / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule,
-                ckpt_path=str(last) if resume and last.is_file() else None)
+    # weights_only: resuming unpickles nothing but tensors and plain data (see safe_load)
+    try:
+        trainer.fit(module, datamodule=datamodule,
+                    ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise refused(last, exc) from None
     seconds = time.perf_counter() - started
     realised = datamodule.realised()
     final = None

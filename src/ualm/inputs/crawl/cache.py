@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ualm.redact import redact_url
+
 
 @dataclass(frozen=True)
 class CacheEntry:
@@ -50,7 +52,7 @@ class FetchCache:
             data = json.loads(meta.read_text())
         except (OSError, ValueError):
             return None
-        if data.get("url") != url or not self.body(url).is_file():
+        if data.get("url") != redact_url(url) or not self.body(url).is_file():
             return None
         return CacheEntry(url, data.get("etag"), data.get("last_modified"))
 
@@ -60,7 +62,7 @@ class FetchCache:
         tmp = base.with_suffix(f".tmp{os.getpid()}-{id(source)}")
         shutil.copyfile(source, tmp)
         os.replace(tmp, self.body(url))
-        meta = {"url": url, "etag": headers.get("ETag"),
+        meta = {"url": redact_url(url), "etag": headers.get("ETag"),  # no credentials on disk
                 "last_modified": headers.get("Last-Modified")}
         tmp.write_text(json.dumps(meta, sort_keys=True))
         os.replace(tmp, base.with_suffix(".json"))

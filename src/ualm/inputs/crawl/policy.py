@@ -86,8 +86,8 @@ def check_url(url: str, allow_private: bool) -> tuple[str, str, int]:
     host = parts.hostname
     if not host:
         raise Refused("crawl/bad_url", f"{url!r} has no host")
-    if parts.username is not None or parts.password is not None:
-        raise Refused("crawl/bad_url", f"{url!r}: credentials in URLs are not sent")
+    # user:password@ is allowed: aiohttp sends it as Basic auth to this host only (a redirect
+    # elsewhere drops it), and nothing written keeps it (`ualm.redact`)
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:

@@ -14,6 +14,7 @@ from ualm.errors import UalmError
 from ualm.train.data.datamodule import STATE_KEY
 from ualm.train.model.freeze import apply_stage, row_masked
 from ualm.train.model.model import ModelConfig, UALMModel
+from ualm.train.model.safe_load import check_meta, load_weights_only
 from ualm.train.model.schedule import warmup_cosine
 from ualm.train.sequence.layout import TASK_IDS
 
@@ -97,10 +98,12 @@ def read_checkpoint(path: str | Path, device: str = "cpu"
     if not path.is_file():
         raise UalmError(f"checkpoint {path} not found",
                         fix="pass a .ckpt from a run's checkpoints/ folder")
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    checkpoint = load_weights_only(path, device)
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if meta is None:
-        raise UalmError(f"{path} is not a ualm training checkpoint", fix="pass one `ualm train` wrote")
+    if meta is None or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UalmError(f"{path} is not a ualm training checkpoint",
+                        fix="pass one `ualm train` wrote")
+    meta = check_meta(meta, path)
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
              if k.startswith("model.")}
     return meta, state
