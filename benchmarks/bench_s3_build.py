@@ -1,8 +1,11 @@
 """Benchmark of `ualm build --out s3://bucket/prefix` against a build into a local folder, on the
 same inputs, measured side by side in one run.
 
-An S3 protocol server on loopback (moto's `moto_server -H 127.0.0.1 -p PORT`, a separate process)
-holds the bucket. Each repeat builds the inputs into a local folder, then into a fresh prefix of
+An S3 protocol server on loopback holds the bucket, as a separate process: moto's S3 behind
+tornado's HTTP/1.1 server (`moto_keepalive.py`, the default), or `--server werkzeug` for moto's own
+`moto_server -H 127.0.0.1 -p PORT`, whose development server closes the connection after every
+response, so every request pays a TCP connect and a server thread (real stores keep connections
+open; the record names the server). Each repeat builds the inputs into a local folder, then into a fresh prefix of
 the bucket (A B A B ...), with the default Dask engine (a LocalCluster of 2 workers, start-up
 included) and the tokenizer off, as the other throughput benchmarks run. After each pair every
 object outside `_work/` is downloaded and its sha256 compared with the local file of that name;
@@ -44,6 +47,9 @@ from ualm.pipelines.build import build_corpus
 BUCKET = "ualm-bench"
 WORK = "_work/"
 REQUEST = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+"\s*(\d{3})')
+SERVERS = {"keepalive": "moto behind tornado's keep-alive HTTP/1.1 server on 127.0.0.1 "
+                         "(separate process)",
+           "werkzeug": "moto_server on 127.0.0.1 (separate process; a connection per request)"}
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some status lines
 
 
@@ -61,15 +67,19 @@ class MotoServer:
     """moto's S3 server as its own process; its request log (one line per request) goes to a
     file that `requests_since` counts."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, kind: str = "keepalive") -> None:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "moto-requests.log"
         folder.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        moto = Path(sys.executable).parent / "moto_server"
-        self.process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        if kind == "werkzeug":
+            command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
+                       str(self.port)]
+        else:
+            command = [sys.executable, str(Path(__file__).with_name("moto_keepalive.py")),
+                       str(self.port)]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -157,6 +167,8 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--repeats", type=int, default=2, help="A B pairs (local, then S3)")
+    parser.add_argument("--server", choices=("keepalive", "werkzeug"), default="keepalive",
+                        help="moto behind a keep-alive HTTP/1.1 server, or moto_server itself")
     add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
@@ -166,7 +178,7 @@ def main() -> int:
     log(f"writing {args.clips} clips under {args.out}/inputs ...")
     manifest = make_inputs(args.out / "inputs", args.clips)
     runs = args.out / "s3-runs"
-    server = MotoServer(runs)
+    server = MotoServer(runs, args.server)
     try:
         # before any client or Dask worker starts: they read these from the environment
         os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -191,7 +203,8 @@ def main() -> int:
           f"{figures['ratios']['best_of_each']:.3f}; byte-identical: {identical}", flush=True)
     bars = [record.bar("s3_vs_local_throughput", round(min(per_pair), 4), ">=", 0.7,
                        f"worst of {len(pairs)} A B pairs (best of each: "
-                       f"{figures['ratios']['best_of_each']:.3f}); Dask, 2 workers, tokens off"),
+                       f"{figures['ratios']['best_of_each']:.3f}); Dask, 2 workers, tokens off; "
+                       f"{args.server} server"),
             record.bar("byte_identical", identical, "==", True,
                        "every object outside _work/ against the local file, every pair")]
     return record.finish(figures, bars)
@@ -200,7 +213,7 @@ def main() -> int:
 def measure(args: argparse.Namespace, manifest: Path, runs: Path, server: MotoServer,
             fs: Any) -> dict:
     figures: dict = {"clips": args.clips, "repeats": args.repeats, "engine": "dask, 2 workers",
-                     "store": "moto_server on 127.0.0.1 (separate process)", "pairs": []}
+                     "store": SERVERS[args.server], "pairs": []}
     for repeat in range(args.repeats):
         local = runs / "local"
         shutil.rmtree(local, ignore_errors=True)

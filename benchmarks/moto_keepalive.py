@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 
 async def serve(port: int) -> None:
@@ -18,8 +19,14 @@ async def serve(port: int) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.wsgi import WSGIContainer
 
+    class LoggedContainer(WSGIContainer):
+        def _log(self, status_code: int, request: Any) -> None:
+            # one line per request, as werkzeug writes them (bench_s3_build counts by it)
+            print(f'"{request.method} {request.uri} {request.version}" {status_code}',
+                  flush=True)
+
     app = DomainDispatcherApplication(create_backend_app)
-    container = WSGIContainer(app, executor=ThreadPoolExecutor(8))
+    container = LoggedContainer(app, executor=ThreadPoolExecutor(8))
     # shards of a few hundred MB arrive in one PUT
     server = HTTPServer(container, max_body_size=8 << 30, max_buffer_size=8 << 30)
     server.listen(port, "127.0.0.1")
