@@ -252,3 +252,31 @@ def test_a_unit_holds_a_few_copies_at_a_time_and_removes_them(
     assert len(held) == len(good_rows(world)) > objects.LOOKAHEAD + 2
     assert max(held) <= objects.LOOKAHEAD
     assert len(folders) == 1 and not any(f.exists() for f in folders)
+
+
+def test_a_folder_of_audio_in_the_bucket_builds_as_the_local_folder(
+        store: str, world: SyntheticWorld, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--input s3://bucket/prefix`: the prefix's audio objects, listed once and sorted, each
+    fetched by its unit's worker; the shards and the kept, rejected and duplicate counts equal a
+    build of the same files in a local folder (of the same name: it is the rows' `source`)."""
+    import s3fs
+
+    folder = f"s3://{BUCKET}/folders/{world.root.name}"
+    s3fs.S3FileSystem().put(f"{world.root}/", folder[len("s3://"):] + "/", recursive=True)
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    build_corpus([folder + "/"], remote, SMALL, engine="local", progress=False)
+    build_corpus([world.root], local, SMALL, engine="local", progress=False)
+    counts = [json.loads((c / "corpus.json").read_text())["counts"] for c in (remote, local)]
+    assert counts[0] == counts[1] and counts[0]["kept"] > 0
+    local_bytes, remote_bytes = tree_bytes(local), tree_bytes(remote)
+    shards = sorted(n for n in local_bytes if n.startswith("audio/"))
+    assert shards and [remote_bytes.get(n) for n in shards] == [local_bytes[n] for n in shards]
+    kept = pq.read_table(remote / "manifests" / "samples").column("path").to_pylist()
+    assert kept and all(p.startswith(folder + "/") for p in kept)
+
+    code = main(["build", "--input", f"s3://{BUCKET}/no-audio-here", "--out",
+                 str(tmp_path / "none"), "--engine", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"input not found: s3://{BUCKET}/no-audio-here holds no audio objects" in err

@@ -27,10 +27,18 @@ from typing import Any
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
 from ualm.inputs import manifest_rows
-from ualm.inputs.locations import is_remote, normalise_url, open_binary, reading, remote_size
+from ualm.inputs.locations import (
+    input_errors,
+    is_remote,
+    normalise_url,
+    open_binary,
+    reading,
+    remote_size,
+)
 from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
 from ualm.inputs.scan import BLOCK, scan_jsonl
 from ualm.inputs.units import InputPlan, UnitPlan
+from ualm.manifests.storage import filesystem
 
 MANIFEST_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 LISTING_RULES = b"ualm-listing/2"
@@ -81,6 +89,8 @@ def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: Crawl
 
     if is_remote(spec) and not spec.startswith("hf://"):
         full = normalise_url(spec)
+        if posixpath.splitext(full)[1].lower() not in MANIFEST_SUFFIXES:
+            return _remote_folder_plan(number, full, start, digest)
         remote_size(full)  # "input not found: URL" (a missing object, bucket or prefix)
     else:
         if iter_source(spec, start, crawl) is not None:
@@ -142,6 +152,25 @@ def _folder_plan(number: int, folder: Path, start: int, digest: Any) -> InputPla
         if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     digest.update(json.dumps([str(root), names]).encode())
     return InputPlan("folder", number, str(root), start, len(names), source=root.name,
+                     names=names)
+
+
+def _remote_folder_plan(number: int, url: str, start: int, digest: Any) -> InputPlan:
+    """A prefix of a bucket as a folder of audio: its objects' names, listed once and sorted
+    (the names are held as a local folder's are); each unit's worker fetches its own objects."""
+    with input_errors(url):
+        fs, inner = filesystem(url)
+        keys = fs.find(inner)
+    prefix = inner.rstrip("/") + "/"
+    names = sorted(key[len(prefix):] for key in keys if key.startswith(prefix)
+                   and posixpath.splitext(key)[1].lower() in AUDIO_EXTENSIONS)
+    if not names:
+        raise UalmError(f"input not found: {url} holds no audio objects "
+                        f"({', '.join(sorted(AUDIO_EXTENSIONS))})",
+                        fix="check the prefix, or pass a manifest (.jsonl, .csv or .parquet) "
+                            "that lists the objects")
+    digest.update(json.dumps([url, names]).encode())
+    return InputPlan("folder", number, url, start, len(names), source=posixpath.basename(url),
                      names=names)
 
 
