@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -277,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(argv) and argv[0] == "--debug"
     argv = argv[1:] if debug else argv
+    if debug:  # read by engines that start workers (their logs show tracebacks then)
+        os.environ["UALM_DEBUG"] = "1"
     table = commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(table), file=sys.stdout if argv else sys.stderr)
