@@ -57,6 +57,10 @@ def test_full_disk_in_a_worker_is_one_line_then_a_rerun_completes(
     assert not (out / "corpus.json").exists()
     assert _unit_failed_rejects(out) == 0
     assert not Path(CorpusLayout(out).done_record("ingest", 1)).exists()
+    debug = subprocess.run([*CLI[:3], "--debug", *cmd[3:]], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "UALM_FAULTS": "ingest:1=nospace"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert ("Compute Failed" in debug.stderr) == (engine == "dask")  # workers' logs, on asking
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert tree_bytes(out) == tree_bytes(local_corpus)
@@ -93,6 +97,12 @@ def test_quota_and_read_only_mid_build_are_named(tmp_path: Path) -> None:
     assert "read-only" in str(read_only) and "rerun the same command" in str(read_only)
     elsewhere = resources.exhausted_error(layout, errno.ENOSPC, "/scratch/w1/x.parquet", 10)
     assert "no space left on /scratch/w1 " in str(elsewhere)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "part").write_bytes(b"x" * 2_000_000)
+    tokens = str(resources.exhausted_error(layout, errno.ENOSPC, None, 0))  # `ualm tokenize`
+    assert "(2.0 MB written so far; free: " in tokens and "needs" not in tokens
+    overrun = str(resources.exhausted_error(layout, errno.ENOSPC, None, 1))
+    assert "needs more than the estimate of 0.3 MB, 2.0 MB written so far" in overrun
 
 
 def test_an_unreadable_input_is_not_an_exhausted_output(tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ualm import flags
-from ualm.errors import UalmError
+from ualm.errors import UalmError, debug_flag
 from ualm.flags import Command, Spellings, UsageError, plain_command
 from ualm.redact import redact_text
 
@@ -276,10 +275,7 @@ def usage(table: dict[str, Command]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = bool(argv) and argv[0] == "--debug"
-    argv = argv[1:] if debug else argv
-    if debug:  # read by engines that start workers (their logs show tracebacks then)
-        os.environ["UALM_DEBUG"] = "1"
+    debug, argv = debug_flag(argv)
     table = commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(table), file=sys.stdout if argv else sys.stderr)

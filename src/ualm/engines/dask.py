@@ -22,7 +22,7 @@ from ualm.engines.base import (
     call_with_retries,
     machine_cores,
 )
-from ualm.errors import UalmError
+from ualm.errors import DEBUG_ENV, UalmError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,8 +33,6 @@ V = TypeVar("V")
 _SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
 # The worker's statistical profiler walks the task thread's stack every 10 ms, holding the GIL.
 _PROFILER = "distributed.worker.profile.enabled"
-DEBUG_ENV = "UALM_DEBUG"
-"""Set (by `ualm --debug`): workers log at ERROR, with every failed attempt's traceback."""
 
 
 def _worker_log_level() -> int:

@@ -121,9 +121,9 @@ def _space(layout: CorpusLayout, folder: str, inputs: int) -> str:
     free = _free(Path(folder))
     written = _bytes_under(Path(layout.root)) if folder == str(layout.root) else 0
     more = estimate_bytes(inputs) - written
-    need = (f"needs about {_gb(more)} more" if more > 0 and inputs
-            else "needs more than the estimate")
-    return f" ({need}, {_gb(written)} written so far; free: {_gb(free or 0)})"
+    need = ("" if not inputs else f"needs about {_gb(more)} more, " if more > 0
+            else f"needs more than the estimate of {_gb(estimate_bytes(inputs))}, ")
+    return f" ({need}{_gb(written)} written so far; free: {_gb(free or 0)})"
 
 
 def _free(folder: Path) -> int | None:
