@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm import flags
-from ualm.errors import UalmError
+from ualm.errors import UalmError, debug_flag
 from ualm.flags import Command, Spellings, UsageError, plain_command
 from ualm.redact import redact_text
 
@@ -275,8 +275,7 @@ def usage(table: dict[str, Command]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = bool(argv) and argv[0] == "--debug"
-    argv = argv[1:] if debug else argv
+    debug, argv = debug_flag(argv)
     table = commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(table), file=sys.stdout if argv else sys.stderr)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+DEBUG_ENV = "UALM_DEBUG"
+"""Set by `ualm --debug`, for the worker processes engines start: their logs show tracebacks."""
+
 
 class UalmError(Exception):
     """A problem the user can fix: what went wrong, and how to fix it.
@@ -17,3 +22,16 @@ class UalmError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (fix: {self.fix})" if self.fix else self.message
+
+
+def debug_flag(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether the command line starts with `--debug`, and the rest. When it does, DEBUG_ENV is
+    set, so that the engines' workers (other processes) log every failure with its traceback.
+
+    >>> debug_flag(["build", "--debug"])
+    (False, ['build', '--debug'])
+    """
+    debug = bool(argv) and argv[0] == "--debug"
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    return debug, argv[1:] if debug else argv

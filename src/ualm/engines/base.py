@@ -40,6 +40,20 @@ class UnitFailed:
     error: str
     """The last attempt's exception, as `Type: message`."""
     attempts: int
+    errno: int | None = None
+    """The errno of the last attempt's OSError (its own, or the one it was raised from), so the
+    stage can tell a full disk, which no retry or reject fixes, from one unit's bad input."""
+    filename: str | None = None
+    """That OSError's file, when it named one."""
+
+    @classmethod
+    def of(cls, exc: BaseException, attempts: int) -> UnitFailed:
+        """The failure of a unit whose last attempt raised `exc`."""
+        os_error = _os_error(exc)
+        filename = None if os_error is None or os_error.filename is None else str(
+            os_error.filename)
+        return cls(describe(exc), attempts, None if os_error is None else os_error.errno,
+                   filename)
 
 
 class Engine(ABC):
@@ -89,15 +103,26 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The first OSError with an errno in exc's chain (a library may wrap it in its own error)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def call_with_retries(fn: Callable[..., R], *args: Any, retries: int) -> R | UnitFailed:
     """fn(*args), retried in this process; the last error is returned, not raised."""
-    error = ""
+    last: BaseException | None = None
     for _ in range(retries + 1):
         try:
             return fn(*args)
         except Exception as exc:  # any failure of one unit: retry, then report it
-            error = describe(exc)
-    return UnitFailed(error, retries + 1)
+            last = exc
+    assert last is not None
+    return UnitFailed.of(last, retries + 1)
 
 
 def group_values(pairs: Iterable[tuple[K, V]], keys: Sequence[K]) -> dict[K, list[V]]:

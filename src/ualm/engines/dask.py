@@ -20,10 +20,9 @@ from ualm.engines.base import (
     Engine,
     UnitFailed,
     call_with_retries,
-    describe,
     machine_cores,
 )
-from ualm.errors import UalmError
+from ualm.errors import DEBUG_ENV, UalmError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +33,13 @@ V = TypeVar("V")
 _SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
 # The worker's statistical profiler walks the task thread's stack every 10 ms, holding the GIL.
 _PROFILER = "distributed.worker.profile.enabled"
+
+
+def _worker_log_level() -> int:
+    """CRITICAL unless debugging: a worker logs each failed attempt of a unit at ERROR with its
+    traceback (nine for three units on a full disk), while the driver already reports every
+    failure, as a reject or as one line."""
+    return logging.ERROR if os.environ.get(DEBUG_ENV) else logging.CRITICAL
 
 
 def _worker_environ() -> dict[str, Any]:
@@ -72,7 +78,7 @@ class DaskEngine(Engine):
             with dask.config.set({_SPAWN_ENV: _worker_environ(), _PROFILER: False}):
                 self._cluster = LocalCluster(
                     n_workers=workers or machine_cores(), threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.ERROR,
+                    dashboard_address=None, silence_logs=_worker_log_level(),
                 )
             self._client = Client(self._cluster)
 
@@ -133,7 +139,7 @@ class DaskEngine(Engine):
     def _outcome(self, future: Any, many: bool = False) -> Any:
         if future.status == "finished":
             return future.result()
-        error = UnitFailed(describe(future.exception()), self.retries + 1)
+        error = UnitFailed.of(future.exception(), self.retries + 1)
         if many:  # a whole partition of reduces lost: it cannot be told apart, so it is fatal
             raise UalmError(f"a reduce partition failed after {error.attempts} attempts: "
                             f"{error.error}", fix="see the worker logs")

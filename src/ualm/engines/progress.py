@@ -50,3 +50,8 @@ class Progress:
         self.bar.update(1)
         if self.done >= self.total:
             self.bar.close()
+
+    def close(self) -> None:
+        """Ends the bar's line (again is harmless): a stage stopped by an error leaves it
+        finished before the error's line, not redrawn after it."""
+        self.bar.close()

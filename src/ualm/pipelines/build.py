@@ -23,6 +23,7 @@ from ualm.manifests.atomic import json_bytes
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import WORK, CorpusLayout
 from ualm.pipelines.build_stages import BUILD_STAGES
+from ualm.pipelines.resources import check_output, output_errors, warn_if_short
 from ualm.pipelines.stage_list import Context, run_stages
 
 
@@ -51,18 +52,25 @@ def build_corpus(
     progress: bool = True,
 ) -> BuildResult:
     """Builds (or resumes) a corpus, then tokenizes it unless `config.tokenize.enabled` is off.
-    Returns once `corpus.json` is written."""
+    Returns once `corpus.json` is written. An unwritable output is refused before the inputs
+    are listed; a full disk or a quota, met at any point, stops it with one line
+    (`resources`)."""
     config = config or BuildConfig()
     layout = CorpusLayout(out)
+    check_output(layout)
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
-    _prepare_output(layout, config, listing)
-    ctx = Context(layout, config, _count_units(listing, config), listing)
-    committed = layout.is_complete()
-    started = time.time()
-    with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
-        skipped = run_stages(BUILD_STAGES, runner, ctx, progress)
-    if not committed:
-        _log_run(layout, runner.name, started, skipped)
+    with output_errors(layout, listing.count):
+        _prepare_output(layout, config, listing)
+        ctx = Context(layout, config, _count_units(listing, config), listing)
+        committed = layout.is_complete()
+        if not committed:
+            warn_if_short(layout, listing.count)
+        started = time.time()
+        with engine_for(engine, scheduler, workers, beam_runner, beam_options,
+                        progress) as runner:
+            skipped = run_stages(BUILD_STAGES, runner, ctx, progress)
+        if not committed:
+            _log_run(layout, runner.name, started, skipped)
     summary = ctx.outputs.get("summary") or summarize(layout)
     where = Path(layout.root) if layout.local else layout.location
     return BuildResult(where, summary, skipped, ctx.outputs.get("tokens"))
@@ -89,12 +97,7 @@ def _count_units(listing: InputListing, config: BuildConfig) -> int:
 def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
     """Creates the folder, or checks that an existing one belongs to the same inputs and config.
     The plan file is created once (a conditional put on a store), so of two builds started into
-    one prefix with different inputs, the second refuses."""
-    try:
-        layout.check_writable()
-    except OSError as exc:
-        raise UalmError(f"cannot write to output folder {layout.root}: {exc.strerror}",
-                        fix="choose a writable --out folder") from exc
+    one prefix with different inputs, the second refuses (`check_output` ran before)."""
     state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
              "inputs": listing.count}
     if not layout.exists(layout.plan_file):

@@ -2,7 +2,8 @@
 
 `UALM_FAULTS="ingest:3=fail, shard:0=fail1, ingest:*=sleep0.5"` makes ingest unit 3 raise on
 every attempt, shard unit 0 raise on its first attempt only, and every ingest unit sleep half a
-second first (to widen the window in which a drill kills a worker). Each attempt at a unit named
+second first (to widen the window in which a drill kills a worker). `nospace` is `fail` with
+the OSError of a full disk (`ingest:1=nospace`), as a unit writing to a full output meets it. Each attempt at a unit named
 in a `fail` rule leaves a file under `_work/faults/`, so a drill can count how often it was
 tried (an object under the work area when the corpus is in a store). Unset (the default),
 this costs one environment lookup per unit.
@@ -10,6 +11,7 @@ this costs one environment lookup per unit.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -19,7 +21,7 @@ from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
 
 ENV = "UALM_FAULTS"
-_RULE = re.compile(r"^(?P<stage>[\w-]+):(?P<unit>\d+|\*)=(?P<action>fail|sleep)(?P<arg>[\d.]*)$")
+_RULE = re.compile(r"^(?P<stage>[\w-]+):(?P<unit>\d+|\*)=(?P<action>fail|nospace|sleep)(?P<arg>[\d.]*)$")
 
 
 class InjectedFault(RuntimeError):
@@ -43,8 +45,8 @@ def parse(spec: str) -> list[Rule]:
         match = _RULE.match(item)
         if match is None:
             raise UalmError(f"bad {ENV} rule {item!r}",
-                            fix="use STAGE:UNIT=fail, STAGE:UNIT=failN or STAGE:UNIT=sleepS "
-                                "(UNIT may be *)")
+                            fix="use STAGE:UNIT=fail, STAGE:UNIT=failN, STAGE:UNIT=nospace or "
+                                "STAGE:UNIT=sleepS (UNIT may be *)")
         unit, arg = match["unit"], match["arg"]
         rules.append(Rule(match["stage"], None if unit == "*" else int(unit), match["action"],
                           float(arg) if arg else None))
@@ -65,5 +67,8 @@ def maybe_fail(layout: CorpusLayout, stage: str, unit: int) -> None:
         name = f"{stage}-{unit}-"
         attempt = 1 + len(layout.list(layout.faults, prefix=name))
         layout.write_bytes(f"{layout.faults}/{name}{attempt}-{os.getpid()}", b"tried\n")
-        if rule.arg is None or attempt <= rule.arg:
-            raise InjectedFault(f"injected fault in {stage} unit {unit}, attempt {attempt}")
+        if rule.arg is not None and attempt > rule.arg:
+            continue
+        if rule.action == "nospace":  # as pyarrow raises it: an errno, no file name
+            raise OSError(errno.ENOSPC, f"injected: {os.strerror(errno.ENOSPC)}")
+        raise InjectedFault(f"injected fault in {stage} unit {unit}, attempt {attempt}")

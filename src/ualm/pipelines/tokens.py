@@ -18,6 +18,7 @@ from ualm.errors import UalmError
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import CorpusLayout, read_done
+from ualm.pipelines.resources import output_errors
 from ualm.pipelines.stage_list import Context, Stage, run_stages
 from ualm.tokenize.stage import (
     _WORKER_CODECS,
@@ -43,7 +44,8 @@ def tokenize_corpus(
     layout = CorpusLayout(corpus)
     layout.meta(fix="run `ualm build` first")
     ctx = Context(layout, BuildConfig(tokenize=config or TokenizeConfig()))
-    with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
+    with (output_errors(layout, 0),  # a full disk: one line (no estimate of the need)
+          engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner):
         run_stages([TOKENS], runner, ctx, progress)
     return ctx.outputs["tokens"]
 
