@@ -18,8 +18,8 @@ from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
 from ualm.train.data.sources import discover, probabilities
-from ualm.train.data.stream import PackedStream, StreamConfig
-from ualm.train.sequence.layout import IGNORE
+from ualm.train.data.stream import PackedStream, Rows, StreamConfig
+from ualm.train.sequence.layout import CODE_PAD, FRAME, IGNORE, PAD
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -192,3 +192,33 @@ def test_data_module_resume_through_the_dataloader(corpus: Path, workers: int) -
     if workers:
         seen = Counter(int(b["tokens"].sum()) for b in batches)
         assert len(seen) > 1
+
+
+def _labels_by_definition(tokens: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Position p predicts p + 1 where p + 1 is a target: every codebook compared at every
+    position (the plain formula `with_labels` must equal)."""
+    k = tokens.shape[1] - 1
+    stream0, codes, ahead = tokens[:, 0], tokens[:, 1:], target[:, 1:]
+    text_labels = np.full(stream0.shape, IGNORE, dtype=np.int64)
+    text_labels[:, :-1] = np.where(ahead, stream0[:, 1:], IGNORE)
+    audio = (stream0[:, 1:] == FRAME) | (stream0[:, 1:] == PAD)
+    text_weight = np.zeros(stream0.shape, dtype=np.float32)
+    text_weight[:, :-1] = np.where(ahead, np.where(audio, 1.0 / k, 1.0), 0.0)
+    code_labels = np.full(codes.shape, IGNORE, dtype=np.int64)
+    code_labels[:, :, :-1] = np.where((codes[:, :, 1:] != CODE_PAD) & ahead[:, None],
+                                      codes[:, :, 1:], IGNORE)
+    return {"text_labels": text_labels, "text_weight": text_weight, "code_labels": code_labels}
+
+
+def test_packed_labels_equal_their_definition(corpus: Path) -> None:
+    stream = _stream(corpus)
+    stream.config = StreamConfig(512, 4, 8, 0, 8, 0.3)  # dropped conditions too
+    for _ in range(6):
+        rows = Rows(4, 512, 8)
+        for row in range(4):
+            stream.pack_row(rows, row)
+        got = rows.arrays()
+        want = _labels_by_definition(rows.rows["tokens"], rows.rows["target"])
+        assert (got["code_labels"] != IGNORE).any() and (got["text_weight"] == 0.125).any()
+        for name, array in want.items():
+            assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name

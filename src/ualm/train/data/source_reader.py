@@ -38,6 +38,8 @@ class ShardCache:
     def order(self, shards: tuple[str, ...], key: tuple[int, int, int]) -> list[str]:
         """A source's shards in the seeded order of an epoch, key (seed, source, epoch): the
         same for every stream, so the streams of one worker compute it once."""
+        if len(shards) == 1:  # the only permutation; a small source (one shard read by every
+            return list(shards)  # lane) starts an epoch every few samples: no generator for it
         order = self._orders.get(key)
         if order is None:
             perm = np.random.default_rng([*key, 0x5A4D]).permutation(len(shards))

@@ -164,16 +164,16 @@ class LaidSample:
 
 
 def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, Any]:
-    """Rows of padding: tokens [rows, 1 + K, length], target flags [rows, length], and per row
-    a view of the codebooks along the delay pattern (`delayed[r][n, p]` is codebook n's entry
-    at step p + n), so that a segment's codes are written with one assignment."""
+    """Rows of padding: tokens [rows, 1 + K, length], target flags [rows, length], and a view
+    of the codebooks along the delay pattern (`delayed[r, n, p]` is codebook n's entry at step
+    p + n of row r), so that a segment's codes are written with one assignment."""
     tokens = np.full((rows, 1 + codebooks, length), CODE_PAD, dtype=np.int64)
     tokens[:, 0] = PAD
     item = tokens.itemsize
-    delayed = [np.lib.stride_tricks.as_strided(tokens[r].reshape(-1)[length:],
-                                               shape=(codebooks, length),
-                                               strides=((length + 1) * item, item))
-               for r in range(rows)]
+    delayed = np.lib.stride_tricks.as_strided(tokens.reshape(-1)[length:],
+                                              shape=(rows, codebooks, length),
+                                              strides=(tokens.strides[0], (length + 1) * item,
+                                                       item))
     return {"tokens": tokens, "target": np.zeros((rows, length), dtype=bool),
             "delayed": delayed}
 
@@ -193,7 +193,7 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
             t = codes.shape[1]
             stream0[a : a + t] = FRAME
             stream0[a + t : a + n] = PAD
-            rows["delayed"][row][:, a : a + t] = codes
+            rows["delayed"][row, :, a : a + t] = codes
         if is_target:
             target[a : a + n] = True
     target[at] = False  # a sample's first position is never predicted from the position
@@ -202,17 +202,25 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
 
 def with_labels(rows: dict[str, Any]) -> dict[str, np.ndarray]:
     """tokens and what each position predicts (IGNORE where nothing): text_labels, text_weight
-    (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels."""
+    (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels.
+
+    Position p predicts p + 1 where p + 1 is a target: stream 0's id, and each codebook's code
+    unless it is that codebook's pad. `place` writes codes only at audio steps, so only the
+    target audio steps are read for code labels (about a fifth of a packed batch's positions;
+    comparing every codebook at every position cost more than the rest of this function)."""
     tokens, target = rows["tokens"], rows["target"]
     k = tokens.shape[1] - 1
-    stream0, codes, ahead = tokens[:, 0], tokens[:, 1:], target[:, 1:]
+    stream0, ahead = tokens[:, 0], target[:, 1:]
+    following = stream0[:, 1:]
     text_labels = np.full(stream0.shape, IGNORE, dtype=np.int64)
-    text_labels[:, :-1] = np.where(ahead, stream0[:, 1:], IGNORE)
-    audio_step = (stream0[:, 1:] == FRAME) | (stream0[:, 1:] == PAD)
+    np.copyto(text_labels[:, :-1], following, where=ahead)
+    audio = ahead & ((following == FRAME) | (following == PAD))
     text_weight = np.zeros(stream0.shape, dtype=np.float32)
-    text_weight[:, :-1] = np.where(ahead, np.where(audio_step, 1.0 / k, 1.0), 0.0)
-    code_labels = np.full(codes.shape, IGNORE, dtype=np.int64)
-    code_labels[:, :, :-1] = np.where((codes[:, :, 1:] != CODE_PAD) & ahead[:, None],
-                                      codes[:, :, 1:], IGNORE)
+    text_weight[:, :-1] = ahead
+    text_weight[:, :-1][audio] = 1.0 / k
+    code_labels = np.full((tokens.shape[0], k, tokens.shape[2]), IGNORE, dtype=np.int64)
+    row, step = np.nonzero(audio)
+    codes = tokens[row, 1:, step + 1]  # [target audio steps, K]
+    code_labels[row, :, step] = np.where(codes != CODE_PAD, codes, IGNORE)
     return {"tokens": tokens, "text_labels": text_labels, "text_weight": text_weight,
             "code_labels": code_labels}
