@@ -4,6 +4,7 @@ realised blend counted with the shared token rule."""
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from ualm.errors import UalmError
-from ualm.manifests.shard_reader import iter_members, iter_samples, load_json
+from ualm.manifests.shard_reader import iter_members, iter_samples, load_json, load_npy
 from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
@@ -46,6 +47,21 @@ def test_shard_reader_matches_tarfile(corpus: Path) -> None:
         assert [(n, bytes(b)) for n, b in iter_members(shard)] == expected
     keys = [k for k, _ in iter_samples(shards[0])]
     assert len(keys) == len(set(keys)) == len(expected_keys(shards[0]))
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_load_npy_matches_numpy(version: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 1024, (8, 75)).astype(np.int16), np.arange(5.0), np.int64(7),
+              np.zeros((2, 0, 3), dtype=">i4"), np.asfortranarray(np.arange(6).reshape(2, 3))]
+    for array in arrays:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.asanyarray(array), version=version)
+        got = load_npy(memoryview(buffer.getvalue()))
+        assert got.dtype == array.dtype and got.shape == np.shape(array)
+        assert np.array_equal(got, array)
+        if np.ndim(array) < 2 or array.flags.c_contiguous:  # the fast path: a view, no copy
+            assert not got.flags.writeable
 
 
 def expected_keys(shard: Path) -> set[str]:

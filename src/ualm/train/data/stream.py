@@ -82,10 +82,10 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class Sample:
-    __slots__ = ("laid", "length", "ref", "task", "tokens")
+    __slots__ = ("laid", "length", "ref", "tokens")
 
-    def __init__(self, ref: Ref, laid: LaidSample, task: str, tokens: int) -> None:
-        self.ref, self.laid, self.task, self.tokens = ref, laid, task, tokens
+    def __init__(self, ref: Ref, laid: LaidSample, tokens: int) -> None:
+        self.ref, self.laid, self.tokens = ref, laid, tokens
         self.length = laid.length
 
 
@@ -110,6 +110,8 @@ class PackedStream:
         self.carry: Sample | None = None
         self.batches = 0
         self.counts = {s.label: [0, 0] for s in self.sources}  # samples, tokens packed
+        self.labels = [s.label for s in self.sources]
+        self.task_ids = [TASK_IDS.get(s.task, 2) for s in self.sources]
         self.skipped = {"too_long": 0, "bad": 0}
         self.exhausted = False
 
@@ -158,7 +160,7 @@ class PackedStream:
         except ValueError:
             return None
         tokens = sample_tokens(meta, self.tokenizer) + code_tokens(codes)
-        return Sample(ref, seq.laid(), self.sources[ref[0]].task, tokens)
+        return Sample(ref, seq.laid(), tokens)
 
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling)."""
@@ -218,8 +220,9 @@ class PackedStream:
             if at + n > length:
                 self.carry = sample
                 break
-            rows.put(row, at, sample.laid, TASK_IDS.get(sample.task, 2))
-            count = self.counts[self.sources[sample.ref[0]].label]
+            source = sample.ref[0]
+            rows.put(row, at, sample.laid, self.task_ids[source])
+            count = self.counts[self.labels[source]]
             count[0] += 1
             count[1] += sample.tokens
             packed.append(sample.ref)

@@ -103,15 +103,22 @@ class SequenceBuilder:
     def __init__(self, codebooks: int) -> None:
         self.k = codebooks
         self.ids: list[int] = []
-        """Stream-0 ids of the text positions, in order."""
+        """Stream-0 ids of the text positions, in order, less N_SPECIAL: a text tokenizer's ids
+        as it gives them, special tokens negative. `laid` offsets them all in one step
+        (offsetting each token in Python cost more than the rest of laying a sample out)."""
         self.pieces: list[list[Any]] = []
         """[first position, length, target, codes [K, T] or None for text] of each piece."""
         self.length = 0
 
     def text(self, ids: list[int] | np.ndarray, target: bool = False) -> None:
+        """Stream-0 ids: special tokens, or `chat.text_ids`."""
         if type(ids) is not list:  # about six calls per sample: the checks are kept cheap
             ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        n = len(ids)
+        self.words([i - N_SPECIAL for i in ids], target)
+
+    def words(self, tokens: list[int], target: bool = False) -> None:
+        """A text tokenizer's ids (stream-0 ids N_SPECIAL + id)."""
+        n = len(tokens)
         if n == 0:
             return
         pieces = self.pieces
@@ -120,7 +127,7 @@ class SequenceBuilder:
             last[1] += n
         else:
             pieces.append([self.length, n, target, None])
-        self.ids += ids
+        self.ids += tokens
         self.length += n
 
     def audio(self, codes: np.ndarray, target: bool = False) -> None:
@@ -138,8 +145,9 @@ class SequenceBuilder:
         return self.length
 
     def laid(self) -> LaidSample:
-        return LaidSample(np.array(self.ids, dtype=np.int64),
-                          tuple(tuple(p) for p in self.pieces), self.length)  # type: ignore[misc]
+        ids = np.array(self.ids, dtype=np.int64)
+        ids += N_SPECIAL
+        return LaidSample(ids, tuple(map(tuple, self.pieces)), self.length)  # type: ignore[arg-type]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """tokens [1 + K, n]; labels shifted so that position p holds what p predicts
@@ -149,15 +157,19 @@ class SequenceBuilder:
         return {name: array[0] for name, array in with_labels(rows).items()}
 
 
-@dataclass(frozen=True)
 class LaidSample:
-    """One sample, compact: what `place` writes into a row of a batch."""
+    """One sample, compact: what `place` writes into a row of a batch. Read only once made
+    (a plain class with slots: a frozen dataclass's constructor cost a microsecond a sample)."""
 
-    text_ids: np.ndarray
-    """int64: stream-0 ids of the text positions, in order."""
-    pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...]
-    """(first position, length, target, codes or None for text)."""
-    length: int
+    __slots__ = ("length", "pieces", "text_ids")
+
+    def __init__(self, text_ids: np.ndarray,
+                 pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...], length: int) -> None:
+        self.text_ids = text_ids
+        """int64: stream-0 ids of the text positions, in order."""
+        self.pieces = pieces
+        """(first position, length, target, codes or None for text)."""
+        self.length = length
 
     def __len__(self) -> int:
         return self.length
@@ -179,9 +191,9 @@ def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, Any]:
 
 
 def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
-    """Writes a sample into a row at a position, codebook n of each segment delayed n steps.
-    (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows it, so the delayed
-    view never reaches past the row.)"""
+    """Writes a sample into padding of `empty_rows` at a position, codebook n of each segment
+    delayed n steps. (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows
+    it, so the delayed view never reaches past the row; its delay tail stays <|pad|>.)"""
     stream0, target = rows["tokens"][row, 0], rows["target"][row]
     used = 0
     for first, n, is_target, codes in sample.pieces:
@@ -192,7 +204,6 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
         else:
             t = codes.shape[1]
             stream0[a : a + t] = FRAME
-            stream0[a + t : a + n] = PAD
             rows["delayed"][row, :, a : a + t] = codes
         if is_target:
             target[a : a + n] = True
@@ -206,8 +217,9 @@ def with_labels(rows: dict[str, Any]) -> dict[str, np.ndarray]:
 
     Position p predicts p + 1 where p + 1 is a target: stream 0's id, and each codebook's code
     unless it is that codebook's pad. `place` writes codes only at audio steps, so only the
-    target audio steps are read for code labels (about a fifth of a packed batch's positions;
-    comparing every codebook at every position cost more than the rest of this function)."""
+    target audio steps are read for code labels, a run per audio segment (about a fifth of a
+    packed batch's positions; comparing every codebook at every position cost more than the
+    rest of this function)."""
     tokens, target = rows["tokens"], rows["target"]
     k = tokens.shape[1] - 1
     stream0, ahead = tokens[:, 0], target[:, 1:]
@@ -219,8 +231,10 @@ def with_labels(rows: dict[str, Any]) -> dict[str, np.ndarray]:
     text_weight[:, :-1] = ahead
     text_weight[:, :-1][audio] = 1.0 / k
     code_labels = np.full((tokens.shape[0], k, tokens.shape[2]), IGNORE, dtype=np.int64)
-    row, step = np.nonzero(audio)
-    codes = tokens[row, 1:, step + 1]  # [target audio steps, K]
-    code_labels[row, :, step] = np.where(codes != CODE_PAD, codes, IGNORE)
+    rows_at, edges = np.nonzero(np.diff(audio, prepend=False, append=False, axis=1))
+    for row, start, end in zip(rows_at[::2].tolist(), edges[::2].tolist(), edges[1::2].tolist(),
+                               strict=True):  # each run of target audio steps
+        codes = tokens[row, 1:, start + 1 : end + 1]
+        np.copyto(code_labels[row, :, start:end], codes, where=codes != CODE_PAD)
     return {"tokens": tokens, "text_labels": text_labels, "text_weight": text_weight,
             "code_labels": code_labels}
