@@ -17,6 +17,7 @@ from ualm.errors import UalmError
 from ualm.manifests.shard_reader import iter_members, iter_samples, load_json, load_npy
 from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
+from ualm.train.data import source_reader
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
 from ualm.train.data.sources import discover, probabilities
 from ualm.train.data.stream import PackedStream, Rows, StreamConfig
@@ -238,3 +239,21 @@ def test_packed_labels_equal_their_definition(corpus: Path) -> None:
         assert (got["code_labels"] != IGNORE).any() and (got["text_weight"] == 0.125).any()
         for name, array in want.items():
             assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name
+
+
+def test_read_ahead_feeds_the_cache_and_keeps_the_order(corpus: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> tuple[list[dict], PackedStream]:
+        stream = _stream(corpus)
+        out = []
+        for (batch, state), _ in zip(stream, range(12), strict=False):
+            out.append({**{k: v.tobytes() for k, v in batch.items()}, "state": state})
+        return out, stream
+
+    ahead, stream = run()
+    cache = stream.readers[0].cache
+    assert cache.read_ahead_used >= 3  # shards already fetched when first wanted
+    monkeypatch.setattr(source_reader, "READ_AHEAD", 0)
+    plain, stream = run()
+    assert stream.readers[0].cache.read_ahead_used == 0
+    assert ahead == plain

@@ -37,14 +37,17 @@ def _size(field: bytes) -> int:
     return int(field.rstrip(b"\0 ") or b"0", 8)
 
 
-def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
-    """(name, data) of every regular file in the tar, in order (a path, or a URL of a published
-    corpus: the whole shard is fetched in one read either way)."""
+def read_shard(path: str | Path) -> bytes:
+    """A shard's bytes: a path, or a URL of a published corpus, fetched in one read."""
     try:
-        data = storage.read_bytes(path)
+        return storage.read_bytes(path)
     except FileNotFoundError as exc:
         raise UalmError(f"shard {path} is missing", fix="rebuild or re-download the corpus") from exc
-    yield from members_of(data)
+
+
+def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
+    """(name, data) of every regular file in the tar, in order."""
+    yield from members_of(read_shard(path))
 
 
 def members_of(data: bytes) -> Iterator[tuple[str, memoryview]]:
