@@ -104,8 +104,9 @@ class SequenceBuilder:
         self.k = codebooks
         self.ids: list[int] = []
         """Stream-0 ids of the text positions, in order, less N_SPECIAL: a text tokenizer's ids
-        as it gives them, special tokens negative. `laid` offsets them all in one step
-        (offsetting each token in Python cost more than the rest of laying a sample out)."""
+        as it gives them, special tokens negative. `place` offsets a run of them in the step
+        that copies it (offsetting each token in Python cost more than the rest of laying a
+        sample out)."""
         self.pieces: list[list[Any]] = []
         """[first position, length, target, codes [K, T] or None for text] of each piece."""
         self.length = 0
@@ -145,9 +146,8 @@ class SequenceBuilder:
         return self.length
 
     def laid(self) -> LaidSample:
-        ids = np.array(self.ids, dtype=np.int64)
-        ids += N_SPECIAL
-        return LaidSample(ids, tuple(map(tuple, self.pieces)), self.length)  # type: ignore[arg-type]
+        return LaidSample(np.array(self.ids, dtype=np.int64), tuple(map(tuple, self.pieces)),
+                          self.length)  # type: ignore[arg-type]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """tokens [1 + K, n]; labels shifted so that position p holds what p predicts
@@ -166,7 +166,7 @@ class LaidSample:
     def __init__(self, text_ids: np.ndarray,
                  pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...], length: int) -> None:
         self.text_ids = text_ids
-        """int64: stream-0 ids of the text positions, in order."""
+        """int64: stream-0 ids of the text positions, in order, less N_SPECIAL."""
         self.pieces = pieces
         """(first position, length, target, codes or None for text)."""
         self.length = length
@@ -199,7 +199,7 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
     for first, n, is_target, codes in sample.pieces:
         a = at + first
         if codes is None:
-            stream0[a : a + n] = sample.text_ids[used : used + n]
+            np.add(sample.text_ids[used : used + n], N_SPECIAL, out=stream0[a : a + n])
             used += n
         else:
             t = codes.shape[1]
