@@ -27,7 +27,13 @@ from ualm.train.blend.counting import code_tokens, sample_tokens
 from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
 from ualm.train.data.sources import Source
 from ualm.train.sequence.chat import build_sample, sample_task
-from ualm.train.sequence.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
+from ualm.train.sequence.layout import (
+    TASK_IDS,
+    LaidSample,
+    empty_rows,
+    place_in_row,
+    with_labels,
+)
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 
@@ -35,16 +41,20 @@ class Rows:
     """A batch being packed: the layout's rows plus position and task ids per position."""
 
     def __init__(self, batch: int, length: int, codebooks: int) -> None:
-        self.rows = empty_rows(batch, length, codebooks)
+        self.rows = rows = empty_rows(batch, length, codebooks)
         self.steps = np.arange(length)
         self.position_ids = np.zeros((batch, length), dtype=np.int64)
         self.task_ids = np.full((batch, length), -1, dtype=np.int64)  # -1: padding
+        self.views = [(rows["tokens"][r, 0], rows["target"][r], rows["delayed"][r],
+                       self.position_ids[r], self.task_ids[r]) for r in range(batch)]
+        """Per row, what `put` writes: made once, not once per sample."""
 
     def put(self, row: int, at: int, laid: LaidSample, task_id: int) -> None:
-        n = len(laid)
-        place(self.rows, row, at, laid)
-        self.position_ids[row, at : at + n] = self.steps[:n]
-        self.task_ids[row, at : at + n] = task_id
+        stream0, target, delayed, positions, tasks = self.views[row]
+        place_in_row(stream0, target, delayed, at, laid)
+        n = laid.length
+        positions[at : at + n] = self.steps[:n]
+        tasks[at : at + n] = task_id
 
     def pad(self, row: int, at: int) -> None:
         """Padding: a block of its own."""

@@ -194,7 +194,12 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
     """Writes a sample into padding of `empty_rows` at a position, codebook n of each segment
     delayed n steps. (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows
     it, so the delayed view never reaches past the row; its delay tail stays <|pad|>.)"""
-    stream0, target = rows["tokens"][row, 0], rows["target"][row]
+    place_in_row(rows["tokens"][row, 0], rows["target"][row], rows["delayed"][row], at, sample)
+
+
+def place_in_row(stream0: np.ndarray, target: np.ndarray, delayed: np.ndarray, at: int,
+                 sample: LaidSample) -> None:
+    """`place`, given one row's stream 0, target flags and delay view (a packer keeps them)."""
     used = 0
     for first, n, is_target, codes in sample.pieces:
         a = at + first
@@ -204,7 +209,7 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
         else:
             t = codes.shape[1]
             stream0[a : a + t] = FRAME
-            rows["delayed"][row, :, a : a + t] = codes
+            delayed[:, a : a + t] = codes
         if is_target:
             target[a : a + n] = True
     target[at] = False  # a sample's first position is never predicted from the position
