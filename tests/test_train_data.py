@@ -4,6 +4,7 @@ realised blend counted with the shared token rule."""
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -13,13 +14,14 @@ import pytest
 import torch
 
 from ualm.errors import UalmError
-from ualm.manifests.shard_reader import iter_members, iter_samples, load_json
+from ualm.manifests.shard_reader import iter_members, iter_samples, load_json, load_npy
 from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
+from ualm.train.data import source_reader
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
 from ualm.train.data.sources import discover, probabilities
-from ualm.train.data.stream import PackedStream, StreamConfig
-from ualm.train.sequence.layout import IGNORE
+from ualm.train.data.stream import PackedStream, Rows, StreamConfig
+from ualm.train.sequence.layout import CODE_PAD, FRAME, IGNORE, PAD
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -46,6 +48,21 @@ def test_shard_reader_matches_tarfile(corpus: Path) -> None:
         assert [(n, bytes(b)) for n, b in iter_members(shard)] == expected
     keys = [k for k, _ in iter_samples(shards[0])]
     assert len(keys) == len(set(keys)) == len(expected_keys(shards[0]))
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_load_npy_matches_numpy(version: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 1024, (8, 75)).astype(np.int16), np.arange(5.0), np.int64(7),
+              np.zeros((2, 0, 3), dtype=">i4"), np.asfortranarray(np.arange(6).reshape(2, 3))]
+    for array in arrays:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.asanyarray(array), version=version)
+        got = load_npy(memoryview(buffer.getvalue()))
+        assert got.dtype == array.dtype and got.shape == np.shape(array)
+        assert np.array_equal(got, array)
+        if np.ndim(array) < 2 or array.flags.c_contiguous:  # the fast path: a view, no copy
+            assert not got.flags.writeable
 
 
 def expected_keys(shard: Path) -> set[str]:
@@ -202,3 +219,51 @@ def test_data_module_resume_through_the_dataloader(corpus: Path, workers: int) -
     if workers:
         seen = Counter(int(b["tokens"].sum()) for b in batches)
         assert len(seen) > 1
+
+
+def _labels_by_definition(tokens: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Position p predicts p + 1 where p + 1 is a target: every codebook compared at every
+    position (the plain formula `with_labels` must equal)."""
+    k = tokens.shape[1] - 1
+    stream0, codes, ahead = tokens[:, 0], tokens[:, 1:], target[:, 1:]
+    text_labels = np.full(stream0.shape, IGNORE, dtype=np.int64)
+    text_labels[:, :-1] = np.where(ahead, stream0[:, 1:], IGNORE)
+    audio = (stream0[:, 1:] == FRAME) | (stream0[:, 1:] == PAD)
+    text_weight = np.zeros(stream0.shape, dtype=np.float32)
+    text_weight[:, :-1] = np.where(ahead, np.where(audio, 1.0 / k, 1.0), 0.0)
+    code_labels = np.full(codes.shape, IGNORE, dtype=np.int64)
+    code_labels[:, :, :-1] = np.where((codes[:, :, 1:] != CODE_PAD) & ahead[:, None],
+                                      codes[:, :, 1:], IGNORE)
+    return {"text_labels": text_labels, "text_weight": text_weight, "code_labels": code_labels}
+
+
+def test_packed_labels_equal_their_definition(corpus: Path) -> None:
+    stream = _stream(corpus)
+    stream.config = StreamConfig(512, 4, 8, 0, 8, 0.3)  # dropped conditions too
+    for _ in range(6):
+        rows = Rows(4, 512, 8)
+        for row in range(4):
+            stream.pack_row(rows, row)
+        got = rows.arrays()
+        want = _labels_by_definition(rows.rows["tokens"], rows.rows["target"])
+        assert (got["code_labels"] != IGNORE).any() and (got["text_weight"] == 0.125).any()
+        for name, array in want.items():
+            assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name
+
+
+def test_read_ahead_feeds_the_cache_and_keeps_the_order(corpus: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> tuple[list[dict], PackedStream]:
+        stream = _stream(corpus)
+        out = []
+        for (batch, state), _ in zip(stream, range(12), strict=False):
+            out.append({**{k: v.tobytes() for k, v in batch.items()}, "state": state})
+        return out, stream
+
+    ahead, stream = run()
+    cache = stream.readers[0].cache
+    assert cache.read_ahead_used >= 3  # shards already fetched when first wanted
+    monkeypatch.setattr(source_reader, "READ_AHEAD", 0)
+    plain, stream = run()
+    assert stream.readers[0].cache.read_ahead_used == 0
+    assert ahead == plain

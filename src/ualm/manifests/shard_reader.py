@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,14 +37,17 @@ def _size(field: bytes) -> int:
     return int(field.rstrip(b"\0 ") or b"0", 8)
 
 
-def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
-    """(name, data) of every regular file in the tar, in order (a path, or a URL of a published
-    corpus: the whole shard is fetched in one read either way)."""
+def read_shard(path: str | Path) -> bytes:
+    """A shard's bytes: a path, or a URL of a published corpus, fetched in one read."""
     try:
-        data = storage.read_bytes(path)
+        return storage.read_bytes(path)
     except FileNotFoundError as exc:
         raise UalmError(f"shard {path} is missing", fix="rebuild or re-download the corpus") from exc
-    yield from members_of(data)
+
+
+def iter_members(path: str | Path) -> Iterator[tuple[str, memoryview]]:
+    """(name, data) of every regular file in the tar, in order."""
+    yield from members_of(read_shard(path))
 
 
 def members_of(data: bytes) -> Iterator[tuple[str, memoryview]]:
@@ -117,17 +119,20 @@ def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...]] | None:
 def load_npy(data: memoryview | bytes) -> np.ndarray:
     """An .npy payload as a read-only view of `data` (no copy). The header NumPy writes for
     C-order arrays is parsed with a regular expression; anything else goes through NumPy's own
-    reader, whose header parsing (`ast.literal_eval`) cost more than the rest of a sample."""
+    reader, whose header parsing (`ast.literal_eval`) cost more than the rest of a sample. (The
+    trainer decodes one array per sample drawn: the few slices here are its per-sample cost.)"""
     view = memoryview(data)
-    if bytes(view[:8]) in (b"\x93NUMPY\x01\x00", b"\x93NUMPY\x02\x00"):
-        wide = view[6] == 2
-        start = 12 if wide else 10
-        size = int.from_bytes(view[8:start], "little")
-        parsed = _npy_header(bytes(view[start : start + size]))
-        if parsed is not None:
-            dtype, shape = parsed
-            return np.frombuffer(view, dtype=dtype, count=math.prod(shape),
-                                 offset=start + size).reshape(shape)
+    lead = bytes(view[:10])  # magic, version, and a version 1 header's length
+    if lead[:7] == b"\x93NUMPY\x01":
+        start, size = 10, int.from_bytes(lead[8:10], "little")
+    elif lead[:7] == b"\x93NUMPY\x02":
+        start, size = 12, int.from_bytes(view[8:12], "little")
+    else:
+        start = size = 0
+    parsed = _npy_header(bytes(view[start : start + size])) if start else None
+    if parsed is not None:
+        dtype, shape = parsed
+        return np.ndarray(shape, dtype, buffer=view, offset=start + size)
     return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
 
 

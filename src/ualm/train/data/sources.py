@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ualm.errors import UalmError
 from ualm.manifests import names, storage
@@ -37,10 +39,15 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
     found: list[Source] = []
     for corpus in corpora:
         root = storage.location(corpus)
-        codec = corpus_codec(root, codec_id)
         layout = CorpusLayout(root)
-        table = layout.folder_table(layout.manifest_folder("samples"),
-                                    ["shard", "modality", "source", "task", "extra"])
+        with ThreadPoolExecutor(3) as pool:  # on a bucket each is a round trip or more
+            codec_read = pool.submit(corpus_codec, root, codec_id)
+            samples_read = pool.submit(layout.folder_table, layout.manifest_folder("samples"),
+                                       ["shard", "modality", "source", "task", "extra"])
+            traces_read = pool.submit(layout.folder_table, layout.manifest_folder("traces"),
+                                      ["shard", "source", "task", "codec_id"])
+            codec, table, traces = (codec_read.result(), samples_read.result(),
+                                    traces_read.result())
         if table is None:
             continue
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -50,7 +57,7 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
                 shard = names.token_shard(codec, names.shard_index(shard))
             task = row_task(row["task"], row["modality"], row["extra"])
             groups[(row["source"], task)][layout.url(shard)] += 1
-        _add_traces(layout, codec, groups)
+        _add_traces(layout, codec, traces, groups)
         for (name, task), shards in sorted(groups.items()):
             found.append(Source(root, name, task, tuple(sorted(shards)),
                                 sum(shards.values()), codec))
@@ -59,12 +66,11 @@ def discover(corpora: Sequence[str | Path], codec_id: str | None = None) -> list
     return found
 
 
-def _add_traces(layout: CorpusLayout, codec: str,
+def _add_traces(layout: CorpusLayout, codec: str, table: Any,
                 groups: dict[tuple[str, str], dict[str, int]]) -> None:
-    """Reasoning traces (`ualm synth`): one source per trace kind, shards from their manifest.
-    Traces carry codes of one codec; those of another token set are not this run's data."""
-    table = layout.folder_table(layout.manifest_folder("traces"),
-                                ["shard", "source", "task", "codec_id"])
+    """Reasoning traces (`ualm synth`): one source per trace kind, shards from their manifest
+    (its table: None without traces). Traces carry codes of one codec; those of another token
+    set are not this run's data."""
     if table is None:
         return
     for row in table.to_pylist():

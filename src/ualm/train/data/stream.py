@@ -28,7 +28,13 @@ from ualm.train.blend.counting import code_tokens, sample_tokens
 from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
 from ualm.train.data.sources import Source
 from ualm.train.sequence.chat import build_sample, sample_task
-from ualm.train.sequence.layout import TASK_IDS, LaidSample, empty_rows, place, with_labels
+from ualm.train.sequence.layout import (
+    TASK_IDS,
+    LaidSample,
+    empty_rows,
+    place_in_row,
+    with_labels,
+)
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 MAX_SKIPS_IN_A_ROW = 10_000
@@ -40,16 +46,20 @@ class Rows:
     """A batch being packed: the layout's rows plus position and task ids per position."""
 
     def __init__(self, batch: int, length: int, codebooks: int) -> None:
-        self.rows = empty_rows(batch, length, codebooks)
+        self.rows = rows = empty_rows(batch, length, codebooks)
         self.steps = np.arange(length)
         self.position_ids = np.zeros((batch, length), dtype=np.int64)
         self.task_ids = np.full((batch, length), -1, dtype=np.int64)  # -1: padding
+        self.views = [(rows["tokens"][r, 0], rows["target"][r], rows["delayed"][r],
+                       self.position_ids[r], self.task_ids[r]) for r in range(batch)]
+        """Per row, what `put` writes: made once, not once per sample."""
 
     def put(self, row: int, at: int, laid: LaidSample, task_id: int) -> None:
-        n = len(laid)
-        place(self.rows, row, at, laid)
-        self.position_ids[row, at : at + n] = self.steps[:n]
-        self.task_ids[row, at : at + n] = task_id
+        stream0, target, delayed, positions, tasks = self.views[row]
+        place_in_row(stream0, target, delayed, at, laid)
+        n = laid.length
+        positions[at : at + n] = self.steps[:n]
+        tasks[at : at + n] = task_id
 
     def pad(self, row: int, at: int) -> None:
         """Padding: a block of its own."""
@@ -87,10 +97,10 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class Sample:
-    __slots__ = ("laid", "length", "ref", "task", "tokens")
+    __slots__ = ("laid", "length", "ref", "tokens")
 
-    def __init__(self, ref: Ref, laid: LaidSample, task: str, tokens: int) -> None:
-        self.ref, self.laid, self.task, self.tokens = ref, laid, task, tokens
+    def __init__(self, ref: Ref, laid: LaidSample, tokens: int) -> None:
+        self.ref, self.laid, self.tokens = ref, laid, tokens
         self.length = laid.length
 
 
@@ -115,6 +125,8 @@ class PackedStream:
         self.carry: Sample | None = None
         self.batches = 0
         self.counts = {s.label: [0, 0] for s in self.sources}  # samples, tokens packed
+        self.labels = [s.label for s in self.sources]
+        self.task_ids = [TASK_IDS.get(s.task, 2) for s in self.sources]
         self.skipped = {"too_long": 0, "bad": 0}
         self.exhausted = False
 
@@ -163,7 +175,7 @@ class PackedStream:
         except ValueError:
             return None
         tokens = sample_tokens(meta, self.tokenizer) + code_tokens(codes)
-        return Sample(ref, seq.laid(), self.sources[ref[0]].task, tokens)
+        return Sample(ref, seq.laid(), tokens)
 
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling). A stream whose every sample is
@@ -230,8 +242,9 @@ class PackedStream:
             if at + n > length:
                 self.carry = sample
                 break
-            rows.put(row, at, sample.laid, TASK_IDS.get(sample.task, 2))
-            count = self.counts[self.sources[sample.ref[0]].label]
+            source = sample.ref[0]
+            rows.put(row, at, sample.laid, self.task_ids[source])
+            count = self.counts[self.labels[source]]
             count[0] += 1
             count[1] += sample.tokens
             packed.append(sample.ref)

@@ -60,7 +60,9 @@ def build_sample(meta: Mapping[str, Any], codes: np.ndarray | Mapping[str, np.nd
             raise ValueError("a generation sample needs codes")
         if not drop_condition:
             captions = meta.get("captions") or []
-            seq.text([BOS, USER, *text_ids(tokenizer, str(captions[0]) if captions else ""), EOT])
+            seq.text([BOS, USER])
+            seq.words(tokenizer.encode(str(captions[0]) if captions else ""))
+            seq.text([EOT])
         seq.text([ASSISTANT])
         seq.audio(codes, target=True)
         seq.text([EOT, EOS], target=True)
@@ -104,11 +106,12 @@ def _turns(seq: SequenceBuilder, turns: list[Any], tokenizer: TextTokenizer,
             before, _, after = content.partition(SOUND_TAG) if SOUND_TAG in content else ("",
                                                                                         "", content)
             if before.strip():
-                seq.text(text_ids(tokenizer, before.strip()))
+                seq.words(tokenizer.encode(before.strip()))
             seq.audio(codes)  # type: ignore[arg-type]
             content = after.strip()
             audio_left = False
-        seq.text([*text_ids(tokenizer, content), EOT], target=target)
+        seq.words(tokenizer.encode(content), target=target)
+        seq.text([EOT], target=target)
 
 
 def _reasoning_turns(seq: SequenceBuilder, messages: list[Any], tokenizer: TextTokenizer,
@@ -126,7 +129,7 @@ def _reasoning_turns(seq: SequenceBuilder, messages: list[Any], tokenizer: TextT
         for part in parts:
             kind = part.get("type")
             if kind == "text":
-                seq.text(text_ids(tokenizer, str(part.get("text", ""))), target=target)
+                seq.words(tokenizer.encode(str(part.get("text", ""))), target=target)
             elif kind == "audio":
                 ref = str(part.get("ref"))
                 if ref not in codes:

@@ -103,15 +103,23 @@ class SequenceBuilder:
     def __init__(self, codebooks: int) -> None:
         self.k = codebooks
         self.ids: list[int] = []
-        """Stream-0 ids of the text positions, in order."""
+        """Stream-0 ids of the text positions, in order, less N_SPECIAL: a text tokenizer's ids
+        as it gives them, special tokens negative. `place` offsets a run of them in the step
+        that copies it (offsetting each token in Python cost more than the rest of laying a
+        sample out)."""
         self.pieces: list[list[Any]] = []
         """[first position, length, target, codes [K, T] or None for text] of each piece."""
         self.length = 0
 
     def text(self, ids: list[int] | np.ndarray, target: bool = False) -> None:
+        """Stream-0 ids: special tokens, or `chat.text_ids`."""
         if type(ids) is not list:  # about six calls per sample: the checks are kept cheap
             ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        n = len(ids)
+        self.words([i - N_SPECIAL for i in ids], target)
+
+    def words(self, tokens: list[int], target: bool = False) -> None:
+        """A text tokenizer's ids (stream-0 ids N_SPECIAL + id)."""
+        n = len(tokens)
         if n == 0:
             return
         pieces = self.pieces
@@ -120,7 +128,7 @@ class SequenceBuilder:
             last[1] += n
         else:
             pieces.append([self.length, n, target, None])
-        self.ids += ids
+        self.ids += tokens
         self.length += n
 
     def audio(self, codes: np.ndarray, target: bool = False) -> None:
@@ -138,8 +146,8 @@ class SequenceBuilder:
         return self.length
 
     def laid(self) -> LaidSample:
-        return LaidSample(np.array(self.ids, dtype=np.int64),
-                          tuple(tuple(p) for p in self.pieces), self.length)  # type: ignore[misc]
+        return LaidSample(np.array(self.ids, dtype=np.int64), tuple(map(tuple, self.pieces)),
+                          self.length)  # type: ignore[arg-type]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """tokens [1 + K, n]; labels shifted so that position p holds what p predicts
@@ -149,51 +157,59 @@ class SequenceBuilder:
         return {name: array[0] for name, array in with_labels(rows).items()}
 
 
-@dataclass(frozen=True)
 class LaidSample:
-    """One sample, compact: what `place` writes into a row of a batch."""
+    """One sample, compact: what `place` writes into a row of a batch. Read only once made
+    (a plain class with slots: a frozen dataclass's constructor cost a microsecond a sample)."""
 
-    text_ids: np.ndarray
-    """int64: stream-0 ids of the text positions, in order."""
-    pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...]
-    """(first position, length, target, codes or None for text)."""
-    length: int
+    __slots__ = ("length", "pieces", "text_ids")
+
+    def __init__(self, text_ids: np.ndarray,
+                 pieces: tuple[tuple[int, int, bool, np.ndarray | None], ...], length: int) -> None:
+        self.text_ids = text_ids
+        """int64: stream-0 ids of the text positions, in order, less N_SPECIAL."""
+        self.pieces = pieces
+        """(first position, length, target, codes or None for text)."""
+        self.length = length
 
     def __len__(self) -> int:
         return self.length
 
 
 def empty_rows(rows: int, length: int, codebooks: int) -> dict[str, Any]:
-    """Rows of padding: tokens [rows, 1 + K, length], target flags [rows, length], and per row
-    a view of the codebooks along the delay pattern (`delayed[r][n, p]` is codebook n's entry
-    at step p + n), so that a segment's codes are written with one assignment."""
+    """Rows of padding: tokens [rows, 1 + K, length], target flags [rows, length], and a view
+    of the codebooks along the delay pattern (`delayed[r, n, p]` is codebook n's entry at step
+    p + n of row r), so that a segment's codes are written with one assignment."""
     tokens = np.full((rows, 1 + codebooks, length), CODE_PAD, dtype=np.int64)
     tokens[:, 0] = PAD
     item = tokens.itemsize
-    delayed = [np.lib.stride_tricks.as_strided(tokens[r].reshape(-1)[length:],
-                                               shape=(codebooks, length),
-                                               strides=((length + 1) * item, item))
-               for r in range(rows)]
+    delayed = np.lib.stride_tricks.as_strided(tokens.reshape(-1)[length:],
+                                              shape=(rows, codebooks, length),
+                                              strides=(tokens.strides[0], (length + 1) * item,
+                                                       item))
     return {"tokens": tokens, "target": np.zeros((rows, length), dtype=bool),
             "delayed": delayed}
 
 
 def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
-    """Writes a sample into a row at a position, codebook n of each segment delayed n steps.
-    (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows it, so the delayed
-    view never reaches past the row.)"""
-    stream0, target = rows["tokens"][row, 0], rows["target"][row]
+    """Writes a sample into padding of `empty_rows` at a position, codebook n of each segment
+    delayed n steps. (A segment of T frames spans T + K - 1 steps and <|audio_end|> follows
+    it, so the delayed view never reaches past the row; its delay tail stays <|pad|>.)"""
+    place_in_row(rows["tokens"][row, 0], rows["target"][row], rows["delayed"][row], at, sample)
+
+
+def place_in_row(stream0: np.ndarray, target: np.ndarray, delayed: np.ndarray, at: int,
+                 sample: LaidSample) -> None:
+    """`place`, given one row's stream 0, target flags and delay view (a packer keeps them)."""
     used = 0
     for first, n, is_target, codes in sample.pieces:
         a = at + first
         if codes is None:
-            stream0[a : a + n] = sample.text_ids[used : used + n]
+            np.add(sample.text_ids[used : used + n], N_SPECIAL, out=stream0[a : a + n])
             used += n
         else:
             t = codes.shape[1]
             stream0[a : a + t] = FRAME
-            stream0[a + t : a + n] = PAD
-            rows["delayed"][row][:, a : a + t] = codes
+            delayed[:, a : a + t] = codes
         if is_target:
             target[a : a + n] = True
     target[at] = False  # a sample's first position is never predicted from the position
@@ -202,17 +218,28 @@ def place(rows: dict[str, Any], row: int, at: int, sample: LaidSample) -> None:
 
 def with_labels(rows: dict[str, Any]) -> dict[str, np.ndarray]:
     """tokens and what each position predicts (IGNORE where nothing): text_labels, text_weight
-    (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels."""
+    (1/K at audio steps, which hold <|frame|> or <|pad|> in stream 0) and code_labels.
+
+    Position p predicts p + 1 where p + 1 is a target: stream 0's id, and each codebook's code
+    unless it is that codebook's pad. `place` writes codes only at audio steps, so only the
+    target audio steps are read for code labels, a run per audio segment (about a fifth of a
+    packed batch's positions; comparing every codebook at every position cost more than the
+    rest of this function)."""
     tokens, target = rows["tokens"], rows["target"]
     k = tokens.shape[1] - 1
-    stream0, codes, ahead = tokens[:, 0], tokens[:, 1:], target[:, 1:]
+    stream0, ahead = tokens[:, 0], target[:, 1:]
+    following = stream0[:, 1:]
     text_labels = np.full(stream0.shape, IGNORE, dtype=np.int64)
-    text_labels[:, :-1] = np.where(ahead, stream0[:, 1:], IGNORE)
-    audio_step = (stream0[:, 1:] == FRAME) | (stream0[:, 1:] == PAD)
+    np.copyto(text_labels[:, :-1], following, where=ahead)
+    audio = ahead & ((following == FRAME) | (following == PAD))
     text_weight = np.zeros(stream0.shape, dtype=np.float32)
-    text_weight[:, :-1] = np.where(ahead, np.where(audio_step, 1.0 / k, 1.0), 0.0)
-    code_labels = np.full(codes.shape, IGNORE, dtype=np.int64)
-    code_labels[:, :, :-1] = np.where((codes[:, :, 1:] != CODE_PAD) & ahead[:, None],
-                                      codes[:, :, 1:], IGNORE)
+    text_weight[:, :-1] = ahead
+    text_weight[:, :-1][audio] = 1.0 / k
+    code_labels = np.full((tokens.shape[0], k, tokens.shape[2]), IGNORE, dtype=np.int64)
+    rows_at, edges = np.nonzero(np.diff(audio, prepend=False, append=False, axis=1))
+    for row, start, end in zip(rows_at[::2].tolist(), edges[::2].tolist(), edges[1::2].tolist(),
+                               strict=True):  # each run of target audio steps
+        codes = tokens[row, 1:, start + 1 : end + 1]
+        np.copyto(code_labels[row, :, start:end], codes, where=codes != CODE_PAD)
     return {"tokens": tokens, "text_labels": text_labels, "text_weight": text_weight,
             "code_labels": code_labels}
