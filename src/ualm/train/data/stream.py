@@ -128,6 +128,7 @@ class PackedStream:
         self.labels = [s.label for s in self.sources]
         self.task_ids = [TASK_IDS.get(s.task, 2) for s in self.sources]
         self.skipped = {"too_long": 0, "bad": 0}
+        self.give_up = min(MAX_SKIPS_IN_A_ROW, 2 * sum(s.samples for s in self.sources) + 16)
         self.exhausted = False
 
     # -- state ---------------------------------------------------------------------------
@@ -180,14 +181,13 @@ class PackedStream:
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling). A stream whose every sample is
         skipped would loop forever: after `give_up` skips in a row it stops with the reason."""
-        give_up = min(MAX_SKIPS_IN_A_ROW, 2 * sum(s.samples for s in self.sources) + 16)
-        for _ in range(give_up):
+        for _ in range(self.give_up):
             source = min(bisect_right(self.cumulative, self.rng.random()), len(self.readers) - 1)
             sample = self._accepted(*self.readers[source].next())
             if sample is not None:
                 return sample
         raise UalmError(
-            f"the last {give_up} samples drawn were all skipped ({dict(self.skipped)}): "
+            f"the last {self.give_up} samples drawn were all skipped ({dict(self.skipped)}): "
             f"none fits a sequence of {self.config.seq_len} tokens or parses",
             fix="raise data.seq_len (and model.max_positions) above the samples' lengths "
                 "(`ualm blend stats CORPUS` shows them), or build shorter clips")
