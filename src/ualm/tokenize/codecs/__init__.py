@@ -10,8 +10,9 @@ Two backends load weights: the `encodec` package (a .th checkpoint such as
 encodec_24khz-d7cc33bc.th, and the seeded "random" codec) and transformers' EncodecModel (a
 Hugging Face folder such as a local copy of facebook/encodec_24khz). Both encode through one
 batched streaming encoder (`engine.py`), so the same weights give the same codes and the same
-`codec_id` whichever backend loaded them; each decodes with its own model. X-codec, DAC and Mimi (`kinds.py`, `hf_codec.py`,
-`hf_loading.py`) encode padded batches through the model class's own `encode`.
+`codec_id` whichever backend loaded them; each decodes with its own model. X-codec, DAC and
+Mimi (`kinds.py`, `hf_codec.py`, `hf_loading.py`) encode padded batches through the model
+class's own `encode`.
 """
 
 from ualm.tokenize.codecs.base import AudioCodec

@@ -6,7 +6,8 @@ A freshly built X-codec or Mimi codes every sound as 0, like EnCodec: their code
 zeros, waiting for training's k-means start. The random codec therefore fills each residual
 codebook with k-means centroids of what it quantizes on fixed synthetic audio (codebook n on the
 residuals codebooks 1..n-1 leave), as `random_init` does for EnCodec. DAC draws its codebooks at
-random like its other weights and spreads its codes as built (a test checks every kind).
+random, which spreads codes over fewer entries; it is fitted the same way in its own projected,
+normalised space (`_fit_dac`). A test checks every kind.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from ualm.tokenize.codecs.random_init import cache_dir, held_out_residual, kmean
 
 INIT = {
     "version": 1,
-    "clips": 32,  # synthetic clips of the k-means sample, seeds audio_seed + 0..31
-    "clip_seconds": 8.0,  # X-codec: 12,800 frames for 1024 centroids; Mimi: 3,200 for 2048
+    "clips": 16,  # synthetic clips of the k-means sample, seeds audio_seed + 0..15
+    "clip_seconds": 12.0,  # X-codec, DAC: 9,600 frames for 1024 centroids; Mimi: 2,400 for 2048
     "audio_seed": 7_100_000,  # apart from EnCodec's sample and from the seeds tests use
     "lloyd_iterations": 8,
 }
@@ -130,10 +131,10 @@ def _build(kind: Kind, seed: int) -> dict[str, torch.Tensor]:
     clips = [synth_clip(float(INIT["clip_seconds"]), rate, seed=int(INIT["audio_seed"]) + i)
              for i in range(int(INIT["clips"]))]
     generator = torch.Generator().manual_seed(seed)
-    if kind.name == "dac":  # nothing to fit: its codebooks are drawn with the other weights
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         latents = kind.latents(model, torch.from_numpy(np.stack(clips))[:, None])
+        if kind.name == "dac":
+            _fit_dac(model, latents, generator)
         for points, codebooks in kind.quantizer_stages(model, latents):
             residual = points.float().contiguous()
             for codebook in codebooks:
@@ -142,3 +143,19 @@ def _build(kind: Kind, seed: int) -> dict[str, torch.Tensor]:
                 residual, counts = held_out_residual(residual, embed)
                 kind.set_codebook(codebook, embed, counts)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _fit_dac(model: Any, latents: torch.Tensor, generator: torch.Generator) -> None:
+    """DAC looks codes up by cosine in each quantizer's own projected space: codebook n gets
+    k-means centroids of the normalised projections of the residual codebooks 1..n-1 leave.
+    (Drawn at random, its codebooks spread codes too, but over fewer entries.)"""
+    residual = latents
+    size = model.config.codebook_size
+    for quantizer in model.quantizer.quantizers:
+        projected = quantizer.in_proj(residual)
+        flat = projected.permute(0, 2, 1).reshape(-1, projected.shape[1])
+        points = torch.nn.functional.normalize(flat)
+        embed = kmeans(points.contiguous(), size, int(INIT["lloyd_iterations"]), generator)
+        quantizer.codebook.weight.copy_(embed)
+        quantized, _ = quantizer.decode_latents(projected)
+        residual = residual - quantizer.out_proj(quantized)

@@ -108,8 +108,8 @@ class Kind:
     def quantizer_stages(self, model: Any, latents: torch.Tensor
                          ) -> list[tuple[torch.Tensor, list[Any]]]:
         """(points [n, dim], codebook modules) of each residual quantizer whose codebooks start
-        as zeros and are filled by k-means: X-codec's one, Mimi's semantic and acoustic ones.
-        DAC's codebooks are drawn at random like its other weights, and spread codes as built."""
+        as zeros and are filled by k-means: X-codec's one, Mimi's semantic and acoustic ones
+        (DAC's, looked up in per-quantizer projections, are fitted by `hf_loading._fit_dac`)."""
         flat = lambda x: x.permute(0, 2, 1).reshape(-1, x.shape[1])  # noqa: E731
         if self.name == "xcodec":
             return [(flat(latents), [q.codebook for q in model.quantizer.quantizers])]
