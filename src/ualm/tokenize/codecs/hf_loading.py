@@ -83,10 +83,11 @@ def codebooks_for(kind: Kind, config: Any, bandwidth: float) -> int:
     options = kind.codebook_options(config)
     fitting = [n for n in options if n * per <= float(bandwidth) + 1e-9]
     if not fitting:
-        offered = ", ".join(f"{n * per:g}" for n in options[:8])
+        offered = ", ".join(f"{n * per:g}" for n in options[:6]) + (
+            ", ..." if len(options) > 6 else "")
         raise UalmError(f"bandwidth {bandwidth:g} kbps is below what {kind.name} offers",
                         fix=f"pass --bandwidth of at least {options[0] * per:g} "
-                            f"(its steps: {offered} ... kbps)")
+                            f"(its steps: {offered} kbps)")
     return max(fitting)
 
 
