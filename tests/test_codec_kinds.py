@@ -124,6 +124,7 @@ def test_an_xcodec_corpus_records_its_codec_and_generate_reads_it(
     from ualm.config import TokenizeConfig
     from ualm.pipelines.tokens import tokenize_corpus
     from ualm.train.model.infer import corpus_codec_model
+    from ualm.train.trainer import check_codecs
 
     corpus = tmp_path / "corpus"
     shutil.copytree(local_corpus, corpus)
@@ -145,3 +146,6 @@ def test_an_xcodec_corpus_records_its_codec_and_generate_reads_it(
     assert abs(meta_json["frames"] - meta_json["seconds"] * 50) <= 1
     rebuilt = corpus_codec_model(corpus, record["codec_id"], device="cpu")
     assert rebuilt.info.codec_id == info.codec_id
+    check_codecs([corpus], record["codec_id"], 8)  # the trainer's check before any work
+    with pytest.raises(UalmError, match=r"model\.codebooks: 8"):
+        check_codecs([corpus], record["codec_id"], 12)
