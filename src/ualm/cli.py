@@ -168,7 +168,7 @@ def _print_tokens(tokens: dict) -> None:
           f"{tokens['token_to_audio_bytes']:.3f} of the audio's bytes")
     if tokens["random_weights"]:
         print("warning: the codec has RANDOM weights (tests and demos only); pass --codec PATH "
-              "with real EnCodec weights for training data")
+              "with real weights (EnCodec, X-codec, DAC or Mimi) for training data")
 
 
 def parse_tokenize(argv: list[str], prog: str = "ualm tokenize") -> tuple[Any, Any]:

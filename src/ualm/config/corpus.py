@@ -98,10 +98,12 @@ class TokenizeConfig:
     enabled: bool = True
     """Tokenize after building (`ualm tokenize` runs the stage on its own)."""
     codec: str = "random"
-    """`random` (seeded, for tests and demos), an EnCodec `.th` checkpoint or a Hugging Face
-    EncodecModel folder."""
+    """`random` or `random:KIND` (seeded, for tests and demos; KIND one of encodec, xcodec, dac,
+    mimi; plain `random` is EnCodec), an EnCodec `.th` checkpoint, or a Hugging Face folder of
+    an EncodecModel, XcodecModel, DacModel or MimiModel (the kind is read from config.json)."""
     bandwidth: float = 6.0
-    """kbps: 1.5, 3, 6, 12 or 24 (2, 4, 8, 16 or 32 codebooks at 75 frames/s)."""
+    """kbps. EnCodec: 1.5, 3, 6, 12 or 24 (2, 4, 8, 16 or 32 codebooks at 75 frames/s). Other
+    codecs: the most their codes may take (6 gives X-codec's 8 codebooks at 50 frames/s)."""
     seed: int = 0
     """Seed of the random codec."""
     device: str | None = None
@@ -112,7 +114,10 @@ class TokenizeConfig:
     """Token cache shared across corpora; null uses $UALM_CACHE or ~/.cache/ualm."""
 
     def __post_init__(self) -> None:
-        if self.bandwidth not in BANDWIDTHS:
+        encodec = self.codec in ("random", "random:encodec") or self.codec.endswith(".th")
+        if not self.bandwidth > 0:
+            _fail(f"tokenize.bandwidth must be a positive number of kbps, got {self.bandwidth:g}")
+        if encodec and self.bandwidth not in BANDWIDTHS:
             _fail(f"tokenize.bandwidth must be one of {', '.join(f'{b:g}' for b in BANDWIDTHS)} "
                   f"kbps, got {self.bandwidth:g}")
         if self.batch_size is not None and self.batch_size < 1:

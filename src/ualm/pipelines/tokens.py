@@ -109,7 +109,7 @@ def _load_checked(spec: CodecSpec, corpus_rate: int) -> Any:
     from ualm.tokenize.stage import worker_codec
 
     codec = worker_codec(spec)
-    if codec.info.sample_rate != corpus_rate:
+    if codec.info.sample_rate > corpus_rate:  # a lower rate is resampled to (tokenize.stage)
         _WORKER_CODECS.pop(spec, None)
         raise UalmError(
             f"the corpus's audio is {corpus_rate} Hz but codec {codec.info.name} expects "
@@ -129,7 +129,8 @@ def _token_record(layout: CorpusLayout, codec: Any, spec: CodecSpec,
     return {
         **info,
         "codec_id": codec.info.codec_id,
-        "source": spec.source if spec.source == "random" else str(Path(spec.source).resolve()),
+        "source": (spec.source if spec.source.startswith("random")
+                   else str(Path(spec.source).resolve())),
         "seed": spec.seed,
         "shards": [layout.relative(layout.token_shard(codec.info.codec_id, s)) for s in shards],
         "samples": total["samples"],

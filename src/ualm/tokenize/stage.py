@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from ualm.manifests import names, schema
 from ualm.manifests.layout import CorpusLayout, write_done
@@ -73,7 +74,7 @@ def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     encoded = cached = 0
     with layout.shard_writer(shard_path) as writer:
-        for chunk in _chunks(layout, task.shard):
+        for chunk in _chunks(layout, task.shard, codec.info.sample_rate):
             codes, hits = _codes_for(chunk, codec, cache)
             encoded += len(chunk) - hits
             cached += hits
@@ -96,8 +97,11 @@ def run_tokenize_shard(task: TokenizeTask) -> dict[str, Any]:
     return summary
 
 
-def _chunks(layout: CorpusLayout, shard: int) -> Iterator[list[tuple[str, dict, np.ndarray, str]]]:
-    """(key, audio json, float32 audio, audio hash) in shard order, CHUNK samples at a time."""
+def _chunks(layout: CorpusLayout, shard: int, codec_rate: int
+            ) -> Iterator[list[tuple[str, dict, np.ndarray, str]]]:
+    """(key, audio json, float32 audio at `codec_rate`, hash of the stored audio) in shard
+    order, CHUNK samples at a time. Audio stored at a higher rate than the codec's (a 24 kHz
+    corpus, X-codec's 16 kHz) is resampled here, so a new codec needs no rebuild."""
     chunk: list[tuple[str, dict, np.ndarray, str]] = []
     with layout.open(layout.audio_shard(shard)) as handle, tarfile.open(fileobj=handle) as tar:
         members: dict[str, dict[str, bytes]] = {}
@@ -108,6 +112,8 @@ def _chunks(layout: CorpusLayout, shard: int) -> Iterator[list[tuple[str, dict, 
                 parts = members.pop(key)
                 pcm, rate = sf.read(io.BytesIO(parts["flac"]), dtype="int16")
                 audio = pcm.astype(np.float32) / np.float32(32768.0)
+                if rate != codec_rate:
+                    audio = soxr.resample(audio, rate, codec_rate, "HQ").astype(np.float32)
                 chunk.append((key, json.loads(parts["json"]), audio, audio_hash(pcm, rate)))
                 if len(chunk) == CHUNK:
                     yield chunk

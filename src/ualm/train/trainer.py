@@ -53,11 +53,36 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
     With `heldout` corpora and `run.val_every`, the held-out loss is logged as it trains."""
     if not corpora:
         raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
+    check_codecs(corpora, config.data.codec_id, config.model.codebooks)
     out = prepare(config, out)
     module = UALMModule(config.model.to_dict(), optim_dict(config), config.run.max_steps)
     datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
                                 config.model.codebooks, blend)
     return fit(module, datamodule, config, out, resume, callbacks, heldout)
+
+
+def check_codecs(corpora: Sequence[str | Path], codec_id: str | None, codebooks: int) -> None:
+    """Before any work: each corpus's token set (the one `data.codec_id` names, or its only
+    one) must have the model's codebook count and codes its vocabulary holds (1024 a codebook:
+    EnCodec, X-codec and DAC fit; Mimi's 2048 do not)."""
+    from ualm.manifests import storage
+    from ualm.manifests.layout import CorpusLayout
+    from ualm.manifests.token_sets import corpus_codec
+    from ualm.train.sequence.layout import CODEBOOK_SIZE
+
+    for corpus in corpora:
+        root = storage.location(corpus)
+        chosen = corpus_codec(root, codec_id)
+        record = CorpusLayout(root).meta()["tokens"][chosen]
+        if record["codebooks"] != codebooks:
+            raise UalmError(f"{corpus}'s token set {chosen} has {record['codebooks']} codebooks, "
+                            f"the model {codebooks}",
+                            fix=f"set model.codebooks: {record['codebooks']}")
+        if record.get("codebook_size", CODEBOOK_SIZE) > CODEBOOK_SIZE:
+            raise UalmError(f"{corpus}'s token set {chosen} has codebooks of "
+                            f"{record['codebook_size']} codes; the model's audio vocabulary "
+                            f"holds {CODEBOOK_SIZE} a codebook",
+                            fix="tokenize with EnCodec, X-codec or DAC")
 
 
 def prepare(config: TrainConfig, out: str | Path) -> Path:

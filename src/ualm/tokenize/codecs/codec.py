@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 from ualm.errors import UalmError
 from ualm.tokenize.codecs import keymap
 from ualm.tokenize.codecs._encodec_import import new_encodec_model
+from ualm.tokenize.codecs.base import AudioCodec
 from ualm.tokenize.codecs.engine import HOP, StreamingEncoder, encode_streams
 from ualm.tokenize.codecs.info import CODEBOOK_SIZE, SAMPLE_RATE, CodecInfo
 
@@ -25,7 +26,7 @@ dropped as clips end: on CPU the codes do not depend on the row count (tested)."
 CUDA_ROWS = 64  # a start, halved on out-of-memory; fixed per codec, so shapes never vary
 
 
-class Codec(ABC):
+class Codec(AudioCodec):
     """EnCodec 24 kHz at one bandwidth: mono float32 audio at 24 kHz <-> int16 codes."""
 
     backend = ""

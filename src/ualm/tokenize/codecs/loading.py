@@ -1,7 +1,7 @@
-"""Checkpoint files: `load_codec` reads a codec from "random", an encodec .th checkpoint or a
-Hugging Face folder, reporting every user mistake as one UalmError before any work; and
-`save_encodec_checkpoint` / `export_hf_folder` write a codec's weights in either format, so both
-backends can load the same weights."""
+"""Checkpoint files: `load_codec` reads a codec from "random[:KIND]", an encodec .th checkpoint
+or a Hugging Face folder (EnCodec here; X-codec, DAC and Mimi through `hf_loading`), reporting
+every user mistake as one UalmError before any work; and `save_encodec_checkpoint` /
+`export_hf_folder` write EnCodec weights in either format, so both backends can load them."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ import torch
 
 from ualm.errors import UalmError
 from ualm.tokenize.codecs import keymap
+from ualm.tokenize.codecs.base import AudioCodec
 from ualm.tokenize.codecs.codec import Codec, EncodecPackageCodec, TransformersCodec
+from ualm.tokenize.codecs.hf_loading import kind_named, load_hf_codec, random_hf_codec
 from ualm.tokenize.codecs.info import check_bandwidth, make_info
+from ualm.tokenize.codecs.kinds import BY_MODEL_TYPE, Kind
 from ualm.tokenize.codecs.random_init import random_state
 
 WEIGHTS_FIX = ("download facebook/encodec_24khz into a folder, or the encodec .th checkpoint, "
@@ -36,15 +39,22 @@ HF_CONFIG = {
 
 
 def load_codec(source: str, bandwidth: float = 6.0, device: str | None = None,
-               batch_size: int | None = None, seed: int = 0) -> Codec:
-    """source: "random" (seeded, k-means-initialised codebooks), a path to an encodec-package
-    checkpoint (.th), or a path to a Hugging Face folder of transformers' EncodecModel.
-    device None = CUDA when available, else CPU; batch_size None = adapt to memory."""
+               batch_size: int | None = None, seed: int = 0) -> AudioCodec:
+    """source: "random" or "random:KIND" (seeded; KIND one of encodec, xcodec, dac, mimi;
+    "random" is EnCodec), a path to an encodec-package checkpoint (.th), or a path to a Hugging
+    Face folder of transformers' EncodecModel, XcodecModel, DacModel or MimiModel (the kind is
+    read from its config.json). bandwidth: kbps, one of EnCodec's; for the other kinds the most
+    the codes may take (6 = all 8 of X-codec's codebooks). device None = CUDA when available,
+    else CPU; batch_size None = adapt to memory."""
+    source = str(source)
+    kind = _hf_kind(source)
+    if kind is not None:
+        return _load_hf(kind, source, bandwidth, device, batch_size, seed)
+    if source == "random:encodec":
+        source = "random"
     bandwidth = check_bandwidth(bandwidth)
     torch_device = _device(device)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise UalmError(f"batch_size must be a positive integer, not {batch_size!r}",
-                        fix="pass e.g. batch_size=8, or leave it unset to adapt to memory")
+    _check_batch_size(batch_size)
     if source == "random":
         state = random_state(seed)
         digest = keymap.weights_sha256(state)
@@ -66,6 +76,46 @@ def load_codec(source: str, bandwidth: float = 6.0, device: str | None = None,
     state = keymap.check_architecture(loaded, str(path))
     info = make_info("encodec", bandwidth, _file_sha256(path), keymap.weights_sha256(state))
     return EncodecPackageCodec(info, state, torch_device, batch_size)
+
+
+def _hf_kind(source: str) -> Kind | None:
+    """The transformers kind `source` names (random:KIND, or a folder whose config.json says
+    so); None for EnCodec."""
+    if source.startswith("random:"):
+        name = source.split(":", 1)[1]
+        return None if name == "encodec" else kind_named(name)
+    config = Path(source).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # the EnCodec reader reports an unreadable config
+    return BY_MODEL_TYPE.get(model_type)
+
+
+def _load_hf(kind: Kind, source: str, bandwidth: float, device: str | None,
+             batch_size: int | None, seed: int) -> AudioCodec:
+    try:
+        bandwidth = float(bandwidth)
+    except (TypeError, ValueError):
+        bandwidth = -1.0
+    if not bandwidth > 0:
+        raise UalmError(f"bandwidth must be a positive number of kbps for {kind.name}",
+                        fix="pass e.g. --bandwidth 6")
+    torch_device = _device(device)
+    _check_batch_size(batch_size)
+    if source.startswith("random:"):
+        return random_hf_codec(kind, bandwidth, seed, torch_device, batch_size)
+    folder = Path(source).expanduser()
+    digest = _file_sha256(*_hf_weight_files(folder))
+    return load_hf_codec(kind, folder, digest, bandwidth, torch_device, batch_size)
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UalmError(f"batch_size must be a positive integer, not {batch_size!r}",
+                        fix="pass e.g. batch_size=8, or leave it unset to adapt to memory")
 
 
 def _device(device: str | None) -> torch.device:
