@@ -246,3 +246,19 @@ def test_container_is_sniffed_from_bytes_and_routed_to_the_faster_backend(clips:
     for fmt, (container, backend) in expected.items():
         info = probe(clips[fmt][0])
         assert (info.container, info.backend) == (container, backend), fmt
+
+
+@pytest.mark.parametrize("channels", [2, 3, 5, 7, 8])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_downmix_is_numpys_mean_bit_for_bit(channels: int, layout: str) -> None:
+    """The column-by-column downmix (fast) must give exactly the samples NumPy's mean gives, for
+    every channel count and memory layout a decoder hands over, float32 and float64."""
+    from ualm.audio.decode import _downmix
+
+    rng = np.random.default_rng(channels)
+    block = rng.standard_normal((50_001, channels)) * rng.uniform(1e-3, 10, channels)
+    for dtype in (np.float32, np.float64):
+        data = np.asarray(block, dtype=dtype, order=layout)
+        mono = _downmix(data)
+        assert mono.dtype == np.float32 and mono.flags.c_contiguous
+        np.testing.assert_array_equal(mono, data.mean(axis=1, dtype=np.float32))

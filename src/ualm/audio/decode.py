@@ -72,10 +72,24 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     return src.info
 
 
+SEQUENTIAL_MEAN_CHANNELS = 7
+"""Up to this many channels NumPy sums a row one channel after another (from 8 it sums in
+pairs), so adding the columns in order gives its mean bit for bit."""
+
+
 def _downmix(block: np.ndarray) -> np.ndarray:
-    if block.shape[1] == 1:
+    channels = block.shape[1]
+    if channels == 1:
         return np.ascontiguousarray(block[:, 0], dtype=np.float32)
-    return block.mean(axis=1, dtype=np.float32)
+    if channels > SEQUENTIAL_MEAN_CHANNELS or block.dtype != np.float32:
+        return block.mean(axis=1, dtype=np.float32)
+    # NumPy's mean along a short axis is ~30x slower than adding the columns: for up to 7
+    # float32 channels it also adds them one after another, so the samples are the same bits
+    mono = block[:, 0].copy()
+    for channel in range(1, channels):
+        mono += block[:, channel]
+    mono /= np.float32(channels)
+    return mono
 
 
 def iter_decoded(
