@@ -2,7 +2,7 @@
 same inputs, measured side by side in one run.
 
 An S3 protocol server on loopback holds the bucket, as a separate process: moto's S3 behind
-tornado's HTTP/1.1 server (`moto_keepalive.py`, the default), or `--server werkzeug` for moto's own
+tornado's HTTP/1.1 server (`_moto_keepalive.py`, the default), or `--server werkzeug` for moto's own
 `moto_server -H 127.0.0.1 -p PORT`, whose development server closes the connection after every
 response, so every request pays a TCP connect and a server thread (real stores keep connections
 open; the record names the server). Each repeat builds the inputs into a local folder, then into a fresh prefix of
@@ -77,7 +77,7 @@ class MotoServer:
             command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
                        str(self.port)]
         else:
-            command = [sys.executable, str(Path(__file__).with_name("moto_keepalive.py")),
+            command = [sys.executable, str(Path(__file__).with_name("_moto_keepalive.py")),
                        str(self.port)]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -3,7 +3,7 @@ moto's WSGI app on a thread pool). `moto_server` runs on werkzeug's development 
 closes the connection after every response: each request then pays a TCP connect and a new
 server thread, which no real object store charges. Run as a process:
 
-    python benchmarks/moto_keepalive.py PORT
+    python benchmarks/_moto_keepalive.py PORT
 """
 
 from __future__ import annotations
