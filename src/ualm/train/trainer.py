@@ -134,7 +134,9 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
     seconds = time.perf_counter() - started
     realised = datamodule.realised()
     final = None
-    trainer.save_checkpoint(last)  # the last step is always saved, whatever the interval
+    # the last step is always saved, whatever the interval; in full (optimizer and loops: a
+    # resume needs them), said explicitly, as Lightning otherwise logs that it chose that
+    trainer.save_checkpoint(last, weights_only=False)
     if trainer.is_global_zero:
         (out / "realised_blend.json").write_text(json.dumps(realised, indent=2) + "\n")
         plot_loss(out / "logs" / "metrics.csv", out / "loss.png")
