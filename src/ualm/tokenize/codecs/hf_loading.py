@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,13 @@ from ualm.errors import UalmError
 from ualm.tokenize.codecs import keymap
 from ualm.tokenize.codecs.hf_codec import HFCodec, hf_info
 from ualm.tokenize.codecs.kinds import KINDS, Kind
-from ualm.tokenize.codecs.random_init import cache_dir, held_out_residual, kmeans
+from ualm.tokenize.codecs.random_init import (
+    cache_dir,
+    cached_state,
+    held_out_residual,
+    kmeans,
+    one_thread,
+)
 
 INIT = {
     "version": 1,
@@ -97,26 +101,7 @@ def random_state(kind: Kind, seed: int) -> dict[str, torch.Tensor]:
                      sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = cache_dir() / f"{kind.name}-random-seed{seed}-{digest}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # sums split over threads round differently: other weights
-    try:
-        state = _build(kind, seed)
-    finally:
-        torch.set_num_threads(threads)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return state
+    return cached_state(path, lambda: one_thread(lambda: _build(kind, seed)))
 
 
 def _new_model(kind: Kind, seed: int) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ualm.tokenize.codecs.codec import Codec, EncodecPackageCodec, TransformersC
 from ualm.tokenize.codecs.hf_loading import kind_named, load_hf_codec, random_hf_codec
 from ualm.tokenize.codecs.info import check_bandwidth, make_info
 from ualm.tokenize.codecs.kinds import BY_MODEL_TYPE, Kind
-from ualm.tokenize.codecs.random_init import random_state
+from ualm.tokenize.codecs.random_init import random_state, save_state
 
 WEIGHTS_FIX = ("download facebook/encodec_24khz into a folder, or the encodec .th checkpoint, "
                "and pass its path; `random` for tests")
@@ -238,16 +237,8 @@ def canonical_state(source: object) -> dict[str, torch.Tensor]:
 
 def save_encodec_checkpoint(codec_or_model: object, path: str | os.PathLike[str]) -> Path:
     """Writes the weights as an encodec-package checkpoint (a state dict for torch.load)."""
-    state = canonical_state(codec_or_model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_state(canonical_state(codec_or_model), path)
     return path
 
 

@@ -20,7 +20,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +49,9 @@ INIT = {
 can differ between CPUs); its hash names the cache file."""
 
 
+T = TypeVar("T")
+
+
 def cache_dir() -> Path:
     """$UALM_CACHE/codecs, or ~/.cache/ualm/codecs."""
     root = os.environ.get("UALM_CACHE") or Path.home() / ".cache" / "ualm"
@@ -60,33 +65,51 @@ def init_hash() -> str:
 def random_state(seed: int) -> dict[str, torch.Tensor]:
     """The seeded, k-means-initialised state dict (canonical names), from the cache if there."""
     path = cache_dir() / f"encodec_24khz-random-seed{seed}-{init_hash()}.pt"
+    return cached_state(path, lambda: build_random_state(seed))
+
+
+def cached_state(path: Path, build: Callable[[], dict[str, torch.Tensor]]
+                 ) -> dict[str, torch.Tensor]:
+    """The state dict cached at `path`, or `build()`'s, then cached there (a damaged cache file
+    is rebuilt, never trusted)."""
     if path.exists():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is rebuilt, never trusted
+        except Exception:
             path.unlink(missing_ok=True)
-    state = build_random_state(seed)
+    state = build()
+    save_state(state, path)
+    return state
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """torch.save, atomically: a concurrent loader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
         torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a concurrent loader sees the old state or the new one
+        os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return state
+
+
+def one_thread(build: Callable[[], T]) -> T:
+    """`build()` on one torch thread: sums split over threads round differently, and a process
+    with another thread count (a Dask worker runs with one) would build other weights, so
+    another codec id."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_random_state(seed: int) -> dict[str, torch.Tensor]:
     """Builds the weights under torch.manual_seed(seed), then fills the 32 codebooks, on one
-    thread: sums split over threads round differently, and a process with another thread count
-    (a Dask worker runs with one) would build other weights, so another codec id."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _build_random_state(seed)
-    finally:
-        torch.set_num_threads(threads)
+    thread (`one_thread`)."""
+    return one_thread(lambda: _build_random_state(seed))
 
 
 def _build_random_state(seed: int) -> dict[str, torch.Tensor]:
