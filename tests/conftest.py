@@ -15,6 +15,7 @@ if "UALM_CACHE" not in os.environ:  # codecs and tokens cached per test session,
     os.environ["UALM_CACHE"] = tempfile.mkdtemp(prefix="ualm-test-cache-")
     atexit.register(shutil.rmtree, os.environ["UALM_CACHE"], True)
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,20 @@ SMALL = BuildConfig.from_dict({
     "work": {"unit_size": 5, "dedup_buckets": 3},
     "tokenize": {"enabled": False},
 })
+
+
+@pytest.fixture(scope="session")
+def codec_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A codec cache of the session's own (UALM_CACHE while it lasts): the seeded random codecs
+    are built into it once, and a test can look at what was cached."""
+    root = tmp_path_factory.mktemp("ualm-cache")
+    before = os.environ.get("UALM_CACHE")
+    os.environ["UALM_CACHE"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("UALM_CACHE", None)
+    else:
+        os.environ["UALM_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +25,8 @@ EXPECTED = {"xcodec": (16_000, 50.0, 8, 1024), "dac": (16_000, 50.0, 12, 1024),
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("ualm-cache")
-    before = os.environ.get("UALM_CACHE")
-    os.environ["UALM_CACHE"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("UALM_CACHE", None)
-    else:
-        os.environ["UALM_CACHE"] = before
+def cache(codec_cache: Path) -> Path:
+    return codec_cache
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +96,34 @@ def test_a_local_checkpoint_folder_loads_through_from_pretrained(
     (folder / "config.json").write_text("{}")
     with pytest.raises(UalmError):
         load_codec(str(folder), device="cpu")
+
+
+def test_out_of_memory_halves_a_chosen_batch_and_names_a_given_one(
+        codecs: dict[str, HFCodec], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adaptive batch size is halved on out-of-memory and the call still gives every clip's
+    codes; a batch size the user gave is not changed behind their back: one line instead."""
+    import torch
+
+    codec = codecs["dac"]
+    clips = [synth_clip(1.0, codec.info.sample_rate, seed=i).astype(np.float32) for i in range(4)]
+    expected = codec.encode(clips)
+    real, failures = codec._encode_batch, []
+
+    def flaky(batch: torch.Tensor) -> np.ndarray:
+        if len(batch) > 1:
+            failures.append(len(batch))
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(batch)
+
+    monkeypatch.setattr(codec, "_encode_batch", flaky)
+    monkeypatch.setattr(codec, "batch_size", 4)
+    got = codec.encode(clips)
+    assert codec.batch_size == 1 and failures == [4, 2]
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    monkeypatch.setattr(codec, "batch_size", 4)
+    monkeypatch.setattr(codec, "_adaptive", False)
+    with pytest.raises(UalmError, match="out of memory encoding 4 clips at a time"):
+        codec.encode(clips)
 
 
 def test_bandwidth_picks_the_codebook_count(codecs: dict[str, HFCodec]) -> None:

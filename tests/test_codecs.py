@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +40,8 @@ SECONDS = (14.9, 2.05, 13.3, 9.61, 12.2, 3.37, 14.01, 6.9, 11.77, 14.4, 2.6, 14.
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("ualm-cache")
-    before = os.environ.get("UALM_CACHE")
-    os.environ["UALM_CACHE"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("UALM_CACHE", None)
-    else:
-        os.environ["UALM_CACHE"] = before
+def cache(codec_cache: Path) -> Path:
+    return codec_cache
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ualm.errors import UalmError
 from ualm.tokenize.codecs.info import CodecInfo
 
 
@@ -19,6 +20,20 @@ class AudioCodec(ABC):
     info: CodecInfo
     device: torch.device
     batch_size: int
+    _adaptive: bool
+    """Whether the batch size was chosen for the user (then halved on out-of-memory)."""
+
+    def _shrink(self, exc: BaseException, smallest: int) -> None:
+        """Halves an adaptive batch size on out-of-memory, down to `smallest`; re-raises
+        anything else."""
+        if not out_of_memory(exc):
+            raise exc
+        if not self._adaptive or self.batch_size <= smallest:
+            raise UalmError(f"out of memory encoding {self.batch_size} clips at a time on "
+                            f"{self.device}", fix="pass a smaller batch_size") from None
+        self.batch_size //= 2
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @abstractmethod
     def encode(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -36,3 +51,7 @@ class AudioCodec(ABC):
     @abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The weights."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)

@@ -61,14 +61,7 @@ class Codec(AudioCodec):
                     rows = max(2, min(rows, sum(1 for a in arrays if len(a))))
                 return encode_streams(self._engine, arrays, rows, self.device, shrink=cpu)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not _out_of_memory(exc):
-                    raise
-                if not self._adaptive or self.batch_size <= 2:
-                    raise UalmError(f"out of memory encoding {self.batch_size} clips at a time "
-                                    f"on {self.device}", fix="pass a smaller batch_size") from None
-                self.batch_size //= 2
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._shrink(exc, smallest=2)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """int16 codes [codebooks, frames] -> mono float32 audio at 24 kHz, frames * 320 samples
@@ -168,6 +161,3 @@ def _as_clip(clip: np.ndarray, index: int) -> np.ndarray:
                         fix="drop or repair the clip before tokenizing")
     return array
 
-
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)

@@ -18,7 +18,7 @@ import torch
 
 from ualm.errors import UalmError
 from ualm.tokenize.codecs.base import AudioCodec
-from ualm.tokenize.codecs.codec import _as_clip, _out_of_memory
+from ualm.tokenize.codecs.codec import _as_clip
 from ualm.tokenize.codecs.info import CodecInfo
 from ualm.tokenize.codecs.kinds import Kind
 
@@ -79,7 +79,7 @@ class HFCodec(AudioCodec):
             try:
                 codes = self._encode_batch(torch.from_numpy(batch))
             except (torch.OutOfMemoryError, RuntimeError) as exc:
-                self._shrink(exc)
+                self._shrink(exc, smallest=1)
                 continue
             for row, i in enumerate(part):
                 frames = math.ceil(len(arrays[i]) / self.hop)
@@ -90,17 +90,6 @@ class HFCodec(AudioCodec):
         with torch.inference_mode():
             codes = self.kind.encode(self._model, batch.to(self.device), self.info.codebooks)
         return codes.cpu().numpy()
-
-    def _shrink(self, exc: BaseException) -> None:
-        """Halves an adaptive batch size on out-of-memory; re-raises anything else."""
-        if not _out_of_memory(exc):
-            raise exc
-        if not self._adaptive or self.batch_size <= 1:
-            raise UalmError(f"out of memory encoding {self.batch_size} clips at a time on "
-                            f"{self.device}", fix="pass a smaller batch_size") from None
-        self.batch_size //= 2
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes)
