@@ -159,9 +159,9 @@ def test_old_train_and_generate_spellings_still_read() -> None:
     assert (old.run.max_steps, old.run.val_every, old.run.devices, old.run.strategy,
             old.run.accelerator, old.stage.name) == (5, 2, 2, "ddp", "cpu", "sft")
     assert old.run.progress_bar is False and args.corpora == ["c"]
-    _, gen = parse_generate(["a cat", "--checkpoint", "x", "--corpus", "c", "-o", "w.wav",
+    args, gen = parse_generate(["a cat", "--checkpoint", "x", "--corpus", "c", "-o", "w.wav",
                              "--top-k", "5", "--max-seconds", "2"])
-    assert gen.top_k == 5 and gen.max_frames == 150
+    assert gen.top_k == 5 and args.seconds_bound == 2.0  # frames: at the corpus's rate
 
 
 def test_old_synth_spellings_still_read() -> None:

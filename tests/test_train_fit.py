@@ -19,8 +19,10 @@ import yaml
 from ualm.audio.events import make_event_world
 from ualm.cli import main
 from ualm.config import BuildConfig
+from ualm.errors import UalmError
 from ualm.pipelines.build import build_corpus
 from ualm.train.config import TrainConfig
+from ualm.train.model.module import load_trained
 from ualm.train.trainer import train
 
 EVENTS = ("a low tone", "white noise", "a click train")
@@ -169,3 +171,25 @@ def test_heldout_loss_is_logged_while_training(corpus: Path, tmp_path: Path) -> 
     assert float(rows[-1]["val/loss_text"]) == pytest.approx(final["tasks"]["text"]["loss"],
                                                              rel=1e-5)
     assert float(rows[0]["val/loss"]) > float(rows[-1]["val/loss"])  # it learns
+
+
+def test_the_model_takes_its_codebooks_from_the_corpus(corpus: Path, tmp_path: Path) -> None:
+    """model.codebooks unset: a corpus tokenized with 4 codebooks trains a 4-codebook model
+    (and says so in the run's config); a set count that differs, or corpora that differ, stop
+    before any step with the fix."""
+    world = make_event_world(tmp_path / "world", per_class=1, heldout_per_class=0, seconds=1.0,
+                             events=EVENTS, text_rows=2, seed=3)
+    four = build_corpus([world.manifests["train"]], tmp_path / "four",
+                        BuildConfig.from_dict({"tokenize": {"bandwidth": 3.0}}), engine="local",
+                        progress=False).corpus
+    one_step = {**SMALL, "run": {**SMALL["run"], "max_steps": 1, "checkpoint_every": 1}}
+    result = train([four], TrainConfig.from_dict(one_step), tmp_path / "run")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["codebooks"] == 4
+    assert load_trained(result.checkpoint, "cpu").k == 4
+    with pytest.raises(UalmError, match=r"has 4 codebooks, the model 8.*model\.codebooks: 4"):
+        train([four], TrainConfig.from_dict({**one_step, "model": {**SMALL["model"],
+                                                                   "codebooks": 8}}),
+              tmp_path / "set")
+    with pytest.raises(UalmError, match=r"8 codebooks and .*four's 4"):
+        train([corpus, four], TrainConfig.from_dict(one_step), tmp_path / "mixed")

@@ -205,7 +205,7 @@ def _question(ctx: Context) -> tuple[Path, str, str | None]:
 
 def _generate(ctx: Context) -> StageResult:
     from ualm.train.model.generate import GenerationConfig
-    from ualm.train.model.infer import FRAME_RATE, generate_wav, understand_file
+    from ualm.train.model.infer import corpus_frames, generate_wav, understand_file
 
     g = ctx.config.generate
     checkpoint, corpus = ctx.output("train", "checkpoint"), ctx.output("build", "corpus")
@@ -214,7 +214,7 @@ def _generate(ctx: Context) -> StageResult:
                         fix="run the build, tokenize and train stages first")
     outputs = ctx.run / "outputs"
     config = GenerationConfig(g.guidance, g.top_k, g.temperature,
-                              max(1, round(g.max_seconds * FRAME_RATE)), g.seed)
+                              corpus_frames(corpus, g.max_seconds), g.seed)
     made = generate_wav(checkpoint, corpus, g.caption, outputs / "generated.wav", config, g.device)
     ctx.say(f"generated {made.seconds:.2f} s for {g.caption!r} → {made.path}")
     audio, question, expected = _question(ctx)

@@ -2,8 +2,8 @@
 (src/ualm/train/presets/*.yaml, or any file) mirror them section by section.
 
 >>> cfg = TrainConfig.from_dict({"optim": {"lr": 1e-3}, "run": {"max_steps": 10}})
->>> cfg.optim.lr, cfg.run.max_steps, cfg.model.codebooks
-(0.001, 10, 8)
+>>> cfg.optim.lr, cfg.run.max_steps, cfg.model.codebooks  # codebooks: the corpus decides
+(0.001, 10, None)
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ is in ualm.train's library functions."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -141,23 +142,28 @@ def _run_train(prog: str, argv: list[str]) -> int:
     return 0
 
 
+DEFAULT_GENERATE_SECONDS = 10.0
+
+
 def parse_generate(argv: list[str], prog: str = "ualm generate") -> tuple[Any, Any]:
     """`ualm generate`'s arguments and its GenerationConfig."""
     from ualm.train.model.generate import GenerationConfig
-    from ualm.train.model.infer import FRAME_RATE
-
     args, given, _ = flags.parse(_generate_parser(prog), argv)
     given = flags.pick(given, flags.field_names(GenerationConfig))
-    if args.max_seconds is not None and "max_frames" not in given:
-        given["max_frames"] = max(1, round(args.max_seconds * FRAME_RATE))
+    # --max-seconds (10 by default) counts at the corpus's frame rate, read when it runs
+    seconds = args.max_seconds if args.max_seconds is not None else DEFAULT_GENERATE_SECONDS
+    args.seconds_bound = seconds if "max_frames" not in given else None
     return args, build_section(GenerationConfig, "generate", given, "generation config",
                                "see ualm generate --help", source="the command line")
 
 
 def _run_generate(prog: str, argv: list[str]) -> int:
-    from ualm.train.model.infer import generate_wav
+    from ualm.train.model.infer import corpus_frames, generate_wav
 
     args, config = parse_generate(argv, prog)
+    if args.seconds_bound is not None:
+        frames = corpus_frames(args.corpus, args.seconds_bound)
+        config = dataclasses.replace(config, max_frames=frames)
     result = generate_wav(args.checkpoint, args.corpus, args.caption, args.out, config,
                           args.device)
     print(f"wrote {result.path} ({result.seconds:.2f} s, {result.frames} frames)")

@@ -11,6 +11,7 @@ Rerunning with the same folder resumes from last.ckpt (model, optimizer, schedul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import time
@@ -53,7 +54,7 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
     With `heldout` corpora and `run.val_every`, the held-out loss is logged as it trains."""
     if not corpora:
         raise UalmError("no corpora to train on", fix="pass one or more corpus folders")
-    check_codecs(corpora, config.data.codec_id, config.model.codebooks)
+    config = with_corpus_codebooks(corpora, config)
     out = prepare(config, out)
     module = UALMModule(config.model.to_dict(), optim_dict(config), config.run.max_steps)
     datamodule = UALMDataModule(corpora, config.data, module.model.tokenizer,
@@ -61,28 +62,51 @@ def train(corpora: Sequence[str | Path], config: TrainConfig, out: str | Path,
     return fit(module, datamodule, config, out, resume, callbacks, heldout)
 
 
-def check_codecs(corpora: Sequence[str | Path], codec_id: str | None, codebooks: int) -> None:
-    """Before any work: each corpus's token set (the one `data.codec_id` names, or its only
-    one) must have the model's codebook count and codes its vocabulary holds (1024 a codebook:
-    EnCodec, X-codec and DAC fit; Mimi's 2048 do not)."""
+def with_corpus_codebooks(corpora: Sequence[str | Path], config: TrainConfig) -> TrainConfig:
+    """The config with `model.codebooks` taken from the corpora's token sets (the one
+    `data.codec_id` names, or each corpus's only one) when it is unset, and checked against
+    them when it is set. Before any work: the corpora must agree, and their codes must fit the
+    audio vocabulary (1024 a codebook: EnCodec, X-codec and DAC fit; Mimi's 2048 do not)."""
+    found = check_codecs(corpora, config.data.codec_id, config.model.codebooks)
+    if config.model.codebooks is None:
+        model = dataclasses.replace(config.model, codebooks=found)
+        config = dataclasses.replace(config, model=model)
+    return config
+
+
+def check_codecs(corpora: Sequence[str | Path], codec_id: str | None,
+                 codebooks: int | None) -> int:
+    """The codebook count the corpora's chosen token sets share (`codebooks`, when given,
+    must be it); an error naming the corpus and the fix otherwise."""
     from ualm.manifests import storage
     from ualm.manifests.layout import CorpusLayout
     from ualm.manifests.token_sets import corpus_codec
     from ualm.train.sequence.layout import CODEBOOK_SIZE
 
+    first: tuple[str, int] | None = None
     for corpus in corpora:
         root = storage.location(corpus)
         chosen = corpus_codec(root, codec_id)
         record = CorpusLayout(root).meta()["tokens"][chosen]
-        if record["codebooks"] != codebooks:
-            raise UalmError(f"{corpus}'s token set {chosen} has {record['codebooks']} codebooks, "
+        have = int(record["codebooks"])
+        if codebooks is not None and have != codebooks:
+            raise UalmError(f"{corpus}'s token set {chosen} has {have} codebooks, "
                             f"the model {codebooks}",
-                            fix=f"set model.codebooks: {record['codebooks']}")
+                            fix=f"set model.codebooks: {have} (or leave it unset: the corpus "
+                                "decides)")
+        if first is not None and have != first[1]:
+            raise UalmError(f"{first[0]}'s token set has {first[1]} codebooks and {corpus}'s "
+                            f"{have}: one model trains on one codec's codes",
+                            fix="tokenize the corpora with the same codec (`ualm tokenize "
+                                "--codec ...`) and pick it with data.codec_id")
+        first = first or (str(corpus), have)
         if record.get("codebook_size", CODEBOOK_SIZE) > CODEBOOK_SIZE:
             raise UalmError(f"{corpus}'s token set {chosen} has codebooks of "
                             f"{record['codebook_size']} codes; the model's audio vocabulary "
                             f"holds {CODEBOOK_SIZE} a codebook",
                             fix="tokenize with EnCodec, X-codec or DAC")
+    assert first is not None  # callers refuse an empty list of corpora first
+    return first[1]
 
 
 def prepare(config: TrainConfig, out: str | Path) -> Path:

@@ -16,8 +16,6 @@ from ualm.manifests.token_sets import corpus_codec
 from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
 from ualm.train.model.module import load_trained
 
-FRAME_RATE = 75.0
-
 
 @dataclass(frozen=True)
 class Generated:
@@ -40,6 +38,12 @@ def corpus_codec_model(corpus: str | Path, codec_id: str | None = None,
         raise UalmError(f"the codec at {record['source']} is not the one that tokenized "
                         f"{corpus}", fix="restore the codec checkpoint the corpus was built with")
     return codec
+
+
+def corpus_frames(corpus: str | Path, seconds: float, codec_id: str | None = None) -> int:
+    """Frames of the corpus's codec in `seconds` (75 a second for EnCodec, 50 for X-codec)."""
+    record = CorpusLayout(corpus).meta()["tokens"][corpus_codec(corpus, codec_id)]
+    return max(1, round(seconds * float(record["frame_rate"])))
 
 
 def generate_wav(checkpoint: str | Path, corpus: str | Path, caption: str, out: str | Path,

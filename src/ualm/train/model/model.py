@@ -26,6 +26,8 @@ from ualm.errors import UalmError
 from ualm.train.sequence.layout import BLOCK, IGNORE, N_SPECIAL, TASK_IDS, Vocab
 from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
 
+DEFAULT_CODEBOOKS = 8
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -37,8 +39,10 @@ class ModelConfig:
     tokenizer: str | None = None
     """Text tokenizer: a local folder, `bytes` (the offline default), or null for the
     backbone's own (or `bytes` without a backbone)."""
-    codebooks: int = 8
-    """Codec streams (8 for EnCodec 24 kHz at 6 kbps)."""
+    codebooks: int | None = None
+    """Codec streams a frame holds. Null: the training corpus's token set decides (8 for
+    EnCodec 24 kHz at 6 kbps, X-codec and DAC as UALM uses them); a model built with no corpus
+    in sight takes DEFAULT_CODEBOOKS."""
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
@@ -53,7 +57,7 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
-        if self.codebooks < 1:
+        if self.codebooks is not None and self.codebooks < 1:
             raise UalmError(f"model.codebooks must be >= 1, got {self.codebooks}",
                             fix="8 for EnCodec 24 kHz at 6 kbps")
         if self.backbone is None and self.hidden_size % self.heads:
@@ -72,14 +76,15 @@ class UALMModel(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer or load_text_tokenizer(config.tokenizer or config.backbone)
-        self.vocab = Vocab(self.tokenizer.vocab_size, config.codebooks)
+        codebooks = config.codebooks or DEFAULT_CODEBOOKS
+        self.vocab = Vocab(self.tokenizer.vocab_size, codebooks)
         if hf_config is not None:
             self.lm = _from_hf_config(hf_config, config)
         elif config.backbone is not None:
             self.lm = _load_backbone(config, self.vocab)
         else:
             self.lm = _random_backbone(config, self.vocab)
-        self.k = config.codebooks
+        self.k = codebooks
 
     @property
     def hf_config(self) -> dict[str, Any]:

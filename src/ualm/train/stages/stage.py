@@ -40,7 +40,7 @@ from ualm.train.sequence.layout import BLOCK, N_SPECIAL
 from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 from ualm.train.stages.dpo import DPOModule
 from ualm.train.stages.pairs import PairDataModule, discover_pairs
-from ualm.train.trainer import TrainResult, fit, optim_dict, prepare
+from ualm.train.trainer import TrainResult, fit, optim_dict, prepare, with_corpus_codebooks
 
 REASONING = "reasoning"
 
@@ -178,6 +178,7 @@ def run_stage(stage: str | None, corpora: Sequence[str | Path], config: TrainCon
     name = stage or config.stage.name
     config = dataclasses.replace(config, stage=dataclasses.replace(config.stage, name=name))
     check_inputs(name, corpora, config, init)
+    config = with_corpus_codebooks(corpora, config)
     start = read_init(init, config.model) if init is not None else None
     out = prepare(config, out)
     hf_config = start.meta["hf_config"] if start else None  # no backbone weights to load
