@@ -119,7 +119,7 @@ def test_a_hostile_resume_checkpoint_is_refused(event_corpus: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ({"codebooks": "eight"}, r"model\.codebooks must be an integer, got 'eight'"),
+    ({"codebooks": "eight"}, r"model\.codebooks must be an integer or null, got 'eight'"),
     ({"codebooks": 0}, r"model\.codebooks must be >= 1"),
     ({"hidden_sise": 64}, r"unknown key\(s\) .*model\.hidden_sise"),
     ({"backbone": ["a", "list"]}, r"model\.backbone must be"),

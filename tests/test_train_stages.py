@@ -305,7 +305,7 @@ def test_bad_input_is_refused_before_training(corpus: Path, pretrained: Path,
         ("sft", corpus, pretrained, _config(model={"hidden_size": 64}),
          "hidden_size: config 64, checkpoint 32"),
         ("align", corpus, pretrained, _config(model={"codebooks": 4}),
-         "codebooks: config 4, checkpoint 8"),
+         "has 8 codebooks, the model 4"),  # the corpus's count, checked first
         ("sft", corpus, tmp_path / "none.ckpt", _config(), "not found"),
     ]
     other_vocab = tmp_path / "other.ckpt"

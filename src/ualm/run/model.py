@@ -205,7 +205,7 @@ def _question(ctx: Context) -> tuple[Path, str, str | None]:
 
 def _generate(ctx: Context) -> StageResult:
     from ualm.train.model.generate import GenerationConfig
-    from ualm.train.model.infer import corpus_frames, generate_wav, understand_file
+    from ualm.train.model.infer import generate_wav, understand_file
 
     g = ctx.config.generate
     checkpoint, corpus = ctx.output("train", "checkpoint"), ctx.output("build", "corpus")
@@ -213,9 +213,9 @@ def _generate(ctx: Context) -> StageResult:
         raise UalmError("generate needs a trained checkpoint and its corpus",
                         fix="run the build, tokenize and train stages first")
     outputs = ctx.run / "outputs"
-    config = GenerationConfig(g.guidance, g.top_k, g.temperature,
-                              corpus_frames(corpus, g.max_seconds), g.seed)
-    made = generate_wav(checkpoint, corpus, g.caption, outputs / "generated.wav", config, g.device)
+    config = GenerationConfig(g.guidance, g.top_k, g.temperature, seed=g.seed)
+    made = generate_wav(checkpoint, corpus, g.caption, outputs / "generated.wav", config, g.device,
+                        max_seconds=g.max_seconds)
     ctx.say(f"generated {made.seconds:.2f} s for {g.caption!r} → {made.path}")
     audio, question, expected = _question(ctx)
     reply = understand_file(checkpoint, corpus, audio, question, g.device, g.max_new_tokens)

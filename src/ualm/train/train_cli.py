@@ -4,7 +4,6 @@ is in ualm.train's library functions."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from typing import Any
 
@@ -158,14 +157,11 @@ def parse_generate(argv: list[str], prog: str = "ualm generate") -> tuple[Any, A
 
 
 def _run_generate(prog: str, argv: list[str]) -> int:
-    from ualm.train.model.infer import corpus_frames, generate_wav
+    from ualm.train.model.infer import generate_wav
 
     args, config = parse_generate(argv, prog)
-    if args.seconds_bound is not None:
-        frames = corpus_frames(args.corpus, args.seconds_bound)
-        config = dataclasses.replace(config, max_frames=frames)
     result = generate_wav(args.checkpoint, args.corpus, args.caption, args.out, config,
-                          args.device)
+                          args.device, max_seconds=args.seconds_bound)
     print(f"wrote {result.path} ({result.seconds:.2f} s, {result.frames} frames)")
     if result.random_codec:
         print("note: the corpus's codec has random weights, so the audio is noise-like")

@@ -3,6 +3,7 @@ caption to a WAV file and from an audio file to an answer."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,16 @@ def corpus_codec_model(corpus: str | Path, codec_id: str | None = None,
     return codec
 
 
-def corpus_frames(corpus: str | Path, seconds: float, codec_id: str | None = None) -> int:
-    """Frames of the corpus's codec in `seconds` (75 a second for EnCodec, 50 for X-codec)."""
-    record = CorpusLayout(corpus).meta()["tokens"][corpus_codec(corpus, codec_id)]
-    return max(1, round(seconds * float(record["frame_rate"])))
-
-
 def generate_wav(checkpoint: str | Path, corpus: str | Path, caption: str, out: str | Path,
-                 config: GenerationConfig = DEFAULT_GENERATION, device: str = "cpu") -> Generated:
+                 config: GenerationConfig = DEFAULT_GENERATION, device: str = "cpu",
+                 max_seconds: float | None = None) -> Generated:
+    """`max_seconds`, when given, bounds the length at the corpus codec's frame rate (75
+    frames a second for EnCodec, 50 for X-codec) instead of `config.max_frames`."""
     model = load_trained(checkpoint, device)
     codec = corpus_codec_model(corpus)
+    if max_seconds is not None:
+        frames = max(1, round(max_seconds * codec.info.frame_rate))
+        config = dataclasses.replace(config, max_frames=frames)
     if model.k != codec.info.codebooks:
         raise UalmError(f"the model has {model.k} codebooks, the corpus's codec "
                         f"{codec.info.codebooks}", fix="use the corpus the model was trained on")
