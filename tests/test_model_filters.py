@@ -75,6 +75,13 @@ def test_whisper_and_clap_annotate_and_choose_captions(models: tuple[Path, Path]
     scores = load_clap(models[1]).scores([audio], [CAPTIONS], RATE)[0]
     best = [CAPTIONS[i] for i in np.argsort(-np.asarray(scores), kind="stable")[:2]]
     assert first["captions"] == best
+    # ... and each kept caption carries its score, in the manifest, the shard JSON and the card
+    order = np.argsort(-np.asarray(scores), kind="stable")[:2]
+    # (the build scores the decoded 16-bit file, the check the float clip: close, not equal)
+    assert first["clap_scores"] == pytest.approx([scores[i] for i in order], abs=2e-3)
+    assert all(len(r["clap_scores"]) == len(r["captions"]) == 2 for r in samples)
+    card = (out / "README.md").read_text()
+    assert "## CLAP caption scores" in card and "6 kept captions" in card  # 3 clips x 2
     rejects = pq.read_table(out / "manifests" / "rejects").to_pylist()
     dropped = [r for r in rejects if r["level"] == "caption"]
     assert len(dropped) == 3 * 2 and {r["reason"] for r in dropped} == {"clap/not_top_k"}
@@ -85,6 +92,32 @@ def test_whisper_and_clap_annotate_and_choose_captions(models: tuple[Path, Path]
             meta = json.loads(tar.extractfile(sorted(n for n in tar.getnames()
                                                      if n.endswith(".json"))[0]).read())
     assert "spoken_language" in meta and "clap_embedding" not in meta  # manifests only
+    assert meta["clap_scores"] == next(r["clap_scores"] for r in samples
+                                       if r["key"] == meta["key"])
+
+
+def test_a_duplicate_hands_its_scored_captions_to_the_keeper(models: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    """Exact dedup merges a copy's captions into the keeper with the scores they had against
+    the copy's (identical) audio: captions and scores stay aligned."""
+    from ualm.filters.clap import load_clap
+
+    audio = synth_clip(3.0, RATE, seed=90)
+    path = write_audio(tmp_path / "a.wav", audio, RATE, "wav16")
+    rows = [{"id": "a", "path": path.name, "captions": CAPTIONS[:2]},
+            {"id": "copy", "path": path.name, "captions": CAPTIONS[1:]}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    build_corpus([manifest], out, BuildConfig.from_dict({
+        "clap": {"model": str(models[1]), "top_k": None, "threshold": -1.0},
+        "tokenize": {"enabled": False}}), engine="local", progress=False)
+    [sample] = pq.read_table(out / "manifests" / "samples").to_pylist()
+    assert sample["input_id"] == "a" and sorted(sample["captions"]) == sorted(CAPTIONS)
+    scores = dict(zip(CAPTIONS, load_clap(models[1]).scores([audio], [CAPTIONS], RATE)[0],
+                      strict=True))
+    assert sample["clap_scores"] == pytest.approx([scores[c] for c in sample["captions"]],
+                                                  abs=2e-3)
 
 
 def test_language_filter_rejects_with_its_reason(models: tuple[Path, Path], manifest: Path,

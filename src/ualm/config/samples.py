@@ -175,8 +175,10 @@ class ClapConfig:
     """Audio-text similarity with LAION-CLAP (transformers' ClapModel from a local folder): every
     caption is scored against its clip; the best `top_k` at or above `threshold` are kept (the
     ETTA recipe: 3 and 0.45), the rest are dropped (`clap/below_threshold`, `clap/not_top_k`);
-    an input left with no caption is rejected. Each sample stores its audio embedding
-    (`clap_embedding` in the samples manifest) for retrieval. Off while `model` is null."""
+    an input left with no caption is rejected. Each kept caption keeps its score (`clap_scores`
+    in the samples manifest and the shard JSON, aligned with `captions`; the card shows their
+    distribution), and each sample its audio embedding (`clap_embedding`, manifest only) for
+    retrieval. Off while `model` is null."""
 
     model: str | None = None
     top_k: int | None = 3

@@ -30,6 +30,8 @@ class InputRecord:
     path: str | None = None
     url: str | None = None
     captions: tuple[str, ...] = ()
+    caption_scores: tuple[float, ...] = ()
+    """CLAP audio-text score of each caption, aligned with `captions` (empty: not scored)."""
     source: str | None = None
     license: str | None = None
     task: str | None = None
@@ -54,12 +56,14 @@ class InputRecord:
         # this dict for every input row (asdict was 30% of listing a manifest)
         out = {name: getattr(self, name) for name in _FIELD_NAMES}
         out["captions"] = list(self.captions)
+        out["caption_scores"] = list(self.caption_scores)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputRecord:
         data = dict(data)
         data["captions"] = tuple(data.get("captions") or ())
+        data["caption_scores"] = tuple(data.get("caption_scores") or ())
         return cls(**data)
 
     def metadata(self) -> dict[str, Any]:

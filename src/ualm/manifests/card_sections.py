@@ -13,6 +13,7 @@ from typing import Any
 from ualm.manifests import names, schema
 from ualm.manifests.inspect import manifest_parts
 from ualm.manifests.layout import CorpusLayout
+from ualm.manifests.score_summary import ScoreHistogram
 from ualm.manifests.token_sets import row_task
 
 # Hub task categories for the tasks a corpus serves.
@@ -30,6 +31,8 @@ class CardFacts:
     tasks: list[str] = field(default_factory=list)
     subsets: list[str] = field(default_factory=list)
     """Extra shard folders present (traces, pairs)."""
+    clap: ScoreHistogram | None = None
+    """CLAP scores of the kept captions, each input counted once (None: none scored)."""
 
 
 def card_facts(layout: CorpusLayout) -> CardFacts:
@@ -37,10 +40,15 @@ def card_facts(layout: CorpusLayout) -> CardFacts:
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"samples": 0, "seconds": 0.0,
                                                           "licences": set()})
     tasks = set()
-    columns = ["source", "license", "seconds", "task", "modality", "extra"]
+    clap, last_input = ScoreHistogram(), None
+    columns = ["source", "license", "seconds", "task", "modality", "extra", "input_index",
+               "clap_scores"]
     for part in manifest_parts(layout, "samples", schema.SAMPLES, columns):  # one part at a time
-        for source, licence, seconds, task, modality, extra in zip(
+        for source, licence, seconds, task, modality, extra, index, scores in zip(
                 *(part[c] for c in columns), strict=True):
+            if scores and index != last_input:  # an input's windows are consecutive
+                clap.add(scores)
+            last_input = index
             p = per[source]
             p["samples"] += 1
             p["seconds"] += seconds or 0.0
@@ -51,7 +59,21 @@ def card_facts(layout: CorpusLayout) -> CardFacts:
     sources = [{"name": name, "samples": p["samples"], "hours": p["seconds"] / 3600,
                 "licences": sorted(p["licences"])} for name, p in sorted(per.items())]
     licences = sorted({lic for s in sources for lic in s["licences"]})
-    return CardFacts(licences, sources, sorted(tasks), subsets)
+    return CardFacts(licences, sources, sorted(tasks), subsets, clap if clap.count else None)
+
+
+def clap_section(facts: CardFacts) -> str:
+    """The distribution of the kept captions' CLAP scores (each clip's captions once)."""
+    h = facts.clap
+    if h is None:
+        return ""
+    quantiles = " | ".join(f"{h.quantile(q):.2f}" for q in (0.1, 0.25, 0.5, 0.75, 0.9))
+    return "\n".join([
+        "## CLAP caption scores", "",
+        f"{h.count:,} kept captions carry their CLAP audio-text score (`clap_scores` in "
+        "`manifests/samples`, aligned with `captions`).", "",
+        "| min | p10 | p25 | median | p75 | p90 | max |", "|---|---|---|---|---|---|---|",
+        f"| {h.low:.2f} | {quantiles} | {h.high:.2f} |"]) + "\n"
 
 
 def sources_section(facts: CardFacts) -> str:

@@ -34,6 +34,7 @@ SAMPLES = pa.schema([
     ("seconds", pa.float64()),
     ("sample_rate", pa.int32()),
     ("captions", pa.list_(pa.string())),
+    ("clap_scores", pa.list_(pa.float64())),  # CLAP score of each caption; null: not scored
     ("source", pa.string()),
     ("license", pa.string()),
     ("task", pa.string()),
@@ -137,6 +138,7 @@ DEDUP = pa.schema([
     ("input_index", pa.int64()),
     ("keeper_index", pa.int64()),
     ("captions", pa.list_(pa.string())),
+    ("caption_scores", pa.list_(pa.float64())),  # aligned with captions; null: not scored
 ])
 
 

@@ -102,9 +102,10 @@ def clip_embedding(window_embeddings: list[list[float]]) -> np.ndarray:
 
 
 def judge_captions(clips: list[tuple[list[str], np.ndarray]], config: BuildConfig
-                   ) -> list[tuple[list[str], list[tuple[str, Rejection]]]]:
-    """For each (captions, clip embedding): CLAP's (kept captions, dropped with reasons). The
-    unit's captions are embedded in one call; scores are cosine similarities."""
+                   ) -> list[tuple[list[str], list[float], list[tuple[str, Rejection]]]]:
+    """For each (captions, clip embedding): CLAP's (kept captions best first, their scores,
+    dropped with reasons). The unit's captions are embedded in one call; scores are cosine
+    similarities, rounded to 4 places (what the manifest stores)."""
     from ualm.filters.clap import load_clap, select_captions
 
     clap = load_clap(config.clap.model, config.clap.device)  # type: ignore[arg-type]
@@ -112,7 +113,10 @@ def judge_captions(clips: list[tuple[list[str], np.ndarray]], config: BuildConfi
     embeddings = clap.text_embeddings(texts) if texts else np.zeros((0, 1), np.float32)
     out, at = [], 0
     for captions, clip in clips:
-        scores = [float(e @ clip) for e in embeddings[at: at + len(captions)]]
+        scores = [round(float(e @ clip), 4) for e in embeddings[at: at + len(captions)]]
         at += len(captions)
-        out.append(select_captions(captions, scores, config.clap.top_k, config.clap.threshold))
+        kept, dropped = select_captions(captions, scores, config.clap.top_k,
+                                        config.clap.threshold)
+        score_of = dict(zip(captions, scores, strict=True))  # equal texts score alike
+        out.append((kept, [score_of[c] for c in kept], dropped))
     return out

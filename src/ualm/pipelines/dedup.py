@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
+from ualm.pipelines.caption_merge import merged_captions
 from ualm.pipelines.faults import maybe_fail
 
 STAGE = "dedup"
@@ -43,6 +44,7 @@ def emit_fingerprints(task: FingerprintTask) -> list[tuple[int, dict[str, Any]]]
     for row in table.to_pylist():
         record = json.loads(row.pop("record"))
         pairs.append((row.pop("bucket"), {**row, "captions": record["captions"],
+                                          "caption_scores": record.get("caption_scores"),
                                           "source": record["source"], "path": record["path"]}))
     return pairs
 
@@ -59,11 +61,11 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
         if len(members) < 2:
             continue
         keeper = members[0]
-        captions: list[str] = []
-        for member in members:
-            captions.extend(c for c in member["captions"] if c not in captions)
+        captions, scores = merged_captions((m["captions"], m.get("caption_scores"))
+                                           for m in members)
         decisions.append({"input_index": keeper["input_index"],
-                          "keeper_index": keeper["input_index"], "captions": captions})
+                          "keeper_index": keeper["input_index"], "captions": captions,
+                          "caption_scores": scores})
         for member in members[1:]:
             decisions.append({"input_index": member["input_index"],
                               "keeper_index": keeper["input_index"], "captions": None})

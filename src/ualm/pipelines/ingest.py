@@ -156,10 +156,11 @@ def _judge_captions(outcomes: list[InputOutcome], config: BuildConfig) -> None:
     verdicts = judge_captions(
         [(list(o.record.captions), clip_embedding([w["clap_embedding"] for w in o.kept]))
          for o in judged], config)
-    for outcome, (kept, dropped) in zip(judged, verdicts, strict=True):
+    for outcome, (kept, scores, dropped) in zip(judged, verdicts, strict=True):
         outcome.dropped_captions.extend(dropped)
         if kept:
-            outcome.record = dataclasses.replace(outcome.record, captions=tuple(kept))
+            outcome.record = dataclasses.replace(outcome.record, captions=tuple(kept),
+                                                 caption_scores=tuple(scores))
         else:
             first = dropped[0][1]
             outcome.rejection = Rejection(first.reason, f"all {len(dropped)} captions dropped "

@@ -26,6 +26,7 @@ from ualm.config import BuildConfig
 from ualm.filters.fingerprint import band_keys, bit_error_rate
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
+from ualm.pipelines.caption_merge import merged_captions
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
 
@@ -146,11 +147,11 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     decisions, duplicates = [], []
     for members in groups.values():
         survivor = min(members, key=lambda i: (*_quality_rank(rows[i]), rows[i]["input_id"]))
-        captions: list[str] = []
-        for index in [survivor, *(m for m in members if m != survivor)]:
-            own = exact.get(index, {}).get("captions") or rows[index]["captions"]
-            captions.extend(c for c in own if c not in captions)
-        decisions.append({"input_index": survivor, "keeper_index": survivor, "captions": captions})
+        captions, scores = merged_captions(
+            _own_captions(exact.get(index), rows[index])
+            for index in [survivor, *(m for m in members if m != survivor)])
+        decisions.append({"input_index": survivor, "keeper_index": survivor, "captions": captions,
+                          "caption_scores": scores})
         keeper = rows[survivor]
         for index in members:
             if index == survivor:
@@ -174,6 +175,14 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     return summary
 
 
+def _own_captions(exact: dict[str, Any] | None, row: dict[str, Any]
+                  ) -> tuple[list[str], list[float] | None]:
+    """An input's captions (and scores): those exact dedup merged into it, else its own."""
+    if exact is not None and exact.get("captions"):
+        return exact["captions"], exact.get("caption_scores")
+    return row["captions"], row.get("caption_scores")
+
+
 def _quality_rank(row: dict[str, Any]) -> tuple[int, int, int]:
     """Smaller is better, for min(): lossless first, then the higher rate, then more channels."""
     return (-int(bool(row["lossless"])), -(row["native_rate"] or 0), -(row["native_channels"] or 0))
@@ -191,6 +200,7 @@ def _member_rows(layout: CorpusLayout, config: BuildConfig,
             record = json.loads(row.pop("record"))
             row["chromaprint"] = np.asarray(row["chromaprint"], np.uint32)
             rows[row["input_index"]] = {**row, "captions": record["captions"],
+                                        "caption_scores": record.get("caption_scores"),
                                         "source": record["source"], "path": record["path"]}
     return rows
 

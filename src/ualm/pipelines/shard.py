@@ -134,10 +134,10 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     manifest_rows = []
     with layout.shard_writer(shard_path) as writer:
         for segment, record, payload in _samples(layout, iter(units)):
-            captions = record["captions"]
+            captions, scores = record["captions"], record.get("caption_scores") or None
             decision = decisions.get(segment["input_index"])
             if decision is not None and decision["captions"] is not None:
-                captions = decision["captions"]
+                captions, scores = decision["captions"], decision.get("caption_scores")
             meta = {
                 "key": segment["key"], "sample_id": segment["sample_id"],
                 "input_id": record["input_id"], "captions": captions,
@@ -145,6 +145,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
                 "language": record["language"], "config_hash": config_hash,
                 "extra": json.loads(record["extra"]),
             }
+            if scores:
+                meta["clap_scores"] = scores
             meta.update(caption_groups.get(segment["input_index"], {}))
             sample = {"__key__": segment["key"]}
             if task.modality == "audio":
@@ -162,7 +164,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
                 **segment, **{k: record[k] for k in ("input_id", "source", "license", "task",
                                                      "language", "path", "url", "extra")},
                 **caption_groups.get(segment["input_index"], {}),
-                "captions": captions, "fingerprint": record["fingerprint"],
+                "captions": captions, "clap_scores": scores or None,
+                "fingerprint": record["fingerprint"],
                 "sample_rate": config.audio.sample_rate if task.modality == "audio" else None,
                 "shard": shard_name, "config_hash": config_hash,
             })
