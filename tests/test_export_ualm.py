@@ -95,6 +95,7 @@ def test_the_blend_is_the_listed_mixture(corpus: Path, exported: Path, tmp_path:
                    tokens=tokens[d], samples=len(found[d]["samples"]),
                    expected_epochs=w * budget / tokens[d]) for d, w in weights.items()),
         budget_tokens=budget)
+    export_ualm(corpus, tmp_path / "a")  # an earlier export's files give way to the blend's
     runs = []
     for run in ("a", "b"):
         report = export_ualm(corpus, tmp_path / run, spec)
@@ -182,3 +183,32 @@ def test_corpus_and_export_in_a_store(corpus: Path, store: str, tmp_path: Path) 
     listed = _check_against(read_export(local), read_corpus(corpus))
     assert listed == {key: 1 for key in read_corpus(corpus)}
     shutil.rmtree(local)
+
+
+def test_dataset_names_cannot_end_one_another() -> None:
+    """UALM's train.py gives a stats file to the first manifest whose name ends the file's
+    name: `caps` and `audiocaps` must not be mistaken for each other."""
+    from ualm.export.mapping import dataset_id
+    from ualm.export.write import ambiguous_ids
+
+    assert ambiguous_ids({"caps-generation": "caption_to_audio",
+                          "audiocaps-generation": "caption_to_audio"}) == ["audiocaps-generation"]
+    ours = {dataset_id(s, t): "caption_to_audio" for s in ("caps", "audiocaps", "a caps")
+            for t in ("generation", "understanding", "reasoning")}
+    assert len(ours) == 9 and ambiguous_ids(ours) == []
+
+
+def test_lengths_count_the_given_tokenizer(corpus: Path, tmp_path: Path) -> None:
+    """UALM's statistic: 1, per turn 3 plus its tokens (the first two turns), 50 per second."""
+    export_ualm(corpus, tmp_path / "bytes", tokenizer="bytes")
+    found = read_export(tmp_path / "bytes")
+    text = next(d for d in found.values() if d["task"] == "text_only")
+    for row in text["samples"].values():
+        turns = row["value"]["text"]["conversations"][:2]
+        assert row["length"] == 1 + sum(3 + len(t["value"].encode()) for t in turns)
+    audio = next(d for d in found.values() if d["task"] == "audio_to_conversation")
+    for row in audio["samples"].values():
+        turns = row["value"]["text"]["conversations"][:2]
+        seconds = row["audio"]["frames"] / row["value"]["audio"]["sampling_rate"]
+        assert row["length"] == 1 + sum(3 + len(t["value"].encode()) for t in turns) + round(
+            50 * seconds)

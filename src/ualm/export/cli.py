@@ -32,6 +32,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16000,
                    help="UALM's batch size: longer samples are left out (UALM drops them)")
     p.add_argument("--seed", type=int, default=0, help="which samples a fraction of a pass takes")
+    p.add_argument("--tokenizer", metavar="FOLDER",
+                   help="the backbone's tokenizer folder (local), for exact text token counts in "
+                        "the length statistics (default: estimated, UTF-8 bytes / 4)")
     return p
 
 
@@ -42,7 +45,7 @@ def _export(prog: str, argv: list[str]) -> int:
         raise UsageError(f"unknown export format {argv[0]!r}", fix=f"one of: {', '.join(FORMATS)}")
     args = _parser(prog).parse_args(argv)
     report = export_ualm(args.corpus, args.out, args.blend, args.trainer_path, args.batch_size,
-                         args.seed)
+                         args.seed, args.tokenizer)
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
     for name, row in report["datasets"].items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +176,8 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / 4)
 
 
-def length(sample: UalmSample, seconds: float, count: Any = estimate_tokens) -> int:
+def length(sample: UalmSample, seconds: float,
+           count: Callable[[str], int] = estimate_tokens) -> int:
     """UALM's length statistic: 1, plus per turn 3 and its text tokens, plus 50 per second of
     the sample's audio."""
     audio = math.ceil(AUDIO_FRAMES_PER_SECOND * seconds) if sample.audio_key else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,11 @@ class AudioRef:
 
 def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSpec | None = None,
                 trainer_path: str | None = None, batch_size: int = BATCH_SIZE,
-                seed: int = 0) -> dict[str, Any]:
-    """Writes OUT and returns the export report (also written as OUT/export_report.json)."""
+                seed: int = 0, tokenizer: str | None = None) -> dict[str, Any]:
+    """Writes OUT and returns the export report (also written as OUT/export_report.json).
+    `tokenizer`: a local tokenizer folder (the backbone's, e.g. Qwen2.5's) whose token counts
+    the length statistics use; by default they are estimated (`mapping.estimate_tokens`)."""
+    count = mapping.estimate_tokens if tokenizer is None else _counter(tokenizer)
     layout = CorpusLayout(corpus)
     layout.meta()
     spec = load_blend(blend) if isinstance(blend, (str, Path)) else blend
@@ -76,7 +80,7 @@ def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSp
         ref = refs.get(sample.audio_key) if sample.audio_key else None
         if ref is not None and ref.channels > 1:
             sample.losses.append("multichannel")
-        size = mapping.length(sample, ref.frames / ref.rate if ref else 0.0)
+        size = mapping.length(sample, ref.frames / ref.rate if ref else 0.0, count)
         losses[sample.dataset].update(sample.losses)
         if size > batch_size:
             losses[sample.dataset]["too_long"] += 1
@@ -93,6 +97,7 @@ def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSp
     report = _write(dest, refs, kept, spec, layout.location, seed)
     report.update(corpus=layout.location, out=dest.layout.location, trainer_path=dest.prefix,
                   batch_size=batch_size, blend=None if spec is None else str(blend),
+                  lengths="estimated (UTF-8 bytes / 4)" if tokenizer is None else tokenizer,
                   not_exported=dict(sorted(unmapped.items())),
                   pairs_not_exported=_pairs(layout))
     for name, row in report["datasets"].items():
@@ -101,6 +106,13 @@ def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSp
     report["warnings"] = warnings(report)
     dest.write_json(REPORT, report)
     return report
+
+
+def _counter(tokenizer: str) -> Callable[[str], int]:
+    from ualm.train.sequence.text_tokenizer import load_text_tokenizer
+
+    encode = load_text_tokenizer(tokenizer).encode
+    return lambda text: len(encode(text))
 
 
 def _copy_audio(layout: CorpusLayout, dest: UalmDir
