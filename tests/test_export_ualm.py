@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from tests.s3_server import moto_s3
-from tests.synth_helpers import copy_corpus, event_corpus
+from tests.synth_helpers import copy_corpus
 from tests.ualm_reader import expected, read_corpus, read_export
 from ualm.cli import main
 from ualm.export.run import export_ualm
@@ -29,8 +29,9 @@ TASKS = {"generation": "caption_to_audio", "understanding": "audio_to_conversati
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = event_corpus(tmp_path_factory.mktemp("export-events"))
+def corpus(event_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's event corpus (audio of two tasks, text) with reasoning traces added."""
+    root = copy_corpus(event_corpus, tmp_path_factory.mktemp("export-events") / "corpus")
     synth_corpus(root, SynthConfig(limit=6), progress=False)
     return root
 
@@ -212,3 +213,25 @@ def test_lengths_count_the_given_tokenizer(corpus: Path, tmp_path: Path) -> None
         seconds = row["audio"]["frames"] / row["value"]["audio"]["sampling_rate"]
         assert row["length"] == 1 + sum(3 + len(t["value"].encode()) for t in turns) + round(
             50 * seconds)
+
+
+def test_a_blend_from_ualm_blend_survives_ualms_weights(corpus: Path, tmp_path: Path) -> None:
+    """The spec `ualm blend` writes, applied: each source's listed samples, counted in the
+    blend's own tokens per sample, make its weight; the least-read source is read once."""
+    import yaml
+
+    spec_file = tmp_path / "blend.yaml"
+    assert main(["blend", str(corpus), "--out", str(spec_file), "--targets",
+                 "understanding=0.3,generation=0.3,text=0.2,reasoning=0.2"]) == 0
+    assert main(["export", "ualm", str(corpus), str(tmp_path / "out"),
+                 "--blend", str(spec_file)]) == 0
+    sources = yaml.safe_load(spec_file.read_text())["sources"]
+    found = read_export(tmp_path / "out")
+    listed = {f"{s['task']}.{s['name']}": len(found[f"{s['task']}.{s['name']}"]["samples"])
+              for s in sources}
+    tokens = {f"{s['task']}.{s['name']}": s["tokens"] / s["samples"] for s in sources}
+    total = sum(listed[d] * tokens[d] for d in listed)
+    for s in sources:
+        d = f"{s['task']}.{s['name']}"
+        assert abs(listed[d] * tokens[d] / total - s["weight"]) < 0.002, d
+    assert min(listed[d] / s["samples"] for d, s in zip(listed, sources, strict=True)) == 1

@@ -1,9 +1,9 @@
 """The blend, applied by the export itself: UALM's `train.py` gives every dataset the factor 1.0
 and draws each sample of each manifest once per epoch, so the mixture it trains is the number of
-samples each manifest lists. To make that mixture the blend's, each dataset lists its samples as
-many times as the blend plans to draw them: `expected_epochs` whole passes rounded to a number of
-samples, the fraction taken as a deterministic subset (samples ranked by a hash of seed and key),
-whatever factor the loader applies.
+samples each manifest lists. To make that mixture the blend's, each dataset lists its samples in
+proportion to how often the blend draws them (`plan_epochs`), whatever factor the loader
+applies: whole passes, and the fraction of a pass as a deterministic subset (samples ranked by
+a hash of seed and key).
 
 >>> copies(["a", "b", "c", "d"], 1.5, "d", seed=0)[:4]
 [('a', 0), ('b', 0), ('c', 0), ('d', 0)]
@@ -29,34 +29,40 @@ class Plan:
     epochs: float
     weight: float | None
     """The blend's share of tokens (None without a blend)."""
+    tokens_per_sample: float | None = None
+    """The blend's own count (its tokenizer and codec), for the realised share it reports."""
 
 
 def plan_epochs(spec: BlendSpec | None, corpus: str,
-                groups: dict[tuple[str, str], tuple[int, float]]) -> dict[tuple[str, str], Plan]:
-    """Per (source, task) of the corpus, with (samples, tokens per sample): the passes that make
-    the listed mixture the blend's. Without a blend every sample once. With one, a group it does
-    not name gets 0 passes; `expected_epochs` is used as planned, or, in a spec without a budget,
-    the passes that give the weights with the least-weighted source read once."""
+                groups: dict[tuple[str, str], int]) -> dict[tuple[str, str], Plan]:
+    """Per (source, task) of the corpus, with its number of samples: the passes that make the
+    listed mixture the blend's. Without a blend every sample once. With one, a group it does
+    not name (or weighs 0) gets none; the others get passes in proportion to the blend's (weight
+    over the tokens of one pass, in the blend's own counting), scaled so that the least-read
+    source is read once: the mixture is the blend's, no sample it weighs is left out, and
+    rounding moves a share by at most half a sample. (The budget is the trainer's business:
+    UALM's steps; one pass over the export is `scale` times the blend's `budget_tokens`.)"""
     if spec is None:
         return {group: Plan(1.0, None) for group in groups}
     where = storage.location(corpus)
     named = {(s.name, s.task): s for s in spec.sources if storage.location(s.corpus) == where}
-    if not any(named.get(g) and named[g].weight > 0 for g in groups):
+    rate = {g: named[g].weight / named[g].tokens for g, n in groups.items()
+            if g in named and named[g].weight > 0 and named[g].tokens > 0 and n > 0}
+    if not rate:
         raise UalmError(f"the blend names no source of {where} with a weight above 0",
                         fix="pass the blend computed for this corpus (`ualm blend CORPUS`)")
-    epochs: dict[tuple[str, str], float] = {}
-    for group, (samples, per_sample) in groups.items():
-        s = named.get(group)
-        if s is None or s.weight <= 0 or samples == 0:
-            epochs[group] = 0.0
-        elif s.expected_epochs > 0:
-            epochs[group] = s.expected_epochs
-        else:  # weight / tokens of one pass, scaled below
-            epochs[group] = s.weight / max(samples * per_sample, 1e-9)
-    if not any(s.expected_epochs > 0 for s in named.values()):
-        scale = 1.0 / min(e for e in epochs.values() if e > 0)
-        epochs = {g: e * scale for g, e in epochs.items()}
-    return {g: Plan(e, named[g].weight if g in named else 0.0) for g, e in epochs.items()}
+    least = min(rate.values())
+    return {g: Plan(rate.get(g, 0.0) / least, named[g].weight if g in named else 0.0,
+                    named[g].tokens_per_sample if g in named else None) for g in groups}
+
+
+def scale(spec: BlendSpec, plans: dict[tuple[str, str], Plan]) -> float | None:
+    """One pass over the export in units of the blend's planned budget."""
+    for (name, task), plan in plans.items():
+        for s in spec.sources:
+            if (s.name, s.task) == (name, task) and s.expected_epochs > 0 and plan.epochs > 0:
+                return plan.epochs / s.expected_epochs
+    return None
 
 
 def rank(key: str, dataset: str, seed: int) -> str:

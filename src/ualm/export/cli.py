@@ -49,8 +49,10 @@ def _export(prog: str, argv: list[str]) -> int:
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
     for name, row in report["datasets"].items():
-        print(f"  {name:40s} {row['ualm_task']:22s} {row['samples']:>8,} samples "
-              f"{row['listed']:>8,} listed  {row['token_share']:.4f} of tokens")
+        share = (f"  blend {row['blend_weight']:.4f} -> {row['blend_share']:.4f}"
+                 if row.get("blend_share") is not None else "")
+        print(f"  {name:36s} {row['ualm_task']:22s} {row['samples']:>8,} samples "
+              f"{row['listed']:>8,} listed{share}")
     print(f"wrote {report['out']} ({report['samples_listed']:,} samples, "
           f"{report['audio_files']:,} audio files; report: export_report.json)")
     return 0

@@ -147,8 +147,7 @@ def _write(dest: UalmDir, refs: dict[str, AudioRef],
            kept: dict[str, list[tuple[UalmSample, int]]], spec: BlendSpec | None, corpus: str,
            seed: int) -> dict[str, Any]:
     """Listings per the blend, then the LMDB, manifests, stats and registry."""
-    groups = {(rows[0][0].source, rows[0][0].task): (len(rows), sum(n for _, n in rows)
-                                                     / len(rows)) for rows in kept.values()}
+    groups = {(rows[0][0].source, rows[0][0].task): len(rows) for rows in kept.values()}
     plans = blending.plan_epochs(spec, corpus, groups)
     entries: dict[str, dict[str, Any]] = {}
     datasets: dict[str, dict[str, Any]] = {}
@@ -165,7 +164,9 @@ def _write(dest: UalmDir, refs: dict[str, AudioRef],
         datasets[dataset] = {"source": first.source, "task": first.task,
                              "ualm_task": first.ualm_task, "samples": len(rows),
                              "listed": len(ids), "epochs": round(plan.epochs, 6),
-                             "blend_weight": plan.weight, "tokens": tokens}
+                             "blend_weight": plan.weight, "tokens": tokens,
+                             "blend_tokens": None if plan.tokens_per_sample is None else
+                             round(len(ids) * plan.tokens_per_sample)}
         if ids:
             written.add(dest.write_manifest(dataset, ids, first.audio_key is not None))
             written.add(dest.write_stats(first.ualm_task, dataset,
@@ -176,9 +177,13 @@ def _write(dest: UalmDir, refs: dict[str, AudioRef],
     dest.write_registry(listed_sets)
     lmdb_bytes = dest.write_lmdb(entries.items())
     total = sum(row["tokens"] for row in datasets.values()) or 1
+    blend_total = sum(row["blend_tokens"] or 0 for row in datasets.values()) or 1
     for row in datasets.values():
         row["token_share"] = round(row["tokens"] / total, 6)
+        if row["blend_tokens"] is not None:  # the mixture in the blend's own token count
+            row["blend_share"] = round(row["blend_tokens"] / blend_total, 6)
     return {"ualm_export": 1, "datasets": datasets, "samples_listed": len(entries),
+            "budget_scale": None if spec is None else blending.scale(spec, plans),
             "audio_files": len(refs), "lmdb_bytes": lmdb_bytes}
 
 
