@@ -72,7 +72,7 @@ def test_every_sample_reads_back_as_the_corpus_holds_it(corpus: Path, exported: 
     assert {d: Path(v["path"]) for d, v in registry.items()} == {
         d: exported / f"{d}_manifest.json" for d in found}
     report = json.loads((exported / "export_report.json").read_text())
-    assert report["samples_listed"] == len(truth)
+    assert report["samples_listed"] == len(truth) and report["complete"]
 
 
 def test_paths_relative_to_the_trainer(corpus: Path, tmp_path: Path,
@@ -161,10 +161,19 @@ def test_what_ualm_would_drop_is_counted_and_warned(corpus: Path, tmp_path: Path
 
 
 def test_export_refuses_a_folder_it_did_not_write(corpus: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mine.txt").write_text("x")
     assert main(["export", "ualm", str(corpus), str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
+    import ualm.export.run as run
+
+    monkeypatch.setattr(run, "_write", lambda *a: 1 / 0)  # a crash after the audio
+    with pytest.raises(ZeroDivisionError):
+        export_ualm(corpus, tmp_path / "crashed")
+    assert not json.loads((tmp_path / "crashed" / "export_report.json").read_text())["complete"]
+    monkeypatch.undo()
+    assert main(["export", "ualm", str(corpus), str(tmp_path / "crashed")]) == 0  # a rerun
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSp
     layout.meta()
     spec = load_blend(blend) if isinstance(blend, (str, Path)) else blend
     dest = UalmDir(out, trainer_path)
-    dest.check_empty()
+    dest.claim()
     refs, samples = _copy_audio(layout, dest)
     for subset in ("text", "traces"):
         for shard in layout.shard_files(subset):
@@ -104,6 +104,7 @@ def export_ualm(corpus: str | Path, out: str | Path, blend: str | Path | BlendSp
         row["ualm_would_drop"] = dict(sorted(losses[name].items()))
     report["ualm_would_drop"] = dict(sorted(sum(losses.values(), Counter[str]()).items()))
     report["warnings"] = warnings(report)
+    report["complete"] = True
     dest.write_json(REPORT, report)
     return report
 

@@ -63,12 +63,15 @@ class UalmDir:
         return storage.join(self.prefix, name) if storage.is_remote(self.prefix) else \
             (Path(self.prefix) / name).as_posix()
 
-    def check_empty(self) -> None:
-        """A fresh folder, or one a previous export wrote (its stale files are replaced)."""
+    def claim(self) -> None:
+        """A fresh folder, or one an earlier export wrote (its stale files are replaced): the
+        report, written first as `complete: false`, marks it as an export's, so that a rerun
+        after a crash may write there again."""
         entries = self.layout.entries()
         if entries and REPORT not in entries:
             raise UalmError(f"{self.layout.location} is not empty and holds no earlier export",
                             fix="export into a new folder")
+        self.write_json(REPORT, {"ualm_export": 1, "complete": False})
 
     def remove_stale(self, keep: set[str]) -> None:
         """Manifests and stats files of an earlier export that this one did not write:
