@@ -83,6 +83,9 @@ def test_paths_relative_to_the_trainer(corpus: Path, tmp_path: Path,
     assert manifest["data_entry"][0]["path"] == "data/ualm/_metadata.lmdb"
     monkeypatch.chdir(tmp_path)  # the trainer's working directory
     _check_against(read_export(Path("data/ualm")), read_corpus(corpus))
+    export_ualm(corpus, "by-default")  # a relative OUT: absolute paths by default
+    manifest = json.loads(next(Path("by-default").glob("text.*_manifest.json")).read_text())
+    assert manifest["data_entry"][0]["path"] == str(tmp_path / "by-default" / "_metadata.lmdb")
 
 
 def test_the_blend_is_the_listed_mixture(corpus: Path, exported: Path, tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ class UalmDir:
             raise UalmError(f"UALM's trainer reads local files, and {self.layout.location} is "
                             "not a local folder", fix="say where the trainer will find the "
                             "folder with --trainer-path (e.g. /data/ualm, or data/ualm)")
-        self.prefix = trainer_path if trainer_path is not None else self.layout.root
+        self.prefix = trainer_path if trainer_path is not None else \
+            str(Path(self.layout.root).resolve())
 
     def path(self, name: str) -> str:
         """Where the export writes `name`."""
