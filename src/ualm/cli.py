@@ -243,6 +243,7 @@ def _run_demo(prog: str, argv: list[str]) -> int:
 
 def commands() -> dict[str, Command]:
     """Every `ualm` command by name (each module's parsers are made only when it runs)."""
+    from ualm.export.cli import export_commands
     from ualm.publish.cli import publish_commands
     from ualm.report.cli import report_commands
     from ualm.run.cli import run_commands
@@ -261,7 +262,7 @@ def commands() -> dict[str, Command]:
         "demo": Command("build a corpus from the package's own synthetic audio", _run_demo),
     }
     for more in (blend_commands, train_commands, synth_commands, report_commands,
-                 run_commands, publish_commands):
+                 run_commands, publish_commands, export_commands):
         table.update(more())
     return table
 

@@ -43,6 +43,8 @@ class TarShardWriter:
         self._fs, self._name = fs, str(path)
         self.count = 0
         self.payload_bytes = 0
+        self.ranges: dict[str, tuple[int, int]] = {}
+        """Member name -> (offset of its data in the tar, size): what byte-range readers seek."""
         self._keys: set[str] = set()
         self._folder = tempfile.mkdtemp(prefix="ualm-shard-") if fs is not None else None
         self._tmp = temporary_sibling(self.path if self._folder is None
@@ -80,6 +82,9 @@ class TarShardWriter:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             self._tar.addfile(info, io.BytesIO(data))
+            # the data ends where the tar now stands, before its padding to a whole block
+            padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            self.ranges[info.name] = (self._tar.offset - padded, len(data))
             self.payload_bytes += len(data)
         self.count += 1
 
