@@ -38,7 +38,7 @@ def _rows(base: str) -> list[dict]:
     return [  # no explicit ids: each id is derived from its URL, the riskiest case
         {"url": f"http://user:{PASSWORD}@{host}/audio/a.flac", "caption": "a tone"},
         {"url": f"{base}/audio/b.mp3?{SIGNED}", "caption": "another tone"},
-        {"url": f"{base}/audio/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1",
+        {"url": f"{base}/signed/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1",
          "caption": "a third tone", "mirror": f"{base}/c.wav?api_key={API_KEY}"},
         {"url": f"{base}/redirect/d.ogg?access_token={TOKEN}", "caption": "a fourth tone"},
         {"url": f"http://admin:{PASSWORD}@{host}/404?sig={SIGNATURE}", "caption": "gone"},
@@ -76,7 +76,7 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
                                         ("e.flac", "flac")]):
         write_audio(served / name, synth_clip(1.5 + seed / 4, 24000, seed), 24000, fmt)
     out = tmp_path / "out"
-    with FaultyServer(served) as server:
+    with FaultyServer(served, token=TOKEN) as server:  # /signed/ URLs need the token
         (served / "urls.jsonl").write_text("".join(json.dumps(r) + "\n"
                                                    for r in _rows(server.base)))
         host = server.base.removeprefix("http://")
@@ -93,6 +93,7 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
         assert f"Basic {base64.b64encode(f'user:{PASSWORD}'.encode()).decode()}" in \
             server.authorizations
         assert f"/audio/b.mp3?{SIGNED}" in server.targets
+        assert f"/signed/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1" in server.targets
         # a one-line error names the input without its credentials
         assert main(["build", "--input", f"http://user:{PASSWORD}@{host}/audio/gone.jsonl",
                      "--out", str(out / "never")]) == 2
