@@ -23,6 +23,7 @@ from tests.test_secret_redaction import (
     GOOG,
     HF_TOKEN,
     PASSWORD,
+    SAVED_HUB_TOKEN,
     SECRETS,
     SESSION,
     SIGNATURE,
@@ -46,7 +47,7 @@ def _rows(base: str) -> list[dict]:
         {"url": f"{base}/signed/a.flac?token={TOKEN}&{signed}", "caption": "a signed tone"},
         {"url": f"http://user:{PASSWORD}@{host}/audio/b.wav?access_token={TOKEN}"
                 f"&api_key={API_KEY}", "caption": "a tone behind a password",
-         "headers": {"Authorization": f"Bearer {HF_TOKEN}"}},
+         "headers": {"Authorization": f"Bearer {HF_TOKEN}"}, "note": SAVED_HUB_TOKEN},
         {"url": f"{base}/audio/c.ogg?X-Goog-Credential={CREDENTIAL}&X-Goog-Signature={GOOG}",
          "caption": "a third tone"},
         {"url": f"{base}/signed/a.flac?sig={SIGNATURE}", "caption": "no token: refused"},

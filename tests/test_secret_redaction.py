@@ -27,7 +27,9 @@ GOOG = "goog-PLANTED-5e1d"
 API_KEY = "key-PLANTED-9a9a9a"
 AWS_SECRET = "aws-secret-PLANTED-wJalrXUtnFEMI"
 HF_TOKEN = "hf_PLANTEDhubtoken0123456789"
-SECRETS = (PASSWORD, TOKEN, SIGNATURE, CREDENTIAL, SESSION, GOOG, API_KEY, AWS_SECRET, HF_TOKEN)
+SAVED_HUB_TOKEN = "hf_PLANTEDsavedLogin0123456789abcdefg"  # in no variable: known by its shape
+SECRETS = (PASSWORD, TOKEN, SIGNATURE, CREDENTIAL, SESSION, GOOG, API_KEY, AWS_SECRET, HF_TOKEN,
+           SAVED_HUB_TOKEN)
 
 SIGNED = (f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={CREDENTIAL}"
           f"&X-Amz-Security-Token={SESSION}&X-Amz-Signature={SIGNATURE}")
@@ -149,7 +151,8 @@ def test_redact_text_masks_urls_headers_and_environment_secrets(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     text = (f"ClientError for 'https://u:{PASSWORD}@h/x?token={TOKEN}' with secret {AWS_SECRET}"
             f" {{'Authorization': 'Bearer {HF_TOKEN}'}} Authorization: AWS4-HMAC-SHA256 "
-            f"Credential={CREDENTIAL}, SignedHeaders=host, Signature={SIGNATURE}")
+            f"Credential={CREDENTIAL}, SignedHeaders=host, Signature={SIGNATURE}"
+            f" (token:{SAVED_HUB_TOKEN})")
     masked = redact_text(text)
     assert not any(s in masked for s in SECRETS), masked
     assert "https://***@h/x?token=***" in masked and "'Authorization': '***'" in masked
