@@ -97,8 +97,9 @@ def test_planted_secrets_reach_their_servers_and_are_never_written_or_printed(
         manifest.write_text("".join(json.dumps(r) + "\n" for r in _rows(crawl.base)))
         build_config = given / "build.yaml"
         agent = f"ualm-test (+https://example.org/bot?key={CONFIG_KEY})"  # a config value
-        build_config.write_text(yaml.safe_dump({"shards": {"max_samples": 2}, "crawl": {
-            "user_agent": agent, "cache_dir": str(out / "crawl-cache")}}))
+        build_config.write_text(yaml.safe_dump({  # the caches under out/, searched too
+            "shards": {"max_samples": 2}, "tokenize": {"cache_dir": str(out / "token-cache")},
+            "crawl": {"user_agent": agent, "cache_dir": str(out / "crawl-cache")}}))
         ualm("build", "--input", manifest, "--out", corpus, "--config", build_config,
              "--engine", "local", "--crawl.allow_private_network", "true",
              "--crawl.retries", "0", "--crawl.per_host_rate", "0")
@@ -117,15 +118,16 @@ def test_planted_secrets_reach_their_servers_and_are_never_written_or_printed(
         assert not teacher.requests
         ualm("synth", corpus, "--config", synth_config,  # the key from the environment: used
              "--teacher", f"openai:teacher-model@{teacher.base_url}")
-        assert len(teacher.requests) == 3 and any(TEACHER_KEY in a for a in teacher.authorization)
+        assert len(teacher.requests) == 3 and teacher.authorization == {f"Bearer {TEACHER_KEY}"}
 
         ualm("publish", corpus, "--to", "hf://datasets/org/planted", HF_HUB_OFFLINE="0")
         assert hub.state.tokens_seen == {HF_TOKEN}
         ualm("report", corpus, "--samples", "0", "-o", out / "report.html")
 
     files = _written(out, hub)
-    assert {"corpus/manifests/rejects", "report.html", "hub:commits"} <= {
-        n.rsplit("/", 1)[0] if n.startswith("corpus/manifests/rejects") else n for n in files}
+    for written in ("corpus/manifests/rejects/", "corpus/traces/", "crawl-cache/",
+                    "token-cache/", "report.html", "hub:"):  # each command's outputs are here
+        assert any(name.startswith(written) for name in files), written
     for secret in PLANTED:
         leaks = [name for name, data in files.items() if secret.encode() in data]
         assert not leaks, f"{secret} written to {leaks}"
