@@ -85,6 +85,8 @@ PUBLISH_FOLDER = ("tests/test_publish_verify.py::"
                   "test_folder_publish_refuses_to_complete_with_a_lost_or_damaged_file")
 VERIFY_LINE = "bad = [e.path for e in entries if not store.matches(present.get(e.path), e)]"
 SHARED_NOTHING = "tests/test_shared_nothing.py::"
+SECRET_COMMANDS = ("tests/test_secret_commands.py::test_planted_secrets_reach_their_servers_and_are_"
+                   "never_written_or_printed")
 CLAP_BUILD = ("tests/test_model_filters.py::"
               "test_clap_threshold_drops_captions_and_rejects_an_input_left_with_none")
 
@@ -318,6 +320,17 @@ MUTANTS: list[Mutant] = [
            new="        data[name] = data[name]",
            tests=("tests/test_secret_redaction.py::test_no_planted_secret_is_written_or_printed",),
            fast=True),
+    Mutant("hub-token-shape-not-masked", "credentials", "src/ualm/redact.py",
+           old='    if "hf_" in text:', new="    if False:",
+           tests=("tests/test_secret_redaction.py::test_redact_text_masks_urls_headers_and_"
+                  "environment_secrets",), fast=True),
+    Mutant("teacher-url-credentials-accepted", "credentials",
+           "src/ualm/synth/openai_teacher.py",
+           old="        if base_url and redact_url(base_url) != base_url:", new="        if False:",
+           tests=(SECRET_COMMANDS,)),
+    Mutant("crawl-cache-keeps-credentials", "credentials", "src/ualm/inputs/crawl/cache.py",
+           old='meta = {"url": redact_url(url),', new='meta = {"url": url,',
+           tests=(SECRET_COMMANDS,)),
     Mutant("checkpoint-loaded-with-pickle", "untrusted checkpoints",
            "src/ualm/train/model/safe_load.py",
            old="return torch.load(path, map_location=device, weights_only=True)",

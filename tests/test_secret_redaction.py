@@ -27,7 +27,9 @@ GOOG = "goog-PLANTED-5e1d"
 API_KEY = "key-PLANTED-9a9a9a"
 AWS_SECRET = "aws-secret-PLANTED-wJalrXUtnFEMI"
 HF_TOKEN = "hf_PLANTEDhubtoken0123456789"
-SECRETS = (PASSWORD, TOKEN, SIGNATURE, CREDENTIAL, SESSION, GOOG, API_KEY, AWS_SECRET, HF_TOKEN)
+SAVED_HUB_TOKEN = "hf_PLANTEDsavedLogin0123456789abcdefg"  # in no variable: known by its shape
+SECRETS = (PASSWORD, TOKEN, SIGNATURE, CREDENTIAL, SESSION, GOOG, API_KEY, AWS_SECRET, HF_TOKEN,
+           SAVED_HUB_TOKEN)
 
 SIGNED = (f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={CREDENTIAL}"
           f"&X-Amz-Security-Token={SESSION}&X-Amz-Signature={SIGNATURE}")
@@ -38,7 +40,7 @@ def _rows(base: str) -> list[dict]:
     return [  # no explicit ids: each id is derived from its URL, the riskiest case
         {"url": f"http://user:{PASSWORD}@{host}/audio/a.flac", "caption": "a tone"},
         {"url": f"{base}/audio/b.mp3?{SIGNED}", "caption": "another tone"},
-        {"url": f"{base}/audio/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1",
+        {"url": f"{base}/signed/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1",
          "caption": "a third tone", "mirror": f"{base}/c.wav?api_key={API_KEY}"},
         {"url": f"{base}/redirect/d.ogg?access_token={TOKEN}", "caption": "a fourth tone"},
         {"url": f"http://admin:{PASSWORD}@{host}/404?sig={SIGNATURE}", "caption": "gone"},
@@ -76,7 +78,7 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
                                         ("e.flac", "flac")]):
         write_audio(served / name, synth_clip(1.5 + seed / 4, 24000, seed), 24000, fmt)
     out = tmp_path / "out"
-    with FaultyServer(served) as server:
+    with FaultyServer(served, token=TOKEN) as server:  # /signed/ URLs need the token
         (served / "urls.jsonl").write_text("".join(json.dumps(r) + "\n"
                                                    for r in _rows(server.base)))
         host = server.base.removeprefix("http://")
@@ -93,6 +95,7 @@ def test_no_planted_secret_is_written_or_printed(tmp_path: Path,
         assert f"Basic {base64.b64encode(f'user:{PASSWORD}'.encode()).decode()}" in \
             server.authorizations
         assert f"/audio/b.mp3?{SIGNED}" in server.targets
+        assert f"/signed/c.wav?token={TOKEN}&X-Goog-Signature={GOOG}&x=1" in server.targets
         # a one-line error names the input without its credentials
         assert main(["build", "--input", f"http://user:{PASSWORD}@{host}/audio/gone.jsonl",
                      "--out", str(out / "never")]) == 2
@@ -148,7 +151,8 @@ def test_redact_text_masks_urls_headers_and_environment_secrets(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     text = (f"ClientError for 'https://u:{PASSWORD}@h/x?token={TOKEN}' with secret {AWS_SECRET}"
             f" {{'Authorization': 'Bearer {HF_TOKEN}'}} Authorization: AWS4-HMAC-SHA256 "
-            f"Credential={CREDENTIAL}, SignedHeaders=host, Signature={SIGNATURE}")
+            f"Credential={CREDENTIAL}, SignedHeaders=host, Signature={SIGNATURE}"
+            f" (token:{SAVED_HUB_TOKEN})")
     masked = redact_text(text)
     assert not any(s in masked for s in SECRETS), masked
     assert "https://***@h/x?token=***" in masked and "'Authorization': '***'" in masked

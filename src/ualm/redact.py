@@ -40,6 +40,9 @@ SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN",
               "ANTHROPIC_API_KEY")
 _SHORTEST_SECRET = 6  # a shorter value ("1", "yes") would mask ordinary words
 
+# A Hugging Face token has a shape of its own ("hf_" and 34 letters and digits): masked wherever
+# it turns up, in the environment or not (a saved login, a token pasted into a manifest column).
+_HUB_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 _PAIR = re.compile(r"\b([A-Za-z][\w.\-]*)=([^\s&'\",;)}\]]+)")
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization\b['\"]?\s*[:=]\s*['\"]?)"
@@ -88,11 +91,14 @@ def env_secrets() -> list[str]:
 def redact_text(text: str, secrets: list[str] | None = None) -> str:
     """Free text (an error's detail, a log line) with every URL in it redacted, credential
     `name=value` pairs and Authorization header values masked, and the values of credential
-    variables (`secrets`, by default those of `env_secrets()`) replaced by `***`."""
+    variables (`secrets`, by default those of `env_secrets()`) and Hugging Face tokens replaced
+    by `***`."""
     if not text:
         return text
     for value in env_secrets() if secrets is None else secrets:
         text = text.replace(value, MASK)
+    if "hf_" in text:
+        text = _HUB_TOKEN.sub(MASK, text)
     if "://" in text:
         text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     if "=" in text:  # name=value outside a URL: `Signature=...` of an AWS4 header, a log line

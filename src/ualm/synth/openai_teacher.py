@@ -13,6 +13,8 @@ import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ualm.errors import UalmError
+from ualm.redact import redact_url
 from ualm.retry_after import retry_after
 from ualm.synth.teachers import Reply, TeacherFailure, TeacherRequest
 
@@ -39,6 +41,12 @@ class OpenAITeacher:
                  concurrency: int = 8) -> None:
         from openai import AsyncOpenAI
 
+        if base_url and redact_url(base_url) != base_url:
+            # aiohttp refuses a password in the URL beside the key's header (a traceback per
+            # request), and a query would be glued to every request's path
+            raise UalmError(f"the teacher URL {redact_url(base_url)} carries credentials",
+                            fix=f"drop them from the URL and put the key in ${api_key_env} "
+                                "(or name another variable with api_key_env)")
         self.model, self.timeout = model, timeout
         self.name = f"openai:{model}@{public_url(base_url)}"
         # Local servers take any key; the client insists on a non-empty one.

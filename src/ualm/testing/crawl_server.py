@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n"
 HTML = b"<!DOCTYPE html>\n<html><body><h1>Not found</h1><p>Try again later.</p></body></html>\n"
@@ -20,6 +21,7 @@ class FaultyHandler(BaseHTTPRequestHandler):
     /flaky/NAME (500 once, then the file), /busy/NAME (429 + Retry-After: 1 once),
     /busy-long (429 + Retry-After: 1 day, always), /tdm/NAME (tdm-reservation: 1),
     /etag/NAME (ETag, 304 on a matching If-None-Match), /redirect/NAME (302 to /audio/NAME),
+    /signed/NAME (the file only with `?token=` the server's token, else 403, as a signed URL),
     /404, /500 (always), /slow, /short, /huge (Content-Length 10 GB), /chunked-big (2 MiB
     without Content-Length), /loop/N, /to-metadata, /to-mapped-metadata, /to-link-local,
     /html.mp3, /robots.txt."""
@@ -60,6 +62,12 @@ class FaultyHandler(BaseHTTPRequestHandler):
             self._send(200, ROBOTS, {"Content-Type": "text/plain"})
         elif head in ("audio", "private"):
             self._file(name)
+        elif head == "signed":
+            given = parse_qs(urlsplit(self.path).query).get("token")
+            if self.server.token is not None and given == [self.server.token]:
+                self._file(name)
+            else:
+                self._send(403, b"missing or wrong token")
         elif head == "noai":
             self._file(name, {"X-Robots-Tag": "noai, noimageai"})
         elif head == "flaky":
@@ -121,10 +129,12 @@ class FaultyServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops concurrent connects (1 s retries)
 
-    def __init__(self, root: Path, latency: float = 0.0) -> None:
+    def __init__(self, root: Path, latency: float = 0.0, token: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), FaultyHandler)
         self.root = Path(root)
         self.latency = latency
+        self.token = token
+        """What /signed/ URLs must carry as `?token=` (None: every /signed/ URL is refused)."""
         self.hits: Counter[str] = Counter()
         self.agents: set[str] = set()
         self.targets: set[str] = set()
