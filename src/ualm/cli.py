@@ -20,7 +20,8 @@ BUILD_SPELLINGS = Spellings(renamed={
     **ENGINE_SPELLINGS, "--codec": "--tokenize.codec", "--bandwidth": "--tokenize.bandwidth",
     "--device": "--tokenize.device", "--batch-size": "--tokenize.batch_size",
     "--cache": "--tokenize.cache_dir", "--no-tokenize": "--tokenize.enabled=false",
-    "--allow-private-network": "--crawl.allow_private_network=true"})
+    "--allow-private-network": "--crawl.allow_private_network=true",
+    "--eval-set": "--decontam.eval_sets+"})
 TOKENIZE_SPELLINGS = Spellings(renamed={**ENGINE_SPELLINGS, "--cache": "--cache_dir"})
 
 

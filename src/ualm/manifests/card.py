@@ -15,6 +15,7 @@ from ualm.manifests.card_sections import (
     CardFacts,
     blend_section,
     card_facts,
+    decontam_section,
     filters_section,
     funnel_section,
     loading_section,
@@ -89,7 +90,7 @@ Built with `ualm` {corpus['ualm_version']} (config `{corpus['config_hash']}`).
 {reasons}
 
 {filters_section(corpus['config'], corpus.get('filters', ()))}
-{_tokens_section(corpus)}
+{decontam_section(corpus)}{_tokens_section(corpus)}
 {blend_section(blend)}
 {loading_section(url, summary['shards'], [c['config_name'] for c in configs], bool(blend))}
 Manifests (`manifests/samples`, `manifests/rejects`, `manifests/duplicates`, and
