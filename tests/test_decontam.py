@@ -21,7 +21,7 @@ from ualm.filters.eval_captions import EvalCaptionIndex
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
 
-from .conftest import skip_without_chromaprint
+from .conftest import skip_without_chromaprint, tree_bytes
 
 RATE = 44100
 
@@ -148,3 +148,11 @@ def test_caption_copies_need_most_of_an_evaluation_caption() -> None:
     assert index.match("in a park, a small dog barks at a passing bicycle bell again")[0] == 2
     assert index.match("a small cat meows at a passing bicycle bell") is None
     assert index.match("a dog barks") is None  # too short to count as a copy
+
+
+def test_decontamination_is_the_same_on_dask(world: dict[str, Path], tmp_path: Path) -> None:
+    config = _config(world["eval"])
+    build_corpus([world["inputs"]], tmp_path / "local", config, engine="local", progress=False)
+    build_corpus([world["inputs"]], tmp_path / "dask", config, engine="dask", workers=2,
+                 progress=False)
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
