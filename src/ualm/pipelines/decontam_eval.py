@@ -26,6 +26,7 @@ from ualm.inputs.listing import list_inputs
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.manifests.storage import is_remote
+from ualm.redact import redact_text
 
 STAGE = "decontam-eval"
 EVAL_AUDIO = schema.pa.schema([("set", schema.pa.int32()), ("clip", schema.pa.string()),
@@ -64,9 +65,10 @@ def prepare_eval_sets(task: EvalTask) -> dict[str, Any]:
     audio_rows, caption_rows, sets = [], [], []
     for number, path in enumerate(config.decontam.eval_sets):
         digest = hashlib.sha256()
+        # the card copies the path: no credentials in it
         facts: dict[str, Any] = {"name": os.path.basename(path.rstrip("/")) or path,
-                                 "path": path, "clips": 0, "fingerprinted": 0, "captions": 0,
-                                 "unreadable": 0, "unreadable_examples": []}
+                                 "path": redact_text(path), "clips": 0, "fingerprinted": 0,
+                                 "captions": 0, "unreadable": 0, "unreadable_examples": []}
         for record in list_inputs([resolved(path)], crawl=config.crawl):
             facts["clips"] += 1
             for caption in record.captions:
