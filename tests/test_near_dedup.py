@@ -5,7 +5,6 @@ result is the same on every engine."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +19,12 @@ from ualm.filters.fingerprint import StreamingFingerprint, band_keys, bit_error_
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
 
-from .conftest import tree_bytes
+from .conftest import skip_without_chromaprint, tree_bytes
 
 RATE = 44100
 
 
-def _chromaprint_missing() -> str | None:
-    try:
-        import chromaprint  # noqa: F401  (loads libchromaprint)
-    except (ImportError, OSError) as exc:
-        return str(exc)
-    return None
-
-
-if _chromaprint_missing() and not os.environ.get("CI"):  # CI installs it (.ci/run)
-    pytest.skip(f"libchromaprint is not available: {_chromaprint_missing()}",
-                allow_module_level=True)
+skip_without_chromaprint()
 CONFIG = BuildConfig.from_dict({"near_dedup": {"enabled": True, "buckets": 3},
                                 "work": {"unit_size": 3, "dedup_buckets": 2},
                                 "tokenize": {"enabled": False}})

@@ -23,10 +23,12 @@ from .conftest import SMALL
 def test_the_build_is_its_stage_list() -> None:
     assert [(s["name"], s["kind"]) for s in describe()] == [
         ("ids", "reduce"), ("ingest", "map"), ("dedup", "reduce"), ("near-dedup", "reduce"),
-        ("caption-dedup", "reduce"), ("shard", "map"), ("commit", "commit"), ("tokens", "map")]
+        ("caption-dedup", "reduce"), ("decontam-eval", "map"), ("decontam", "map"),
+        ("shard", "map"), ("commit", "commit"), ("tokens", "map")]
     assert all(s.reads and s.writes for s in BUILD_STAGES)
     enabled = [s.name for s in BUILD_STAGES if s.enabled(SMALL)]
-    assert enabled == ["ids", "ingest", "dedup", "shard", "commit"]  # SMALL: no near, caption, tokens
+    # SMALL: no near, caption, decontamination or tokens
+    assert enabled == ["ids", "ingest", "dedup", "shard", "commit"]
     assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]
 
 

@@ -10,18 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ualm import flags
+from ualm.cli_spellings import BUILD_SPELLINGS, ENGINE_SPELLINGS, TOKENIZE_SPELLINGS
 from ualm.errors import UalmError, debug_flag
 from ualm.flags import Command, Spellings, UsageError, plain_command
 from ualm.redact import redact_text
-
-ENGINE_SPELLINGS = {"--engine": "--engine.name", "--scheduler": "--engine.scheduler",
-                    "--workers": "--engine.workers", "--runner": "--engine.runner"}
-BUILD_SPELLINGS = Spellings(renamed={
-    **ENGINE_SPELLINGS, "--codec": "--tokenize.codec", "--bandwidth": "--tokenize.bandwidth",
-    "--device": "--tokenize.device", "--batch-size": "--tokenize.batch_size",
-    "--cache": "--tokenize.cache_dir", "--no-tokenize": "--tokenize.enabled=false",
-    "--allow-private-network": "--crawl.allow_private_network=true"})
-TOKENIZE_SPELLINGS = Spellings(renamed={**ENGINE_SPELLINGS, "--cache": "--cache_dir"})
 
 
 def _epilog(spellings: Spellings) -> str:

@@ -19,6 +19,7 @@ from ualm.config.corpus import (
     BANDWIDTHS,
     CaptionDedupConfig,
     CrawlConfig,
+    DecontamConfig,
     FilterConfig,
     NearDedupConfig,
     ShardConfig,
@@ -43,7 +44,8 @@ from ualm.sections import from_sections
 __all__ = [
     "BANDWIDTHS", "LOW_QUALITY_WORDS", "PLACEHOLDER_CAPTIONS", "SCHEMA_VERSION", "AudioConfig",
     "BuildConfig", "CaptionConfig", "CaptionDedupConfig", "ClapConfig", "CrawlConfig",
-    "FilterConfig", "LoudnessConfig", "NearDedupConfig", "QualityConfig", "SegmentConfig",
+    "DecontamConfig", "FilterConfig", "LoudnessConfig", "NearDedupConfig", "QualityConfig",
+    "SegmentConfig",
     "ShardConfig", "TokenizeConfig", "VadConfig", "WhisperConfig", "WorkConfig",
     "read_yaml_mapping",
 ]
@@ -66,6 +68,7 @@ class BuildConfig:
     clap: ClapConfig = field(default_factory=ClapConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
     caption_dedup: CaptionDedupConfig = field(default_factory=CaptionDedupConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
@@ -106,6 +109,8 @@ class BuildConfig:
                             if k not in ("device", "batch_size")}
         if not (self.filters.enabled or self.filters.options):  # a default leaves hashes as
             del out["filters"]                                  # they were before the section
+        if not self.decontam.enabled:  # likewise: no evaluation set, the hash of before
+            del out["decontam"]
         crawl = self.crawl.identity()  # only what decides bytes, and only when not default
         if crawl:
             out["crawl"] = crawl

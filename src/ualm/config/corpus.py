@@ -1,4 +1,4 @@
-"""Config sections that decide the corpus as a whole: dedup, shards, work units, the codec,
+"""Config sections that decide the corpus as a whole: dedup, decontamination, shards, work units, the codec,
 crawling, and the window filters switched on by name."""
 
 from __future__ import annotations
@@ -60,6 +60,49 @@ class CaptionDedupConfig:
             _fail("caption_dedup.max_clips_per_group must be >= 1 or null")
         if not 1 <= self.bands <= 64 or self.buckets < 1:
             _fail("caption_dedup: bands must be within 1..64 and buckets >= 1")
+
+
+@dataclass(frozen=True)
+class DecontamConfig:
+    """Evaluation decontamination: kept clips whose audio copies a clip of an evaluation set
+    (a folder or manifest of audio with captions, such as a copy of the AudioCaps and Clotho
+    test splits) are rejected (`decontam/eval_audio`), and captions that copy an evaluation
+    caption are dropped (`decontam/eval_caption`; an input left with none is rejected). Part
+    of the config hash when any set is named: a corpus checked against other sets is another
+    corpus. Runs after the dedup stages, before shards are written."""
+
+    eval_sets: list[str] = field(default_factory=list)
+    """Evaluation sets (folders or JSONL/CSV/parquet manifests); none switches the stage off."""
+    max_bit_error: float = 0.15
+    """Largest fraction of differing fingerprint bits at the best alignment for a copy (copies
+    differ in under 10 %, similar but unrelated noises in 19 % or more:
+    benchmarks/bench_decontam.py)."""
+    min_overlap: float = 0.5
+    """A copy overlaps at least this fraction of the shorter of the two clips."""
+    min_items: int = 16
+    """...and at least this many fingerprint items (16 ms of audio each: 0.25 s)."""
+    max_seconds: float = 600.0
+    """Fingerprint at most this much of each input and each evaluation clip."""
+    ngram: int = 3
+    """Word n-grams compared between captions."""
+    caption_threshold: float = 0.8
+    """A caption copies an evaluation caption when it holds this fraction of its n-grams."""
+    min_caption_words: int = 4
+    """Evaluation captions shorter than this are not matched (too generic to be a copy)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_bit_error < 0.5 or not 0 < self.min_overlap <= 1:
+            _fail("decontam: need 0 < max_bit_error < 0.5 and 0 < min_overlap <= 1")
+        if self.min_items < 1 or self.max_seconds <= 0 or self.ngram < 1:
+            _fail("decontam: min_items, max_seconds and ngram must be positive")
+        if not 0 < self.caption_threshold <= 1 or self.min_caption_words < 1:
+            _fail("decontam: need 0 < caption_threshold <= 1 and min_caption_words >= 1")
+        if any(not isinstance(p, str) or not p for p in self.eval_sets):
+            _fail("decontam.eval_sets must be a list of paths")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.eval_sets)
 
 
 @dataclass(frozen=True)

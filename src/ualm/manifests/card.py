@@ -16,6 +16,7 @@ from ualm.manifests.card_sections import (
     blend_section,
     card_facts,
     clap_section,
+    decontam_section,
     filters_section,
     funnel_section,
     loading_section,
@@ -91,7 +92,7 @@ Built with `ualm` {corpus['ualm_version']} (config `{corpus['config_hash']}`).
 
 {filters_section(corpus['config'], corpus.get('filters', ()))}
 {clap_section(facts)}
-{_tokens_section(corpus)}
+{decontam_section(corpus)}{_tokens_section(corpus)}
 {blend_section(blend)}
 {loading_section(url, summary['shards'], [c['config_name'] for c in configs], bool(blend))}
 Manifests (`manifests/samples`, `manifests/rejects`, `manifests/duplicates`, and

@@ -131,6 +131,27 @@ def filters_section(config: dict[str, Any], declared: Sequence[dict[str, Any]] =
     return "\n".join(lines) + "\n"
 
 
+def decontam_section(corpus: dict[str, Any]) -> str:
+    """The evaluation sets the corpus was checked against, and what the check removed."""
+    facts = corpus.get("decontamination")
+    if not facts:
+        return ""
+    rejected = facts["rejected"]
+    lines = ["## Evaluation decontamination", "",
+             f"Checked against {len(facts['eval_sets'])} evaluation set(s): "
+             f"{rejected.get('decontam/eval_audio', 0):,} inputs rejected whose audio copies an "
+             f"evaluation clip (`decontam/eval_audio`), "
+             f"{rejected.get('decontam/eval_caption', 0):,} whose every caption copies an "
+             f"evaluation caption (`decontam/eval_caption`), and "
+             f"{facts['captions_dropped']:,} copied captions dropped from inputs kept.", "",
+             "| evaluation set | path | clips | fingerprinted | captions | unreadable | digest |",
+             "|---|---|---|---|---|---|---|"]
+    for s in facts["eval_sets"]:
+        lines.append(f"| `{s['name']}` | `{s['path']}` | {s['clips']:,} | {s['fingerprinted']:,} "
+                     f"| {s['captions']:,} | {s['unreadable']:,} | `{s['digest']}` |")
+    return "\n".join(lines) + "\n\n"
+
+
 def random_codec_banner(corpus: dict[str, Any]) -> str:
     """A loud warning at the top of the card when any token set comes from a random codec."""
     random = [cid for cid, t in (corpus.get("tokens") or {}).items() if t.get("random_weights")]

@@ -88,6 +88,28 @@ class LayoutNames:
     def caption_duplicates(self) -> str:
         return self.path(names.CAPTION_DUPLICATES)
 
+    @property
+    def decontam_folder(self) -> str:
+        return self.path(names.DECONTAM)
+
+    @property
+    def eval_audio(self) -> str:
+        return self.path(names.EVAL_AUDIO)
+
+    @property
+    def eval_captions(self) -> str:
+        return self.path(names.EVAL_CAPTIONS)
+
+    @property
+    def eval_sets(self) -> str:
+        return self.path(names.EVAL_SETS)
+
+    def decontam_decisions(self, unit: int) -> str:
+        return self.path(names.decontam_decisions(unit))
+
+    def decontam_rejects(self, unit: int) -> str:
+        return self.path(names.decontam_rejects(unit))
+
     def rejects_part(self, unit: int) -> str:
         return self.path(names.rejects_part(unit))
 

@@ -48,6 +48,10 @@ PUBLISH_HASHES = f"{WORK}/publish-hashes.json"
 NEAR_DECISIONS = f"{WORK}/near-dedup/decisions.parquet"
 CAPTION_DECISIONS = f"{WORK}/caption-dedup/decisions.parquet"
 CAPTION_GROUPS = f"{WORK}/caption-dedup/groups.parquet"
+DECONTAM = f"{WORK}/decontam"
+EVAL_AUDIO = f"{DECONTAM}/eval-audio.parquet"
+EVAL_CAPTIONS = f"{DECONTAM}/eval-captions.parquet"
+EVAL_SETS = f"{DECONTAM}/eval-sets.json"
 NEAR_DUPLICATES = f"{DUPLICATES}/near-000000.parquet"
 CAPTION_DUPLICATES = f"{DUPLICATES}/captions-000000.parquet"
 
@@ -90,6 +94,15 @@ def caption_edges(bucket: int) -> str:
 
 def rejects_part(unit: int) -> str:
     return f"{REJECTS}/part-{unit:06d}.parquet"
+
+
+def decontam_decisions(unit: int) -> str:
+    return f"{DECONTAM}/decisions-{unit:06d}.parquet"
+
+
+def decontam_rejects(unit: int) -> str:
+    """A unit's decontamination rejects, beside its ingest rejects in the same folder."""
+    return f"{REJECTS}/decontam-{unit:06d}.parquet"
 
 
 def duplicates_part(bucket: int) -> str:

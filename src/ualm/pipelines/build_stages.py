@@ -1,7 +1,9 @@
 """The stages of `ualm build`, in order: the list the build loop runs (`BUILD_STAGES`).
 
 ids (reduce: unique input ids over id buckets) → ingest (map over input units) → exact dedup (reduce over fingerprint buckets) → near dedup and
-caption dedup (reduces over LSH buckets, then a merge; each when its config enables it) → shard
+caption dedup (reduces over LSH buckets, then a merge; each when its config enables it) →
+evaluation decontamination (the evaluation sets' fingerprints and captions as one task, then a
+map over input units; when `decontam.eval_sets` names any) → shard
 (map over the shard plan) → commit (`corpus.json` and the card) → tokens (map over audio shards,
 when `tokenize.enabled`). A new stage is one declaration here and one entry in the list.
 """
@@ -19,7 +21,16 @@ from ualm.manifests import names, remote
 from ualm.manifests.card import write_card
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import read_done
-from ualm.pipelines import caption_dedup, dedup, ingest, input_ids, near_dedup, shard
+from ualm.pipelines import (
+    caption_dedup,
+    decontam,
+    decontam_eval,
+    dedup,
+    ingest,
+    input_ids,
+    near_dedup,
+    shard,
+)
 from ualm.pipelines.stage_list import Context, Stage
 from ualm.pipelines.tokens import TOKENS
 from ualm.pipelines.unit_records import write_unit_records
@@ -91,6 +102,22 @@ CAPTION_DEDUP = Stage(
     merge=(caption_dedup.MERGE_STAGE, caption_dedup.merge_caption_groups),
     enabled=lambda config: config.caption_dedup.enabled)
 
+DECONTAM_EVAL = Stage(
+    decontam_eval.STAGE, "map", reads=("evaluation sets",), writes=("evaluation references",),
+    tasks=lambda ctx: [decontam_eval.EvalTask(ctx.layout.location, ctx.config.to_dict())],
+    unit=decontam_eval.prepare_eval_sets, index=lambda t: 0,
+    check=lambda ctx: decontam_eval.check_eval_sets(ctx.config),
+    enabled=lambda config: config.decontam.enabled)
+
+DECONTAM = Stage(
+    decontam.STAGE, "map", reads=("unit segments", "unit payloads", "dedup decisions",
+                                  "evaluation references"),
+    writes=("decontamination decisions", "rejects"),
+    tasks=lambda ctx: [decontam.DecontamTask(ctx.layout.location, u, ctx.config.to_dict())
+                       for u in range(ctx.units)],
+    unit=decontam.run_decontam_unit, index=lambda t: t.unit,
+    enabled=lambda config: config.decontam.enabled)
+
 SHARD = Stage(
     shard.STAGE, "map", reads=("unit segments", "unit payloads", "dedup decisions"),
     writes=("audio and text shards", "samples manifests", "duplicates manifests"),
@@ -115,6 +142,8 @@ def commit(ctx: Context) -> dict[str, Any]:
                                            "samples", "hours", "shards", "text_shards")},
         "reasons": summary["reasons"],
     }
+    if config.decontam.enabled:  # the sets checked against and what each reason removed
+        corpus["decontamination"] = decontam.decontam_facts(layout, summary)
     declared = filter_chain.enabled(dataclasses.asdict(config.filters))
     if declared:  # provenance of the filters switched on by name (absent when none is)
         corpus["filters"] = [{"name": f.name, "description": f.description,
@@ -133,7 +162,8 @@ def commit(ctx: Context) -> dict[str, Any]:
 COMMIT = Stage("commit", "commit", reads=("manifests",), writes=(names.CORPUS_FILE, names.CARD),
                tasks=lambda ctx: [], unit=commit)
 
-BUILD_STAGES = (IDS, INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, SHARD, COMMIT, TOKENS)
+BUILD_STAGES = (IDS, INGEST, EXACT_DEDUP, NEAR_DEDUP, CAPTION_DEDUP, DECONTAM_EVAL, DECONTAM,
+                SHARD, COMMIT, TOKENS)
 """What `ualm build` runs, in order; disabled stages are left out by their `enabled`."""
 
 

@@ -87,16 +87,19 @@ def reduce_bucket(corpus: str, bucket: int, rows: list[dict[str, Any]]) -> dict[
 
 
 def load_decisions(layout: CorpusLayout, buckets: int, near: bool = True,
-                   indexes: Collection[int] | None = None) -> dict[int, dict[str, Any]]:
+                   indexes: Collection[int] | None = None,
+                   decontam: bool = True) -> dict[int, dict[str, Any]]:
     """input_index → decision, for the inputs that took part in a duplicate group (of `indexes`
     only, when given: a worker then holds its own inputs' decisions, not the corpus's); near-
-    duplicate audio and caption decisions (where those stages ran) override exact ones."""
+    duplicate audio and caption decisions (where those stages ran) override exact ones, and
+    decontamination's (keeper -1 for a rejected input, or the captions left) override those
+    unless `decontam` is off (decontamination itself reads the decisions before its own)."""
     wanted = None if indexes is None else ds.field("input_index").isin(sorted(indexes))
     files = [layout.dedup_bucket(b) for b in range(buckets)]
     table = layout.read_table(files, schema=schema.DEDUP, filters=wanted)
     decisions = {row["input_index"]: row for row in table.to_pylist()}
     if near:  # later global steps' decisions override earlier ones
-        for extra in _later_decisions(layout):
+        for extra in _later_decisions(layout, decontam):
             decisions.update((row["input_index"], row)
                              for row in layout.read_table(extra, filters=wanted).to_pylist())
     return decisions
@@ -116,6 +119,9 @@ def duplicate_indexes(layout: CorpusLayout, buckets: int) -> np.ndarray:
     return inputs[keeper[::-1][last] != inputs].astype(np.int64)
 
 
-def _later_decisions(layout: CorpusLayout) -> list[str]:
-    return [f for f in (layout.near_dedup_decisions, layout.caption_dedup_decisions)
-            if layout.exists(f)]
+def _later_decisions(layout: CorpusLayout, decontam: bool = True) -> list[str]:
+    found = [f for f in (layout.near_dedup_decisions, layout.caption_dedup_decisions)
+             if layout.exists(f)]
+    if decontam:  # one part per unit, each about its own inputs only
+        found += layout.list(layout.decontam_folder, "decisions-", ".parquet")
+    return found

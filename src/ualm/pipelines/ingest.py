@@ -153,9 +153,8 @@ def _settle(outcomes: list[InputOutcome], config: BuildConfig) -> None:
 def _judge_captions(outcomes: list[InputOutcome], config: BuildConfig) -> None:
     judged = [o for o in outcomes if o.rejection is None and o.record.captions
               and o.record.modality == "audio"]
-    verdicts = judge_captions(
-        [(list(o.record.captions), clip_embedding([w["clap_embedding"] for w in o.kept]))
-         for o in judged], config)
+    verdicts = judge_captions([(list(o.record.captions), clip_embedding(
+        [w["clap_embedding"] for w in o.kept])) for o in judged], config)
     for outcome, (kept, scores, dropped) in zip(judged, verdicts, strict=True):
         outcome.dropped_captions.extend(dropped)
         if kept:
