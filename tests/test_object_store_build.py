@@ -125,6 +125,25 @@ def test_a_crashed_build_leaves_nothing_readers_trust_and_a_rerun_finishes_it(
     assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "aborted at commit"
 
 
+def test_a_fresh_build_looks_up_no_completion_record(
+        store: str, world: SyntheticWorld, local_corpus: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run that creates the plan knows no unit can be finished: it asks the store for no
+    completion record (one GET per unit and stage spared); a rerun does ask (the test above)."""
+    asked: list[str] = []
+    read_many = CorpusLayout.read_many
+
+    def spying(self: CorpusLayout, paths: list[str]) -> list[bytes | None]:
+        asked.extend(p for p in paths if "/_work/done/" in p)
+        return read_many(self, paths)
+
+    monkeypatch.setattr(CorpusLayout, "read_many", spying)
+    url = f"s3://{BUCKET}/fresh"
+    build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
+    assert asked == []
+    assert digests(url) == local_digests(local_corpus)
+
+
 def test_a_rerun_into_the_same_prefix_finds_it_complete(
         s3_corpus: str, world: SyntheticWorld, local_corpus: Path) -> None:
     before = digests(s3_corpus, work=True)
@@ -264,3 +283,46 @@ def test_two_builds_started_into_one_prefix_end_in_the_same_bytes(
     assert all(r.summary["kept"] == results[0].summary["kept"] for r in results)
     assert digests(url) == local_digests(local_corpus)
     assert ["done", "ingest-000000.json"] in lost, "the second record of a unit was refused"
+
+
+def test_opening_an_object_takes_one_get_and_reads_every_byte(
+        store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`layout.open` on S3: one ranged GET whose Content-Range gives the size (no HEAD); a small
+    object is then whole in memory, a larger one reads its first bytes from memory and the rest
+    from the store, whatever the seeks; an empty one and a missing one behave as files do."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from aiobotocore.client import AioBaseClient
+
+    from ualm.manifests import object_reads
+
+    layout = CorpusLayout(f"s3://{BUCKET}/opening")
+    table = pa.table({"n": np.arange(5000), "s": [f"row {i}" for i in range(5000)]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=1000)
+    blob = sink.getvalue().to_pybytes()
+    layout.write_bytes(layout.path("t.parquet"), blob)
+    layout.write_bytes(layout.path("empty"), b"")
+    calls: list[str] = []
+    make_call = AioBaseClient._make_api_call
+
+    async def counting(self: AioBaseClient, operation: str, params: dict) -> object:
+        calls.append(operation)
+        return await make_call(self, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counting)
+    with layout.open(layout.path("t.parquet")) as handle:
+        assert handle.read() == blob
+    assert calls == ["GetObject"]
+    monkeypatch.setattr(object_reads, "WHOLE_READ", 1000)  # the same object, now "large"
+    with layout.open(layout.path("t.parquet")) as handle:
+        assert pq.read_table(handle).equals(table)
+        handle.seek(-700, 2)
+        assert handle.read() == blob[-700:]
+        handle.seek(990)
+        assert handle.read(20) == blob[990:1010]  # across the end of the bytes in memory
+    assert "HeadObject" not in calls
+    with layout.open(layout.path("empty")) as handle:
+        assert handle.read() == b""
+    with pytest.raises(FileNotFoundError):
+        layout.open(layout.path("missing"))

@@ -60,8 +60,8 @@ def build_corpus(
     check_output(layout)
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
     with output_errors(layout, listing.count):
-        _prepare_output(layout, config, listing)
-        ctx = Context(layout, config, _count_units(listing, config), listing)
+        fresh = _prepare_output(layout, config, listing)
+        ctx = Context(layout, config, _count_units(listing, config), listing, fresh=fresh)
         committed = layout.is_complete()
         if not committed:
             warn_if_short(layout, listing.count)
@@ -94,8 +94,9 @@ def _count_units(listing: InputListing, config: BuildConfig) -> int:
     return len(listing.units)
 
 
-def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> None:
-    """Creates the folder, or checks that an existing one belongs to the same inputs and config.
+def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputListing) -> bool:
+    """Creates the folder, or checks that an existing one belongs to the same inputs and config;
+    True when this run created the plan (a fresh build: no unit can have finished before it).
     The plan file is created once (a conditional put on a store), so of two builds started into
     one prefix with different inputs, the second refuses (`check_output` ran before)."""
     state = {"config_hash": config.hash(), "inputs_digest": listing.digest,
@@ -105,12 +106,13 @@ def _prepare_output(layout: CorpusLayout, config: BuildConfig, listing: InputLis
             raise UalmError(f"output folder {layout.location} is not empty and holds no ualm "
                             "build", fix="choose an empty or new --out folder")
         if layout.write_once(layout.plan_file, json_bytes(state)):
-            return
+            return True
     if layout.read_json(layout.plan_file) != state:
         raise UalmError(
             f"{layout.location} holds a corpus built from other inputs or another config",
             fix="use a new --out folder, or delete the old one to rebuild",
         )
+    return False
 
 
 def _log_run(layout: CorpusLayout, engine: str, started: float, skipped: int) -> None:

@@ -39,6 +39,10 @@ class Context:
     config: BuildConfig
     units: int = 0
     listing: Any = None
+    fresh: bool = False
+    """This run created the plan: no completion record can exist, so none is looked up (on a
+    store, one GET per unit and stage saved; a build that joins later still checks them, and a
+    unit run twice writes the same bytes and keeps the first record)."""
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,13 +82,14 @@ class Stage:
 
 def _run_map(stage: Stage, engine: Engine, ctx: Context, name: str, progress: bool) -> int:
     return run_pending(engine, name, stage.unit, stage.tasks(ctx), ctx.layout, progress,
-                       index=stage.index, on_failure=stage.on_failure)
+                       index=stage.index, on_failure=stage.on_failure, fresh=ctx.fresh)
 
 
 def _run_reduce(stage: Stage, engine: Engine, ctx: Context, name: str, progress: bool) -> int:
     assert stage.reduce is not None and stage.keys is not None
     skipped = run_pending_reduce(engine, name, stage.unit, stage.tasks(ctx), stage.reduce(ctx),
-                                 stage.keys(ctx), ctx.layout, progress, index=stage.index)
+                                 stage.keys(ctx), ctx.layout, progress, index=stage.index,
+                                 fresh=ctx.fresh)
     if stage.merge is not None:
         merge_name, merge = stage.merge
         if read_done(ctx.layout, merge_name, 0) is None:

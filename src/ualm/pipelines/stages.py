@@ -33,10 +33,12 @@ Summary = dict[str, Any]
 
 def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: Sequence[T],
                 layout: CorpusLayout, progress: bool, index: Callable[[T], int],
-                on_failure: Callable[[T, UnitFailed], Summary] | None = None) -> int:
-    """Runs the tasks whose completion record is missing or invalid; returns how many were
-    skipped because an earlier run finished them."""
-    done = finished(layout, stage, [index(t) for t in tasks])
+                on_failure: Callable[[T, UnitFailed], Summary] | None = None,
+                fresh: bool = False) -> int:
+    """Runs the tasks whose completion record is missing or invalid (all of them in a `fresh`
+    build, whose records are not looked up); returns how many were skipped because an earlier
+    run finished them."""
+    done = _finished(layout, stage, [index(t) for t in tasks], fresh)
     pending = [t for t, d in zip(tasks, done, strict=True) if not d]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
@@ -51,10 +53,10 @@ def run_pending(engine: Engine, stage: str, fn: Callable[[T], Summary], tasks: S
 def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[tuple[K, Any]]],
                        tasks: Sequence[T], reduce: Callable[[K, list[Any]], Summary],
                        keys: Sequence[K], layout: CorpusLayout, progress: bool,
-                       index: Callable[[K], int]) -> int:
+                       index: Callable[[K], int], fresh: bool = False) -> int:
     """The keyed reduce of a global stage, for the keys whose completion record is missing;
     returns how many keys were skipped."""
-    done = finished(layout, stage, [index(k) for k in keys])
+    done = _finished(layout, stage, [index(k) for k in keys], fresh)
     pending = [k for k, d in zip(keys, done, strict=True) if not d]
     meter = Progress(stage.split("-", 1)[0], len(pending), enabled=progress)
     if pending:
@@ -65,6 +67,10 @@ def run_pending_reduce(engine: Engine, stage: str, emit: Callable[[T], Iterable[
             _stop_if_exhausted(result, layout)
             _handle_failure(stage, index(key), result, None, key)
     return len(keys) - len(pending)
+
+
+def _finished(layout: CorpusLayout, stage: str, indexes: list[int], fresh: bool) -> list[bool]:
+    return [False] * len(indexes) if fresh else finished(layout, stage, indexes)
 
 
 def _unsettled(layout: CorpusLayout, stage: str, pending: Sequence[T], results: Sequence[Any],
