@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ualm.audio.decode import iter_decoded, probe
 from ualm.audio.errors import AudioRejected
 from ualm.audio.flac import encode_flac
+from ualm.audio.isolation import input_decoder
 from ualm.audio.sources import LOSSLESS_CONTAINERS
 from ualm.config import BuildConfig
 from ualm.filters.base import Rejection
@@ -242,7 +242,8 @@ def _ingest_text(outcome: InputOutcome, sink: WindowSink) -> None:
 
 def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) -> None:
     record, quality = outcome.record, config.quality
-    info = probe(record.path)
+    decoder = input_decoder(config.limits)  # one input's time and memory
+    info = decoder.probe(record.path)
     if info.seconds is not None:
         stop = min(record.end, info.seconds) if record.end is not None else info.seconds
         outcome.seconds = max(stop - record.start, 0.0)
@@ -262,8 +263,8 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
     base_key = safe_key(record.input_id)
     # 1 s blocks keep each worker's working set in its core's cache: two workers on two cores
     # ran about 5-9 % faster than with 5 s blocks (benchmarks/bench_build.py's clips).
-    chunks = iter_decoded(record.path, target_rate=rate, start=record.start, end=record.end,
-                          block_seconds=1.0)
+    chunks = decoder.iter_decoded(record.path, target_rate=rate, start=record.start,
+                                  end=record.end, block_seconds=1.0)
     stream = DecodedStream(chunks, max_frames, fingerprint)
     for n, start, samples in windows(stream, rate, window, config):
         segment = {"key": f"{base_key}__seg_{n:05d}", "sample_id": f"{record.input_id}::seg_{n}",
