@@ -81,6 +81,16 @@ def test_an_input_left_part_way_leaves_the_process_ready(tmp_path: Path) -> None
     assert len(_decode(short)) == 3 * 24000
 
 
+def test_a_relative_path_is_read_from_the_callers_folder(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _decode(_clip(tmp_path / "first.wav"))  # the decode process exists, started elsewhere
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    _clip(folder / "here.wav", seconds=2.0)
+    monkeypatch.chdir(folder)
+    assert len(_decode(Path("here.wav"))) == 2 * 24000
+
+
 def test_a_bad_fault_rule_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FAULTS_ENV, "bad.wav=explode")
     with pytest.raises(UalmError, match=FAULTS_ENV):

@@ -103,6 +103,8 @@ def _serve(request: dict[str, Any], out: int) -> None:
     from ualm.audio.frames import CHUNK, END, INFO, REJECT, write_frame
 
     path, memory_mb, fault = request["path"], request["memory_mb"], request["fault"]
+    if os.getcwd() != request["cwd"]:
+        os.chdir(request["cwd"])
     try:
         with _memory_limit(memory_mb):
             if request["op"] == "probe":

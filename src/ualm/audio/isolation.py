@@ -110,6 +110,7 @@ class BoundedDecoder:
         path = os.fspath(path)
         process.send(REQUEST, pickle.dumps({
             "op": op, "path": path, "args": args, "memory_mb": self.limits.decode_memory_mb,
+            "cwd": os.getcwd(),  # a relative path means what it means here
             "fault": planted(path, os.environ.get(FAULTS_ENV))}))
         finished = False
         try:
@@ -132,8 +133,9 @@ class BoundedDecoder:
             return process.read_frame(self.left)
         except TimeoutError:
             process.kill()
-            raise AudioRejected("decode/timeout", f"decoding took longer than "
-                                f"{self.limits.decode_seconds:g} s (limits.decode_seconds)") from None
+            seconds = self.limits.decode_seconds
+            raise AudioRejected("decode/timeout", f"decoding took longer than {seconds:g} s "
+                                                  "(limits.decode_seconds)") from None
         except EOFError:
             raise AudioRejected("decode/crashed", process.death()) from None
         finally:
@@ -225,9 +227,11 @@ _local = threading.local()
 
 def _process() -> DecodeProcess:
     """This thread's decode process, started on first use and again after it was killed or died
-    (or when this is a forked copy of the process that started it)."""
+    (between inputs too: the kernel's out-of-memory killer may pick it), or when this is a forked
+    copy of the process that started it."""
     process: DecodeProcess | None = getattr(_local, "process", None)
-    if process is None or not process.alive or process.pid != os.getpid():
+    if (process is None or not process.alive or process.pid != os.getpid()
+            or process.popen.poll() is not None):
         process = _local.process = DecodeProcess()
     return process
 
