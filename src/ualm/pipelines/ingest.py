@@ -241,8 +241,7 @@ def _ingest_text(outcome: InputOutcome, sink: WindowSink) -> None:
 
 
 def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) -> None:
-    record, quality = outcome.record, config.quality
-    decoder = input_decoder(config.limits)  # one input's time and memory
+    record, quality, decoder = outcome.record, config.quality, input_decoder(config.limits)
     info = decoder.probe(record.path)
     if info.seconds is not None:
         stop = min(record.end, info.seconds) if record.end is not None else info.seconds
