@@ -112,9 +112,9 @@ MUTANTS: list[Mutant] = [
     # -- bounded decoding -------------------------------------------------------------------------
     Mutant("decode-isolation-ignored-by-ingest", "bounded decoding",
            "src/ualm/pipelines/ingest.py",
-           old="decoder = outcome.record, config.quality, input_decoder(config.limits)",
-           new="decoder = outcome.record, config.quality, input_decoder("
-               "dataclasses.replace(config.limits, isolate=False))",
+           old="decoding = open_input(config.limits, record.path,",
+           new="decoding = open_input(dataclasses.replace(config.limits, isolate=False), "
+               "record.path,",
            tests=("tests/test_bounded_decode.py::"
                   "test_a_build_rejects_the_misbehaving_inputs_and_keeps_the_rest_of_their_unit",),
            fast=True),

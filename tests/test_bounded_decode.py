@@ -16,7 +16,7 @@ import soundfile as sf
 
 from ualm.audio.decode import iter_decoded
 from ualm.audio.decode_process import FAULTS_ENV
-from ualm.audio.isolation import input_decoder
+from ualm.audio.isolation import open_input
 from ualm.audio.synthetic import SyntheticWorld, synth_clip, write_audio
 from ualm.config import BuildConfig, LimitsConfig
 from ualm.errors import UalmError
@@ -42,10 +42,8 @@ def _bomb(path: Path) -> Path:
 
 
 def _decode(path: Path, limits: LimitsConfig = TIGHT) -> np.ndarray:
-    decoder = input_decoder(limits)
-    decoder.probe(path)
-    return np.concatenate(list(decoder.iter_decoded(path, target_rate=24000,
-                                                    block_seconds=1.0)))
+    clip = open_input(limits, path, target_rate=24000, block_seconds=1.0)
+    return np.concatenate(list(clip.chunks()))
 
 
 @pytest.mark.parametrize(("action", "reason"), [("hang", "decode/timeout"),
@@ -75,10 +73,14 @@ def test_a_crafted_file_is_too_large_in_a_real_decoder(tmp_path: Path) -> None:
 
 def test_an_input_left_part_way_leaves_the_process_ready(tmp_path: Path) -> None:
     long, short = _clip(tmp_path / "long.wav", 20.0), _clip(tmp_path / "short.wav", seed=1)
-    chunks = input_decoder(TIGHT).iter_decoded(long, target_rate=24000, block_seconds=0.5)
+    chunks = open_input(TIGHT, long, target_rate=24000, block_seconds=0.5).chunks()
     assert len(next(chunks)) > 0
     chunks.close()  # as the windows do when an input turns out too long
     assert len(_decode(short)) == 3 * 24000
+    held = open_input(TIGHT, long, target_rate=24000, block_seconds=0.5)  # too long by its
+    assert held.info.seconds == 20.0  # header: its samples are never read, and the next
+    assert len(_decode(short)) == 3 * 24000  # input still decodes while it is held
+    assert list(held.chunks()) == []  # (its request was ended)
 
 
 def test_a_relative_path_is_read_from_the_callers_folder(tmp_path: Path,

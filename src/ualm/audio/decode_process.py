@@ -107,10 +107,7 @@ def _serve(request: dict[str, Any], out: int) -> None:
         os.chdir(request["cwd"])
     try:
         with _memory_limit(memory_mb):
-            if request["op"] == "probe":
-                write_frame(out, INFO, pickle.dumps(probe(path)))
-                write_frame(out, END)
-                return
+            write_frame(out, INFO, pickle.dumps(probe(path)))  # then the samples, unasked
             for chunk in iter_decoded(path, **request["args"]):
                 write_frame(out, CHUNK, memoryview(chunk))
                 if fault:  # planted: misbehaves once the worker holds part of the input

@@ -9,9 +9,10 @@ The process is started again for the next input. Samples cross a pipe as raw flo
 input decodes to the same bits as in process.
 
     >>> from ualm.config import LimitsConfig
-    >>> decoder = input_decoder(LimitsConfig(decode_seconds=60, decode_memory_mb=1024))
-    >>> info = decoder.probe("clip.wav")  # doctest: +SKIP
-    >>> chunks = decoder.iter_decoded("clip.wav", target_rate=24000)  # doctest: +SKIP
+    >>> limits = LimitsConfig(decode_seconds=60, decode_memory_mb=1024)
+    >>> clip = open_input(limits, "clip.wav", target_rate=24000)  # doctest: +SKIP
+    >>> clip.info.sample_rate, sum(len(c) for c in clip.chunks())  # doctest: +SKIP
+    (44100, 72000)
 """
 
 from __future__ import annotations
@@ -59,57 +60,61 @@ class DecodeLimits(Protocol):
     def decode_memory_mb(self) -> int: ...
 
 
-class InProcessDecoder:
-    """Decodes in the calling process, without limits."""
+class InProcessInput:
+    """An input decoding in the calling process, without limits."""
 
-    def probe(self, path: str | os.PathLike[str]) -> AudioInfo:
-        return decode.probe(path)
+    def __init__(self, path: str | os.PathLike[str], args: dict[str, Any]) -> None:
+        self.path, self.args = path, args
+        self.info = decode.probe(path)
 
-    def iter_decoded(self, path: str | os.PathLike[str], **args: Any) -> Iterator[np.ndarray]:
-        return decode.iter_decoded(path, **args)
-
-
-def input_decoder(limits: DecodeLimits) -> InProcessDecoder | BoundedDecoder:
-    """The decoder of one input: in this thread's decode process within ``limits``, or in the
-    calling process when ``limits.isolate`` is off."""
-    return BoundedDecoder(limits) if limits.isolate else InProcessDecoder()
+    def chunks(self) -> Iterator[np.ndarray]:
+        return decode.iter_decoded(self.path, **self.args)
 
 
-class BoundedDecoder:
-    """One input's decoding, in this thread's decode process: `probe`, then `iter_decoded`,
-    sharing one time budget."""
+def open_input(limits: DecodeLimits, path: str | os.PathLike[str], *, target_rate: int,
+               start: float = 0.0, end: float | None = None, block_seconds: float = 5.0
+               ) -> InProcessInput | BoundedInput:
+    """One input, probed (`info`) and ready to stream (`chunks()`, as
+    `ualm.audio.decode.iter_decoded` gives them): in this thread's decode process within
+    ``limits``, or in the calling process when ``limits.isolate`` is off. Raises AudioRejected
+    as `probe` does, and `chunks()` part way as `iter_decoded` does."""
+    if target_rate <= 0 or block_seconds <= 0 or start < 0 or (end is not None and end < start):
+        raise ValueError(f"bad arguments: {target_rate=} {start=} {end=} {block_seconds=}")
+    args = {"target_rate": target_rate, "start": start, "end": end,
+            "block_seconds": block_seconds}
+    return BoundedInput(limits, path, args) if limits.isolate else InProcessInput(path, args)
 
-    def __init__(self, limits: DecodeLimits) -> None:
-        self.limits = limits
-        self.left = float(limits.decode_seconds)
 
-    def probe(self, path: str | os.PathLike[str]) -> AudioInfo:
-        (kind, payload), = self._request("probe", path, {})
+class BoundedInput:
+    """An input decoding in this thread's decode process: one request, which answers the probe
+    and then streams the samples (one round trip per input), within one time budget."""
+
+    def __init__(self, limits: DecodeLimits, path: str | os.PathLike[str],
+                 args: dict[str, Any]) -> None:
+        self.limits, self.left = limits, float(limits.decode_seconds)
+        self._frames = self._request(os.fspath(path), args)
+        kind, payload = next(self._frames)
         if kind != INFO:
-            raise RuntimeError(f"decode process: unexpected frame {kind!r} to a probe")
-        return pickle.loads(payload)
+            raise RuntimeError(f"decode process: unexpected frame {kind!r} before the probe's")
+        self.info: AudioInfo = pickle.loads(payload)
 
-    def iter_decoded(self, path: str | os.PathLike[str], *, target_rate: int, start: float = 0.0,
-                     end: float | None = None, block_seconds: float = 5.0
-                     ) -> Iterator[np.ndarray]:
-        """As `ualm.audio.decode.iter_decoded`; raises AudioRejected part way as it does."""
-        if target_rate <= 0 or block_seconds <= 0 or start < 0 or (end is not None and end < start):
-            raise ValueError(f"bad arguments: {target_rate=} {start=} {end=} {block_seconds=}")
-        args = {"target_rate": target_rate, "start": start, "end": end,
-                "block_seconds": block_seconds}
-        for kind, payload in self._request("decode", path, args):
+    def chunks(self) -> Iterator[np.ndarray]:
+        for kind, payload in self._frames:
             if kind != CHUNK:
                 raise RuntimeError(f"decode process: unexpected frame {kind!r} to a decode")
-            yield np.frombuffer(payload, dtype=np.float32)
+            yield payload
 
-    def _request(self, op: str, path: str | os.PathLike[str], args: dict[str, Any]
-                 ) -> Iterator[tuple[bytes, bytearray]]:
-        """The request's INFO or CHUNK frames; its END ends them, its REJECT raises. Left part
-        way, the rest is stopped and drained, so the process is ready for the next request."""
+    def _request(self, path: str, args: dict[str, Any]) -> Iterator[tuple[bytes, Any]]:
+        """The request's INFO and CHUNK frames; its END ends them, its REJECT raises. Left part
+        way (an input found too long), the rest is stopped and drained, so that the process is
+        ready for the next request."""
         process = _process()
-        path = os.fspath(path)
+        if process.busy is not None:  # an input left with its chunks unread: end it first
+            process.busy.close()
+            process = _process()
+        process.busy = self._frames
         process.send(REQUEST, pickle.dumps({
-            "op": op, "path": path, "args": args, "memory_mb": self.limits.decode_memory_mb,
+            "path": path, "args": args, "memory_mb": self.limits.decode_memory_mb,
             "cwd": os.getcwd(),  # a relative path means what it means here
             "fault": planted(path, os.environ.get(FAULTS_ENV))}))
         finished = False
@@ -124,10 +129,11 @@ class BoundedDecoder:
                     raise AudioRejected(*pickle.loads(payload))
                 yield kind, payload
         finally:
+            process.busy = None
             if not finished and process.alive:
                 self._drain(process)
 
-    def _next(self, process: DecodeProcess) -> tuple[bytes, bytearray]:
+    def _next(self, process: DecodeProcess) -> tuple[bytes, Any]:
         started = time.monotonic()
         try:
             return process.read_frame(self.left)
@@ -164,10 +170,12 @@ class DecodeProcess:
             stdout=subprocess.PIPE, env=env, close_fds=True)
         self.pid, self._in, self._out = os.getpid(), self.popen.stdin, self.popen.stdout
         self.alive = True
+        self.busy: Iterator[tuple[bytes, Any]] | None = None  # the request in flight
         # at exit or when dropped: the closed pipe ends an idle process, the kill a busy one
         weakref.finalize(self, _end, self.popen)
         with contextlib.suppress(OSError):  # a smaller pipe only means less decoding ahead
             fcntl.fcntl(self._out.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        os.set_blocking(self._out.fileno(), False)  # a read that would wait selects instead
         try:
             kind, _ = self.read_frame(START_SECONDS)
         except (TimeoutError, EOFError):
@@ -179,22 +187,25 @@ class DecodeProcess:
     def send(self, kind: bytes, payload: bytes) -> None:
         write_frame(self._in.fileno(), kind, payload)
 
-    def read_frame(self, seconds: float) -> tuple[bytes, bytearray]:
-        """The next frame; TimeoutError when it takes longer than ``seconds`` in all, EOFError
-        when the process has gone."""
+    def read_frame(self, seconds: float) -> tuple[bytes, Any]:
+        """The next frame (a CHUNK's payload as float32 samples); TimeoutError when it takes
+        longer than ``seconds`` in all, EOFError when the process has gone."""
         deadline = time.monotonic() + seconds
-        header = self._read(HEADER.size, deadline)
-        kind, size = HEADER.unpack(header)
-        return kind, self._read(size, deadline)
+        kind, size = HEADER.unpack(self._read(bytearray(HEADER.size), deadline))
+        if kind == CHUNK:  # read into the array the windows will use: no copy
+            return kind, self._read(np.empty(size // 4, dtype=np.float32), deadline)
+        return kind, self._read(bytearray(size), deadline)
 
-    def _read(self, size: int, deadline: float) -> bytearray:
-        out = bytearray(size)
-        view, got, fd = memoryview(out), 0, self._out.fileno()
-        while got < size:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError
-            n = os.readv(fd, [view[got:]])
+    def _read(self, out: Any, deadline: float) -> Any:
+        view, got, fd = memoryview(out).cast("B"), 0, self._out.fileno()
+        while got < len(view):
+            try:
+                n = os.readv(fd, [view[got:]])
+            except BlockingIOError:  # waits only when the decoder is behind: that time counts
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError from None
+                continue
             if n == 0:
                 self.alive = False
                 raise EOFError
