@@ -111,6 +111,20 @@ MUTANTS: list[Mutant] = [
            new="checks = quality_checks(quality)",
            tests=("tests/test_filter_chain.py::"
                   "test_a_declared_filter_switched_on_by_name_rejects_end_to_end",), fast=True),
+    # -- bounded decoding -------------------------------------------------------------------------
+    Mutant("decode-isolation-ignored-by-ingest", "bounded decoding",
+           "src/ualm/pipelines/ingest.py",
+           old="decoding = open_input(config.limits, record.path,",
+           new="decoding = open_input(dataclasses.replace(config.limits, isolate=False), "
+               "record.path,",
+           tests=("tests/test_bounded_decode.py::"
+                  "test_a_build_rejects_the_misbehaving_inputs_and_keeps_the_rest_of_their_unit",),
+           fast=True),
+    Mutant("decode-memory-limit-off", "bounded decoding", "src/ualm/audio/decode_process.py",
+           old="    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))\n",
+           new="    pass\n",
+           tests=("tests/test_bounded_decode.py::"
+                  "test_a_crafted_file_is_too_large_in_a_real_decoder",), fast=True),
     # -- exact dedup ------------------------------------------------------------------------------
     Mutant("exact-dedup-off", "exact dedup", "src/ualm/pipelines/dedup.py",
            old="        if len(members) < 2:\n", new="        if len(members) < 2 or True:\n",

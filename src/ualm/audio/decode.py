@@ -123,7 +123,7 @@ def iter_decoded(
                 out = mono if stream is None else stream.resample_chunk(mono)
                 if out.size:
                     yield out
-        except AudioRejected:
+        except (AudioRejected, MemoryError):  # a memory limit is not damage (audio.isolation)
             raise
         except Exception as exc:  # backend errors of any class mean the data is damaged
             reached = src.position / rate

@@ -32,6 +32,7 @@ from ualm.config.samples import (
     AudioConfig,
     CaptionConfig,
     ClapConfig,
+    LimitsConfig,
     LoudnessConfig,
     QualityConfig,
     SegmentConfig,
@@ -44,9 +45,9 @@ from ualm.sections import from_sections
 __all__ = [
     "BANDWIDTHS", "LOW_QUALITY_WORDS", "PLACEHOLDER_CAPTIONS", "SCHEMA_VERSION", "AudioConfig",
     "BuildConfig", "CaptionConfig", "CaptionDedupConfig", "ClapConfig", "CrawlConfig",
-    "DecontamConfig", "FilterConfig", "LoudnessConfig", "NearDedupConfig", "QualityConfig",
-    "SegmentConfig",
-    "ShardConfig", "TokenizeConfig", "VadConfig", "WhisperConfig", "WorkConfig",
+    "DecontamConfig", "FilterConfig", "LimitsConfig", "LoudnessConfig", "NearDedupConfig",
+    "QualityConfig", "SegmentConfig", "ShardConfig", "TokenizeConfig", "VadConfig",
+    "WhisperConfig", "WorkConfig",
     "read_yaml_mapping",
 ]
 
@@ -73,6 +74,7 @@ class BuildConfig:
     work: WorkConfig = field(default_factory=WorkConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str | None = None) -> BuildConfig:
@@ -103,7 +105,8 @@ class BuildConfig:
 
     def audio_dict(self) -> dict[str, Any]:
         """The part of the config that decides the audio stage's bytes."""
-        out = {k: v for k, v in self.to_dict().items() if k not in ("tokenize", "crawl")}
+        out = {k: v for k, v in self.to_dict().items()  # limits: how long to try, not what
+               if k not in ("tokenize", "crawl", "limits")}
         for section in ("whisper", "clap"):  # where a model runs does not change its output
             out[section] = {k: v for k, v in out[section].items()
                             if k not in ("device", "batch_size")}

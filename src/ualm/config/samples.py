@@ -25,6 +25,26 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """What one input may cost. Not part of the config hash (like the crawler's timeouts, they
+    say how long to try, not what to make): a rerun keeps units already finished."""
+
+    isolate: bool = True
+    """Decode each input in a decode process of the worker's, where the limits below hold and a
+    crash in a codec library (a segmentation fault) is the input's `decode/crashed`; false
+    decodes in the worker itself, without limits."""
+    decode_seconds: float = 600.0
+    """An input whose decoding keeps the worker waiting longer than this is `decode/timeout`."""
+    decode_memory_mb: int = 1024
+    """An input whose decoding needs more memory (address space) than this is
+    `decode/too_large` (a 1 s block of 64 channels at 768 kHz takes about 200 MB)."""
+
+    def __post_init__(self) -> None:
+        if not self.decode_seconds > 0 or self.decode_memory_mb < 1:
+            _fail("limits: decode_seconds must be > 0 and decode_memory_mb >= 1")
+
+
+@dataclass(frozen=True)
 class SegmentConfig:
     """How recordings are cut into training windows."""
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ualm.audio.decode import iter_decoded, probe
 from ualm.audio.errors import AudioRejected
 from ualm.audio.flac import encode_flac
+from ualm.audio.isolation import open_input
 from ualm.audio.sources import LOSSLESS_CONTAINERS
 from ualm.config import BuildConfig
 from ualm.filters.base import Rejection
@@ -241,8 +241,12 @@ def _ingest_text(outcome: InputOutcome, sink: WindowSink) -> None:
 
 
 def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) -> None:
-    record, quality = outcome.record, config.quality
-    info = probe(record.path)
+    record, quality, rate = outcome.record, config.quality, config.audio.sample_rate
+    # 1 s blocks keep each worker's working set in its core's cache: two workers on two cores
+    # ran about 5-9 % faster than with 5 s blocks (benchmarks/bench_build.py's clips).
+    decoding = open_input(config.limits, record.path, target_rate=rate, start=record.start,
+                          end=record.end, block_seconds=1.0)  # within one input's limits
+    info = decoding.info
     if info.seconds is not None:
         stop = min(record.end, info.seconds) if record.end is not None else info.seconds
         outcome.seconds = max(stop - record.start, 0.0)
@@ -250,7 +254,6 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
             outcome.rejection = Rejection(
                 "quality/too_long", f"{outcome.seconds:.1f} s > {quality.max_input_seconds:g} s (header)")
             return
-    rate = config.audio.sample_rate
     window = round(config.segment.seconds * rate) if config.segment.seconds else None
     max_frames = quality.max_input_seconds * rate
     checks = [*quality_checks(quality), *checks_for_unit(dataclasses.asdict(config.filters))]
@@ -260,11 +263,7 @@ def _ingest_audio(outcome: InputOutcome, config: BuildConfig, sink: WindowSink) 
         outcome.source_quality = (info.container in LOSSLESS_CONTAINERS, info.sample_rate,
                                   info.channels)
     base_key = safe_key(record.input_id)
-    # 1 s blocks keep each worker's working set in its core's cache: two workers on two cores
-    # ran about 5-9 % faster than with 5 s blocks (benchmarks/bench_build.py's clips).
-    chunks = iter_decoded(record.path, target_rate=rate, start=record.start, end=record.end,
-                          block_seconds=1.0)
-    stream = DecodedStream(chunks, max_frames, fingerprint)
+    stream = DecodedStream(decoding.chunks(), max_frames, fingerprint)
     for n, start, samples in windows(stream, rate, window, config):
         segment = {"key": f"{base_key}__seg_{n:05d}", "sample_id": f"{record.input_id}::seg_{n}",
                    "input_index": record.index, "segment": n, "modality": "audio",
