@@ -27,7 +27,9 @@ def test_the_build_is_its_stage_list() -> None:
     assert all(s.reads and s.writes for s in BUILD_STAGES)
     enabled = [s.name for s in BUILD_STAGES if s.enabled(SMALL)]
     assert enabled == ["ids", "ingest", "dedup", "shard", "commit"]  # SMALL: no near, caption, tokens
-    assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]
+    assert "tokens" not in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]  # no codec
+    with_codec = BuildConfig.from_dict({"tokenize": {"codec": "random:encodec"}})
+    assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(with_codec)]
 
 
 def _count_members(task: tuple[str, int]) -> dict[str, int]:

@@ -40,7 +40,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=EVENTS, text_rows=4, seed=2)
     return build_corpus([world.manifests["train"]], root / "corpus",
-                        BuildConfig.from_dict({"shards": {"max_samples": 4}}), engine="local",
+                        BuildConfig.from_dict({"shards": {"max_samples": 4}, "tokenize": {"codec": "random"}}), engine="local",
                         progress=False).corpus
 
 
