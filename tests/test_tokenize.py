@@ -213,7 +213,8 @@ def test_bad_codec_settings_fail_before_any_work(local_corpus: Path, tmp_path: P
     for extra, message in [
         (["--codec", str(tmp_path / "missing.th")], "missing.th"),
         (["--codec", "encodec_48khz"], "encodec_48khz"),
-        (["--bandwidth", "5"], "bandwidth"),
+        (["--codec", "random", "--bandwidth", "5"], "bandwidth"),
+        ([], "no codec given"),  # never an implicit random codec
     ]:
         proc = subprocess.run([*cli, *extra], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
