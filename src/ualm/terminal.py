@@ -34,6 +34,8 @@ QUIET_WARNINGS = (
     r"The '\w+_dataloader' does not have many workers",
     # frozen modules (the DPO reference, align's frozen backbone) are in eval mode on purpose
     r"Found \d+ module\(s\) in eval mode at the start of training",
+    # a resumed run's checkpoint folder holds its last.ckpt by design (the resume says so)
+    r"Checkpoint directory .* exists and is not empty",
     # Dask's dashboard, when another cluster holds its port: it moves to a free one
     r"Port \d+ is already in use",
 )
