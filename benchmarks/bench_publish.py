@@ -42,7 +42,7 @@ def _corpus(root: Path, files: int, kb: int) -> Path:
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=("a low tone", "white noise"), text_rows=2, seed=5)
     corpus = build_corpus([world.manifests["train"]], root / "corpus",
-                          BuildConfig.from_dict({"shards": {"max_samples": 3}}), engine="local",
+                          BuildConfig.from_dict({"shards": {"max_samples": 3}, "tokenize": {"codec": "random"}}), engine="local",
                           progress=False).corpus
     rng = np.random.default_rng(0)
     folder = corpus / "traces"

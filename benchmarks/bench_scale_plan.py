@@ -81,7 +81,7 @@ def measure_build(folder: Path, clips: int, unit_size: int) -> dict:
     result = build_corpus([manifest], folder / "corpus", config, engine="local", progress=False)
     build_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    tokenize_corpus(result.corpus, TokenizeConfig(), engine="local", progress=False)
+    tokenize_corpus(result.corpus, TokenizeConfig(codec="random"), engine="local", progress=False)
     token_seconds = time.perf_counter() - started
     root, summary = result.corpus, result.summary
     units = math.ceil(clips / unit_size)

@@ -92,7 +92,7 @@ def main() -> int:
     if not (corpus / "corpus.json").is_file():
         world = make_event_world(out / "world", per_class=4, heldout_per_class=0, seconds=1.0)
         build_corpus([world.manifests["train"]], corpus,
-                     BuildConfig.from_dict({"shards": {"max_samples": 64}}), engine="local",
+                     BuildConfig.from_dict({"shards": {"max_samples": 64}, "tokenize": {"codec": "random"}}), engine="local",
                      progress=False)
     shards = sorted(corpus.glob("tokens/*/tokens-*.tar"))
     module_rate(corpus, 500)  # warm the page cache and imports

@@ -150,7 +150,7 @@ def main() -> int:
             corpora[split] = out / split
             shutil.rmtree(corpora[split], ignore_errors=True)
             build_corpus([manifest], corpora[split],
-                         BuildConfig.from_dict({"shards": {"max_samples": 100}}),
+                         BuildConfig.from_dict({"shards": {"max_samples": 100}, "tokenize": {"codec": "random"}}),
                          engine="local", progress=False)
     built = time.perf_counter() - started
     validation_view = with_heldout_of(world, validation)

@@ -190,7 +190,7 @@ def main() -> int:
     world = make_event_world(work / "world", per_class=args.per_class, heldout_per_class=0,
                              seconds=1.0, events=EVENTS, text_rows=4, seed=5)
     corpus = build_corpus([world.manifests["train"]], work / "corpus",
-                          BuildConfig.from_dict({"shards": {"max_samples": 100}}),
+                          BuildConfig.from_dict({"shards": {"max_samples": 100}, "tokenize": {"codec": "random"}}),
                           engine="local", progress=False).corpus
     funnel = synth_corpus(corpus, SynthConfig(max_samples=100), progress=False).funnel
     figures: dict[str, Any] = {

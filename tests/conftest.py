@@ -72,7 +72,7 @@ def event_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=("a low tone", "white noise", "a click train"), text_rows=6,
                              seed=5)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 4}})
+    config = BuildConfig.from_dict({"shards": {"max_samples": 4}, "tokenize": {"codec": "random"}})
     return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
                         progress=False).corpus
 

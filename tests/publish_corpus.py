@@ -24,7 +24,8 @@ def publish_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=("a low tone", "white noise"), text_rows=2, seed=5)
     config = BuildConfig.from_dict({"shards": {"max_samples": 3},
-                                    "work": {"unit_size": 4, "dedup_buckets": 2}})
+                                    "work": {"unit_size": 4, "dedup_buckets": 2},
+                                    "tokenize": {"codec": "random"}})
     corpus = build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
                           progress=False).corpus
     synth_corpus(corpus, SynthConfig(kinds=("enrichment", "pairs")), progress=False)

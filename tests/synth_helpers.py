@@ -15,7 +15,7 @@ from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
 
 EVENTS = ("a low tone", "white noise", "a click train")
-CONFIG = BuildConfig.from_dict({"shards": {"max_samples": 8}})
+CONFIG = BuildConfig.from_dict({"shards": {"max_samples": 8}, "tokenize": {"codec": "random"}})
 
 
 def event_corpus(root: Path) -> Path:

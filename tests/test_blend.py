@@ -50,7 +50,7 @@ def _build(root: Path, rows: list[dict], tokenize: bool) -> Path:
 
     manifest = root / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    config = BuildConfig.from_dict({"tokenize": {"enabled": tokenize,
+    config = BuildConfig.from_dict({"tokenize": {"enabled": tokenize, "codec": "random",
                                                  "cache_dir": str(root / "cache")}})
     build_corpus([manifest], root / "corpus", config, engine="local", progress=False)
     return root / "corpus"
@@ -140,7 +140,7 @@ def test_several_token_sets_need_a_codec_id(mixed: Path, tmp_path: Path,
     from ualm.pipelines.tokens import tokenize_corpus
 
     copy = shutil.copytree(mixed, tmp_path / "two-codecs")
-    low = tokenize_corpus(copy, TokenizeConfig(bandwidth=1.5, cache_dir=str(tmp_path / "k")),
+    low = tokenize_corpus(copy, TokenizeConfig(codec="random", bandwidth=1.5, cache_dir=str(tmp_path / "k")),
                           engine="local", progress=False)
     code, _, err = _cli(capsys, "blend", "stats", copy)
     assert code == 2 and "several token sets" in err and "--codec-id" in err

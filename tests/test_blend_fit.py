@@ -23,7 +23,7 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     root = tmp_path_factory.mktemp("blendfit")
     world = make_event_world(root / "world", per_class=1, heldout_per_class=1, seconds=1.0,
                              events=EVENTS, text_rows=4, seed=3)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 8}})
+    config = BuildConfig.from_dict({"shards": {"max_samples": 8}, "tokenize": {"codec": "random"}})
     train = build_corpus([world.manifests["train"]], root / "train", config, engine="local",
                          progress=False).corpus
     heldout = build_corpus([world.manifests["heldout"]], root / "heldout", config,

@@ -78,7 +78,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         for i in range(24)]
     (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     corpus = build_corpus([root / "rows.jsonl"], root / "corpus",
-                          BuildConfig.from_dict({"shards": {"max_samples": 4}}), engine="local",
+                          BuildConfig.from_dict({"shards": {"max_samples": 4}, "tokenize": {"codec": "random"}}), engine="local",
                           progress=False).corpus
     config = TrainConfig.from_dict(CONFIG)
     tape = Tape()

@@ -199,7 +199,7 @@ def test_tokens_in_the_bucket_and_ualm_train_streams_them(
     from ualm.train.data.stream import PackedStream, StreamConfig
     from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True}})
+    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True, "codec": "random"}})
     url, local = f"s3://{BUCKET}/tokens", tmp_path / "tokens"
     world = make_world(tmp_path / "world", n_clips=2, seed=7)
     build_corpus([world.manifest], url, tokens, engine="local", progress=False)

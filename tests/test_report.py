@@ -61,7 +61,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                               events=EVENTS,
                               text_rows=4, seed=2)
     config = BuildConfig.from_dict({"shards": {"max_samples": 8},
-                                    "loudness": {"enabled": True}})
+                                    "loudness": {"enabled": True}, "tokenize": {"codec": "random"}})
     corpus = build_corpus([hostile.manifest, events.manifests["train"], _spoken(root)],
                           root / "corpus", config, engine="local",
                           allow_roots=[root], progress=False).corpus

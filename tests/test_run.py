@@ -248,3 +248,16 @@ def test_override_values_are_yaml() -> None:
     assert data == {"generate": {"caption": "a dog: barking"}}
     with pytest.raises(UalmError, match="bad override"):
         apply_override({}, "a..b=1")
+
+
+def test_a_run_without_a_codec_says_how_to_add_one(tmp_path: Path) -> None:
+    """No implicit random codec in `ualm run` either: the tokenize stage stops with the fix."""
+    import io
+
+    from ualm.run.data import _tokenize
+    from ualm.run.registry import Context
+
+    config = PipelineConfig.load(DEMO, [f"run.out={tmp_path / 'r'}", "tokenize.codec=null"])
+    with pytest.raises(UalmError, match=r"tokenize\.codec is not set") as raised:
+        _tokenize(Context(config, tmp_path / "r", "hash", {}, None, io.StringIO(), False))
+    assert "random:encodec only for tests and demos" in str(raised.value)

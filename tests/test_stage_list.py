@@ -29,7 +29,9 @@ def test_the_build_is_its_stage_list() -> None:
     enabled = [s.name for s in BUILD_STAGES if s.enabled(SMALL)]
     # SMALL: no near, caption, decontamination or tokens
     assert enabled == ["ids", "ingest", "dedup", "shard", "commit"]
-    assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]
+    assert "tokens" not in [s.name for s in BUILD_STAGES if s.enabled(BuildConfig())]  # no codec
+    with_codec = BuildConfig.from_dict({"tokenize": {"codec": "random:encodec"}})
+    assert "tokens" in [s.name for s in BUILD_STAGES if s.enabled(with_codec)]
 
 
 def _count_members(task: tuple[str, int]) -> dict[str, int]:

@@ -229,6 +229,22 @@ def test_cli_prints_the_funnel(corpus: Path, tmp_path: Path,
     assert "unknown trace kinds" in capsys.readouterr().err
 
 
+def test_rule_teacher_rerun_comes_from_the_cache(corpus: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A rerun with the same inputs and config asks the rule teacher nothing: every reply is a
+    cache hit, the CLI says so, and the output bytes are the same."""
+    root = copy_corpus(corpus, tmp_path / "corpus")
+    argv = ["synth", str(root), "--kinds", "enrichment,dialogue", "--limit", "5", "--quiet"]
+    assert main([*argv, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run"]
+    before = published(root)
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert first["requests_sent"] == 10 and first["cache_hits"] == 0
+    assert "0 requests sent, 10 from the cache" in printed
+    assert published(root) == before
+
+
 def test_blend_stats_count_the_traces(synthed: Path) -> None:
     from ualm.train.blend.stats import corpus_stats
 

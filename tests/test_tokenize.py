@@ -36,7 +36,7 @@ def _copy(corpus: Path, dest: Path) -> Path:
 def tokenized(local_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     corpus = _copy(local_corpus, tmp_path_factory.mktemp("tok") / "corpus")
     cache = tmp_path_factory.mktemp("token-cache")
-    record = tokenize_corpus(corpus, TokenizeConfig(cache_dir=str(cache)), engine="local",
+    record = tokenize_corpus(corpus, TokenizeConfig(codec="random", cache_dir=str(cache)), engine="local",
                              progress=False)
     return corpus, record
 
@@ -126,7 +126,8 @@ def test_token_shards_are_at_most_a_fifteenth_of_the_audio_for_10_s_clips(tmp_pa
     for i in range(4):
         clip = synth_clip(10.0, 24000, seed=50 + i) + rng.normal(0, 0.01, 240000)
         write_audio(tmp_path / "in" / f"c{i}.wav", clip.astype(np.float32), 24000, "wav16")
-    config = BuildConfig.from_dict({"tokenize": {"cache_dir": str(tmp_path / "cache")}})
+    config = BuildConfig.from_dict({"tokenize": {"codec": "random",
+                                                 "cache_dir": str(tmp_path / "cache")}})
     result = build_corpus([tmp_path / "in"], tmp_path / "c", config, engine="local",
                           progress=False)
     assert result.tokens is not None and result.tokens["samples"] == 4
@@ -154,7 +155,7 @@ def test_rerun_does_nothing_and_a_second_corpus_reads_the_cache(
 
     second = _copy(local_corpus, tmp_path / "second")
     cache_dir = str(_fixture_cache(corpus))
-    tokenize_corpus(second, TokenizeConfig(cache_dir=cache_dir), engine="local", progress=False)
+    tokenize_corpus(second, TokenizeConfig(codec="random", cache_dir=cache_dir), engine="local", progress=False)
     done = sorted((second / "_work" / "done").glob(f"tokens-{record['codec_id']}-*.json"))
     summaries = [json.loads(p.read_text())["summary"] for p in done]
     assert sum(s["cached"] for s in summaries) == record["samples"]
@@ -175,7 +176,7 @@ def test_a_second_codec_adds_a_token_set_and_changes_nothing_else(
     corpus = _copy(tokenized[0], tmp_path / "c")
     first = tokenized[1]
     before = tree_bytes(corpus)
-    record = tokenize_corpus(corpus, TokenizeConfig(bandwidth=3.0, cache_dir=str(tmp_path / "k")),
+    record = tokenize_corpus(corpus, TokenizeConfig(codec="random", bandwidth=3.0, cache_dir=str(tmp_path / "k")),
                              engine="local", progress=False)
     assert record["codec_id"] != first["codec_id"] and record["codebooks"] == 4
     after = tree_bytes(corpus)
@@ -200,7 +201,7 @@ def test_listen_decodes_codes_back_to_audio(tokenized: tuple[Path, dict], tmp_pa
 def test_dask_tokenizes_to_the_same_bytes(tokenized: tuple[Path, dict], local_corpus: Path,
                                           tmp_path: Path) -> None:
     corpus = _copy(local_corpus, tmp_path / "d")
-    tokenize_corpus(corpus, TokenizeConfig(cache_dir=str(tmp_path / "fresh-cache")),
+    tokenize_corpus(corpus, TokenizeConfig(codec="random", cache_dir=str(tmp_path / "fresh-cache")),
                     engine="dask", workers=2, progress=False)
     assert tree_bytes(corpus) == tree_bytes(tokenized[0])
 
@@ -212,7 +213,8 @@ def test_bad_codec_settings_fail_before_any_work(local_corpus: Path, tmp_path: P
     for extra, message in [
         (["--codec", str(tmp_path / "missing.th")], "missing.th"),
         (["--codec", "encodec_48khz"], "encodec_48khz"),
-        (["--bandwidth", "5"], "bandwidth"),
+        (["--codec", "random", "--bandwidth", "5"], "bandwidth"),
+        ([], "no codec given"),  # never an implicit random codec
     ]:
         proc = subprocess.run([*cli, *extra], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr

@@ -41,8 +41,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fit")
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=EVENTS, text_rows=4, seed=2)
-    return build_corpus([world.manifests["train"]], root / "corpus",
-                        BuildConfig.from_dict({"shards": {"max_samples": 4}}), engine="local",
+    config = BuildConfig.from_dict({"shards": {"max_samples": 4},
+                                    "tokenize": {"codec": "random"}})
+    return build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
                         progress=False).corpus
 
 
@@ -180,7 +181,7 @@ def test_the_model_takes_its_codebooks_from_the_corpus(corpus: Path, tmp_path: P
     world = make_event_world(tmp_path / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=EVENTS, text_rows=2, seed=3)
     four = build_corpus([world.manifests["train"]], tmp_path / "four",
-                        BuildConfig.from_dict({"tokenize": {"bandwidth": 3.0}}), engine="local",
+                        BuildConfig.from_dict({"tokenize": {"codec": "random", "bandwidth": 3.0}}), engine="local",
                         progress=False).corpus
     one_step = {**SMALL, "run": {**SMALL["run"], "max_steps": 1, "checkpoint_every": 1}}
     result = train([four], TrainConfig.from_dict(one_step), tmp_path / "run")

@@ -39,7 +39,7 @@ def test_tiny_model_learns_the_event_world(tmp_path: Path) -> None:
                              heldout_per_class=1, seconds=1.0, events=EVENTS, text_rows=2,
                              seed=11)
     corpora = {split: build_corpus([world.manifests[split]], tmp_path / split,
-                                   BuildConfig.from_dict({"shards": {"max_samples": 50}}),
+                                   BuildConfig.from_dict({"shards": {"max_samples": 50}, "tokenize": {"codec": "random"}}),
                                    engine="local", progress=False).corpus
                for split in ("train", "heldout")}
     shares = {("events-gen", "generation"): 0.5, ("events-und", "understanding"): 0.45,

@@ -11,9 +11,10 @@ from typing import Any
 
 from ualm import flags
 from ualm.cli_spellings import BUILD_SPELLINGS, ENGINE_SPELLINGS, TOKENIZE_SPELLINGS
-from ualm.errors import UalmError, debug_flag
+from ualm.errors import UalmError
 from ualm.flags import Command, Spellings, UsageError, plain_command
 from ualm.redact import redact_text
+from ualm.terminal import global_flags, quiet_libraries
 
 
 def _epilog(spellings: Spellings) -> str:
@@ -128,6 +129,7 @@ def parse_build(argv: list[str], prog: str = "ualm build") -> tuple[Any, Any]:
 def _run_build(prog: str, argv: list[str]) -> int:
     from ualm.manifests.inspect import format_summary
     from ualm.pipelines.build import build_corpus, plan_build
+    from ualm.pipelines.tokens import format_tokens, no_codec_hint
 
     args, config = parse_build(argv, prog)
     if args.dry_run:
@@ -138,7 +140,9 @@ def _run_build(prog: str, argv: list[str]) -> int:
     if result.skipped_units:
         print(f"(resumed: {result.skipped_units} finished units were not redone)")
     if result.tokens:
-        _print_tokens(result.tokens)
+        print(format_tokens(result.tokens))
+    elif config.tokenize.enabled and config.tokenize.codec is None:
+        print(no_codec_hint(result.corpus))
     return 0
 
 
@@ -154,15 +158,6 @@ def _print_plan(plan: dict, as_json: bool) -> int:
     return 0
 
 
-def _print_tokens(tokens: dict) -> None:
-    print(f"tokens   {tokens['codec_id']}: {tokens['samples']:,} samples, {tokens['tokens']:,} "
-          f"tokens ({tokens['codebooks']} codebooks x {tokens['frame_rate']:g} frames/s), "
-          f"{tokens['token_to_audio_bytes']:.3f} of the audio's bytes")
-    if tokens["random_weights"]:
-        print("warning: the codec has RANDOM weights (tests and demos only); pass --codec PATH "
-              "with real weights (EnCodec, X-codec, DAC or Mimi) for training data")
-
-
 def parse_tokenize(argv: list[str], prog: str = "ualm tokenize") -> tuple[Any, Any]:
     """`ualm tokenize`'s arguments and its TokenizeConfig."""
     from ualm.config import BuildConfig, TokenizeConfig
@@ -173,11 +168,11 @@ def parse_tokenize(argv: list[str], prog: str = "ualm tokenize") -> tuple[Any, A
 
 
 def _run_tokenize(prog: str, argv: list[str]) -> int:
-    from ualm.pipelines.tokens import tokenize_corpus
+    from ualm.pipelines.tokens import format_tokens, tokenize_corpus
 
     args, config = parse_tokenize(argv, prog)
     tokens = tokenize_corpus(args.corpus, config, progress=not args.quiet, **_engine(args))
-    _print_tokens(tokens)
+    print(format_tokens(tokens))
     if tokens["skipped_shards"]:
         print(f"(already done: {tokens['skipped_shards']} token shards were not redone)")
     return 0
@@ -209,6 +204,7 @@ def _run_demo(prog: str, argv: list[str]) -> int:
     from ualm.manifests.inspect import format_summary, plot_funnel
     from ualm.manifests.layout import CorpusLayout
     from ualm.pipelines.build import build_corpus
+    from ualm.pipelines.tokens import format_tokens
     from ualm.tokenize.listen import listen
 
     args, _ = _parse_engine(_demo_parser(prog), argv, Spellings(renamed=ENGINE_SPELLINGS))
@@ -216,11 +212,12 @@ def _run_demo(prog: str, argv: list[str]) -> int:
     world = make_world(out / "world", n_clips=args.clips, seed=args.seed)
     # Shards of 24 samples: a demo's few minutes of audio then make several token shards, so
     # every worker tokenizes (one 1,000-sample shard would keep all but one idle).
-    config = BuildConfig.from_dict({"shards": {"max_samples": 24}})
+    config = BuildConfig.from_dict({"shards": {"max_samples": 24},
+                                    "tokenize": {"codec": "random:encodec"}})  # labelled below
     result = build_corpus([world.manifest], out / "corpus", config, **_engine(args))
     print(format_summary(result.summary))
     if result.tokens:
-        _print_tokens(result.tokens)
+        print(format_tokens(result.tokens))
     funnel = plot_funnel(result.summary, out / "funnel.png")
     print(f"\ncorpus: {result.corpus}\nfunnel: {funnel}")
     if result.tokens:
@@ -261,14 +258,17 @@ def commands() -> dict[str, Command]:
 
 def usage(table: dict[str, Command]) -> str:
     rows = "\n".join(f"  {name:11s} {command.help}" for name, command in table.items())
-    return (f"usage: ualm [--debug] COMMAND ...\n\n{__doc__}\n\ncommands:\n{rows}\n\n"
-            "options:\n  --debug     show tracebacks\n\n`ualm COMMAND --help` lists a "
-            "command's flags.")
+    return (f"usage: ualm [--debug] [--verbose] COMMAND ...\n\n{__doc__}\n\ncommands:\n"
+            f"{rows}\n\noptions:\n  --debug     show tracebacks\n  --verbose   show the "
+            "libraries' tips, notices and warnings (hidden by default)\n\n`ualm COMMAND "
+            "--help` lists a command's flags.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug, argv = debug_flag(argv)
+    debug, verbose, argv = global_flags(argv)
+    if not verbose:
+        quiet_libraries()
     table = commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(table), file=sys.stdout if argv else sys.stderr)

@@ -140,10 +140,12 @@ class TokenizeConfig:
 
     enabled: bool = True
     """Tokenize after building (`ualm tokenize` runs the stage on its own)."""
-    codec: str = "random"
-    """`random` or `random:KIND` (seeded, for tests and demos; KIND one of encodec, xcodec, dac,
-    mimi; plain `random` is EnCodec), an EnCodec `.th` checkpoint, or a Hugging Face folder of
-    an EncodecModel, XcodecModel, DacModel or MimiModel (the kind is read from config.json)."""
+    codec: str | None = None
+    """An EnCodec `.th` checkpoint, or a Hugging Face folder of an EncodecModel, XcodecModel,
+    DacModel or MimiModel (the kind is read from config.json); or `random:KIND` (seeded random
+    weights, for tests and demos: the audio decodes to noise; KIND one of encodec, xcodec, dac,
+    mimi; plain `random` is EnCodec). Null: no codec, so `ualm build` writes the audio shards
+    and manifests without tokens (never tokens from weights no model can use)."""
     bandwidth: float = 6.0
     """kbps. EnCodec: 1.5, 3, 6, 12 or 24 (2, 4, 8, 16 or 32 codebooks at 75 frames/s). Other
     codecs: the most their codes may take (6 gives X-codec's 8 codebooks at 50 frames/s)."""
@@ -157,7 +159,8 @@ class TokenizeConfig:
     """Token cache shared across corpora; null uses $UALM_CACHE or ~/.cache/ualm."""
 
     def __post_init__(self) -> None:
-        encodec = self.codec in ("random", "random:encodec") or self.codec.endswith(".th")
+        codec = self.codec or ""
+        encodec = codec in ("random", "random:encodec") or codec.endswith(".th")
         if not self.bandwidth > 0:
             _fail(f"tokenize.bandwidth must be a positive number of kbps, got {self.bandwidth:g}")
         if encodec and self.bandwidth not in BANDWIDTHS:

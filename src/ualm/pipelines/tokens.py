@@ -43,14 +43,40 @@ def tokenize_corpus(
     """Tokenizes (or resumes tokenizing) a corpus; returns the token set's record."""
     layout = CorpusLayout(corpus)
     layout.meta(fix="run `ualm build` first")
-    ctx = Context(layout, BuildConfig(tokenize=config or TokenizeConfig()))
+    if config is None or config.codec is None:
+        raise UalmError("no codec given: tokens need codec weights", fix=CODEC_FIX)
+    ctx = Context(layout, BuildConfig(tokenize=config))
     with (output_errors(layout, 0),  # a full disk: one line (no estimate of the need)
           engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner):
         run_stages([TOKENS], runner, ctx, progress)
     return ctx.outputs["tokens"]
 
 
+CODEC_FIX = ("pass --codec PATH (an EnCodec .th checkpoint, or a Hugging Face EnCodec, X-codec, "
+             "DAC or Mimi folder); --codec random:encodec only for tests and demos (noise)")
+
+
+def no_codec_hint(corpus: str | Path) -> str:
+    """The one line `ualm build` prints when no codec was configured."""
+    return (f"tokens   none: no codec configured; add them with `ualm tokenize {corpus} --codec "
+            "PATH` (an EnCodec .th checkpoint or a Hugging Face codec folder), or `--codec "
+            "random:encodec` for tests and demos (random weights: noise)")
+
+
+def format_tokens(tokens: dict[str, Any]) -> str:
+    """A token set's record for a person: its totals, and a warning for random weights."""
+    line = (f"tokens   {tokens['codec_id']}: {tokens['samples']:,} samples, "
+            f"{tokens['tokens']:,} tokens ({tokens['codebooks']} codebooks x "
+            f"{tokens['frame_rate']:g} frames/s), {tokens['token_to_audio_bytes']:.3f} of the "
+            "audio's bytes")
+    if tokens["random_weights"]:
+        line += ("\nwarning: the codec has RANDOM weights (tests and demos only); pass --codec "
+                 "PATH with real weights (EnCodec, X-codec, DAC or Mimi) for training data")
+    return line
+
+
 def _spec(config: TokenizeConfig) -> CodecSpec:
+    assert config.codec is not None  # the stage runs only with a codec (TOKENS.enabled)
     return CodecSpec(config.codec, config.bandwidth, config.seed, config.device, config.batch_size)
 
 
@@ -98,7 +124,8 @@ def _record_token_set(ctx: Context, skipped: int) -> None:
 TOKENS = Stage(
     "tokens", "map", reads=("audio shards",), writes=("token shards", "corpus.json tokens"),
     tasks=_tasks, unit=run_tokenize_shard, index=lambda t: t.shard,
-    enabled=lambda config: config.tokenize.enabled, check=_check,
+    enabled=lambda config: config.tokenize.enabled and config.tokenize.codec is not None,
+    check=_check,
     record=lambda ctx: stage_name(_codec_id(ctx)), finish=_record_token_set)
 """The codec stage: token shards beside the audio shards of a committed corpus."""
 

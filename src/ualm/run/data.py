@@ -101,6 +101,11 @@ def _tokenize_settings(config: PipelineConfig) -> Any:
 def _tokenize(ctx: Context) -> StageResult:
     from ualm.pipelines.tokens import tokenize_corpus
 
+    if ctx.config.tokenize.codec is None:  # never tokens from random weights by default
+        raise UalmError("tokenize.codec is not set: the run's later stages need tokens",
+                        fix="set tokenize.codec to an EnCodec .th checkpoint or a Hugging Face "
+                            "codec folder (random:encodec only for tests and demos), or stop "
+                            "the run with --until build")
     outputs: dict[str, Path] = {}
     summary: dict[str, Any] = {}
     for name in ("corpus", "heldout"):

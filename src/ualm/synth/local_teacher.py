@@ -20,7 +20,6 @@ from ualm.synth.teachers import Reply, TeacherRequest
 
 
 class LocalTeacher:
-    cacheable = True
     timeout = None
 
     def __init__(self, folder: str | Path, device: str | None = None) -> None:

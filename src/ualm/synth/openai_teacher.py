@@ -34,7 +34,6 @@ def public_url(url: str | None) -> str:
 
 
 class OpenAITeacher:
-    cacheable = True
 
     def __init__(self, model: str, base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,

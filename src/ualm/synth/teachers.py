@@ -54,8 +54,6 @@ class TeacherFailure(Exception):
 
 class Teacher(Protocol):
     name: str
-    cacheable: bool
-    """Whether replies go to the cache (not for the rule teacher: recomputing is cheaper)."""
     timeout: float | None
     """Seconds after which `complete` gives up with a retryable `synth/timeout` failure (the
     teacher enforces it: the OpenAI client does so on its connection; None: never, as for the
@@ -68,7 +66,6 @@ class Teacher(Protocol):
 
 class RuleTeacher:
     name = "rule-v1"
-    cacheable = False
     timeout = None
 
     async def complete(self, request: TeacherRequest, params: dict[str, Any]) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ualm import flags
@@ -117,6 +118,9 @@ def _run_train(prog: str, argv: list[str]) -> int:
     if args.heldout and not config.run.val_every:
         raise UalmError("--heldout needs run.val_every (how often to measure)",
                         fix="add --run.val_every N, or set it in the config")
+    resumed = Path(args.out) / "checkpoints" / "last.ckpt"
+    if not args.no_resume and resumed.is_file():
+        print(f"resuming from {resumed} (--no-resume starts over)")
     result = run_stage(None, args.corpora, config, args.out, init=args.init, blend=blend,
                        resume=not args.no_resume, heldout=args.heldout)
     if result.checkpoint is None:  # a non-zero rank of a multi-process run
@@ -137,8 +141,23 @@ def _run_train(prog: str, argv: list[str]) -> int:
         print(f"  held-out pairs: reward accuracy {first['accuracy']:.1%} -> "
               f"{last['accuracy']:.1%}, reward margin {last['margin']:+.3f}, log-prob margin "
               f"(chosen - rejected) {first['logp_margin']:+.2f} -> {last['logp_margin']:+.2f}")
-    print(f"run folder: {result.out} (checkpoint {result.checkpoint})")
+    _print_paths(result.out, result.checkpoint)
     return 0
+
+
+def _print_paths(out: Path, checkpoint: Path) -> None:
+    """The run's last held-out loss, and where its files are."""
+    from ualm.train.metrics import loss_series, read_metrics
+
+    metrics = out / "logs" / "metrics.csv"
+    held = loss_series(read_metrics(metrics), "val").get("loss")
+    if held:
+        print(f"  held-out loss {held[-1][1]:.4f} at step {held[-1][0]} "
+              f"({held[0][1]:.4f} at step {held[0][0]})")
+    print(f"run folder  {out}")
+    print(f"checkpoint  {checkpoint}   (ualm eval / generate / understand --checkpoint)")
+    print(f"metrics     {metrics}" + (f", loss curve {out / 'loss.png'}"
+                                       if (out / "loss.png").is_file() else ""))
 
 
 DEFAULT_GENERATE_SECONDS = 10.0
@@ -147,6 +166,7 @@ DEFAULT_GENERATE_SECONDS = 10.0
 def parse_generate(argv: list[str], prog: str = "ualm generate") -> tuple[Any, Any]:
     """`ualm generate`'s arguments and its GenerationConfig."""
     from ualm.train.model.generate import GenerationConfig
+
     args, given, _ = flags.parse(_generate_parser(prog), argv)
     given = flags.pick(given, flags.field_names(GenerationConfig))
     # --max-seconds (10 by default) counts at the corpus's frame rate, read when it runs

@@ -131,9 +131,13 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from ualm.train.progress import StepBar
+
     run = config.run
-    if heldout and run.val_every:
-        callbacks = [*callbacks, _heldout_loss(heldout, config)]
+    measure = _heldout_loss(heldout, config) if heldout and run.val_every else None
+    callbacks = [*callbacks, *([measure] if measure else [])]
+    if run.progress_bar:  # steps of max_steps, not Lightning's batches of an endless epoch
+        callbacks.append(StepBar(measure))
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}",
                                   every_n_train_steps=run.checkpoint_every, save_last=True,
                                   save_top_k=-1, auto_insert_metric_name=False)

@@ -102,8 +102,10 @@ class UALMModel(nn.Module):
         out = self.lm.base_model(inputs_embeds=self.embed(tokens), position_ids=position_ids,
                                  attention_mask=attention_mask, cache=cache,
                                  use_cache=cache is not None)
-        # transformers 5 names the returned cache `cache` (4.x: `past_key_values`)
-        returned = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        # transformers 5 names the returned cache `cache` (4.x: `past_key_values`); 5's
+        # `past_key_values` property logs a deprecation line, so it is read only on 4.x
+        name = "cache" if hasattr(out, "cache") else "past_key_values"
+        returned = getattr(out, name, None)
         return out.last_hidden_state, returned if returned is not None else cache
 
     def _head(self) -> torch.Tensor:

@@ -28,6 +28,8 @@ class HeldoutLoss(L.Callback):
         self.codec_id, self.max_batches = codec_id, max_batches
         self._last = 0
         """The step measured last (micro-batches of one step all end at that step)."""
+        self.latest: tuple[int, dict[str, float]] | None = None
+        """That step and its losses (the training bar prints them)."""
 
     def measure(self, model: Any) -> dict[str, float]:
         """{'loss': ..., 'loss_<task>': ...} of `model` on the held-out corpora."""
@@ -49,5 +51,6 @@ class HeldoutLoss(L.Callback):
             return
         self._last = step
         losses = self.measure(module.model)
+        self.latest = (step, losses)
         if trainer.is_global_zero and trainer.logger is not None:
             trainer.logger.log_metrics({f"val/{k}": v for k, v in losses.items()}, step=step)
