@@ -194,3 +194,23 @@ def test_the_model_takes_its_codebooks_from_the_corpus(corpus: Path, tmp_path: P
               tmp_path / "set")
     with pytest.raises(UalmError, match=r"8 codebooks and .*four's 4"):
         train([corpus, four], TrainConfig.from_dict(one_step), tmp_path / "mixed")
+
+
+def test_a_resumed_run_keeps_the_log_of_the_steps_it_inherits(corpus: Path,
+                                                              tmp_path: Path) -> None:
+    """Resumed from its step-3 checkpoint, a run's metrics.csv keeps steps up to 3 from before
+    and logs 4-6 again: the same curve as the straight run, no step twice (Lightning's logger
+    used to delete the file, and the loss curve began at the resume)."""
+    from ualm.train.metrics import loss_series, read_metrics
+
+    run = tmp_path / "run"
+    train([corpus], TrainConfig.from_dict(SMALL), run)
+    metrics = run / "logs" / "metrics.csv"
+    straight = loss_series(read_metrics(metrics), "train")["loss"]
+    assert [step for step, _ in straight][-1] >= 5
+    shutil.copy(run / "checkpoints" / "step-3.ckpt", run / "checkpoints" / "last.ckpt")
+    again = train([corpus], TrainConfig.from_dict(SMALL), run)
+    assert again.steps == 6
+    resumed = loss_series(read_metrics(metrics), "train")["loss"]
+    assert [s for s, _ in resumed] == [s for s, _ in straight]
+    assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], abs=1e-6)

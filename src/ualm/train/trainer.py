@@ -129,9 +129,9 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
     corpora and `run.val_every`, the held-out loss is logged every val_every steps."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from ualm.train.progress import StepBar
+    from ualm.train.run_log import resumable_csv_logger
 
     run = config.run
     measure = _heldout_loss(heldout, config) if heldout and run.val_every else None
@@ -141,22 +141,24 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="step-{step}",
                                   every_n_train_steps=run.checkpoint_every, save_last=True,
                                   save_top_k=-1, auto_insert_metric_name=False)
+    last = out / "checkpoints" / "last.ckpt"
+    resuming = resume and last.is_file()
+    logger = resumable_csv_logger(out, _checkpoint_step(last) if resuming else None)
     trainer = L.Trainer(
         accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
         strategy=run.strategy, precision=run.precision, max_steps=run.max_steps,
         max_time={"minutes": run.max_minutes} if run.max_minutes else None,
         accumulate_grad_batches=run.accumulate,
         gradient_clip_val=config.optim.grad_clip or None, log_every_n_steps=run.log_every,
-        logger=CSVLogger(out, name="logs", version=""), callbacks=[checkpoints, *callbacks],
+        logger=logger, callbacks=[checkpoints, *callbacks],
         enable_progress_bar=run.progress_bar, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=out)
-    last = out / "checkpoints" / "last.ckpt"
     started = time.perf_counter()
     # weights_only: resuming unpickles nothing but tensors and plain data (see safe_load)
     try:
         trainer.fit(module, datamodule=datamodule,
-                    ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+                    ckpt_path=str(last) if resuming else None, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise refused(last, exc) from None
     seconds = time.perf_counter() - started
@@ -172,6 +174,13 @@ def fit(module: Any, datamodule: Any, config: TrainConfig, out: Path, resume: bo
     positions = module.positions_seen
     return TrainResult(out, trainer.global_step, final, seconds, positions, realised,
                        last if last.is_file() else None)
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was saved at (its tensors mapped, not read)."""
+    from ualm.train.model.safe_load import load_weights_only
+
+    return int(load_weights_only(path, mmap=True)["global_step"])
 
 
 def _heldout_loss(corpora: Sequence[str | Path], config: TrainConfig) -> Any:

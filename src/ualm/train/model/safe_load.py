@@ -27,11 +27,12 @@ FOREIGN_FIX = ("load only checkpoints that `ualm train` wrote; if you trust this
                "source, convert it to a state dict of tensors in a separate step")
 
 
-def load_weights_only(path: str | Path, device: str = "cpu") -> Any:
+def load_weights_only(path: str | Path, device: str = "cpu", mmap: bool = False) -> Any:
     """`torch.load(path, weights_only=True)`; a pickle that holds anything but tensors and
-    plain data is refused with one line naming the file and the first foreign object."""
+    plain data is refused with one line naming the file and the first foreign object. `mmap`
+    maps the tensors instead of reading them (to read a checkpoint's small fields)."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise refused(path, exc) from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
