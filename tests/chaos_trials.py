@@ -111,7 +111,7 @@ def synth_kills(corpus: Path, tmp: Path, seed: int, kills: int) -> JobChaos:
                          check=check, seed=seed, ready=lambda: server.in_flight > 0)
 
 
-def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int,
+def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int, batch_files: int = 4,
                   token: str = "hf_test_Chaos_0123456789") -> JobChaos:
     """`ualm publish` to the loopback Hub, SIGKILLed with uploads in flight `kills` times and
     resumed. After each kill, a revision holding the commit file (corpus.json or publish.json)
@@ -128,6 +128,8 @@ def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int,
         def after_kill() -> None:
             shown = hub.files(repo) if repo in hub.state.repos else {}
             if {"corpus.json", "publish.json"} & set(shown):
+                assert {"corpus.json", "publish.json"} <= set(shown), \
+                    f"seed {seed}: a half-published revision holds {sorted(shown)}"
                 check_arrived(hub, repo, corpus)
 
         def check() -> None:
@@ -135,6 +137,7 @@ def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int,
             assert max(hub.state.lfs_uploads.values()) == 1, f"seed {seed}: an object sent twice"
             assert max(hub.state.regular_sent.values()) == 1, f"seed {seed}: a file sent twice"
 
-        return kill_jobs([*CLI, "publish", str(corpus), "--to", f"hf://datasets/{repo}"], env,
-                         random.Random(seed), kills=kills, window=None, fresh=fresh,
+        cmd = [*CLI, "publish", str(corpus), "--to", f"hf://datasets/{repo}", "--batch-files",
+               str(batch_files)]  # several commits, so kills land between them
+        return kill_jobs(cmd, env, random.Random(seed), kills=kills, window=None, fresh=fresh,
                          check=check, after_kill=after_kill, seed=seed)
