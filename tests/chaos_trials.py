@@ -113,8 +113,8 @@ def synth_kills(corpus: Path, tmp: Path, seed: int, kills: int) -> JobChaos:
 
 def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int, batch_files: int = 4,
                   token: str = "hf_test_Chaos_0123456789") -> JobChaos:
-    """`ualm publish` to the loopback Hub, SIGKILLed with uploads in flight `kills` times and
-    resumed. After each kill, a revision holding the commit file (corpus.json or publish.json)
+    """`ualm publish` to the loopback Hub, SIGKILLed with uploads in flight `kills` times (at a
+    moment drawn from the first upload or commit request on) and resumed. After each kill, a revision holding the commit file (corpus.json or publish.json)
     must hold everything; at the end every file has arrived and none was sent twice."""
     repo = "org/chaos"
     expected = set(local_files(corpus))
@@ -122,10 +122,18 @@ def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int, batch_files: i
         env = cli_env(HF_ENDPOINT=hub.url, HF_TOKEN=token, HF_HUB_OFFLINE="0",
                       HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp / "hf-home"))
 
+        def uploads() -> int:
+            return sum(method in ("PUT", "POST") and "/repos/create" not in path
+                       for method, path in hub.state.requests)
+
+        seen = [0]  # uploads before the current run started
+
         def fresh() -> None:  # an empty Hub for a new chain
             hub.state.__init__()
+            seen[0] = 0
 
         def after_kill() -> None:
+            seen[0] = uploads()
             shown = hub.files(repo) if repo in hub.state.repos else {}
             if {"corpus.json", "publish.json"} & set(shown):
                 assert {"corpus.json", "publish.json"} <= set(shown), \
@@ -140,4 +148,5 @@ def publish_kills(corpus: Path, tmp: Path, seed: int, kills: int, batch_files: i
         cmd = [*CLI, "publish", str(corpus), "--to", f"hf://datasets/{repo}", "--batch-files",
                str(batch_files)]  # several commits, so kills land between them
         return kill_jobs(cmd, env, random.Random(seed), kills=kills, window=None, fresh=fresh,
-                         check=check, after_kill=after_kill, seed=seed)
+                         check=check, after_kill=after_kill, seed=seed,
+                         ready=lambda: uploads() > seen[0])
