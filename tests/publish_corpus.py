@@ -4,9 +4,14 @@ pair shards and manifests that `ualm synth` writes into it."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.hub_server import HubServer
 
 LEAVE_OUT = ("README.md", "publish.json")
 """Files the publisher writes itself (the card is rendered for the destination)."""
@@ -41,3 +46,18 @@ def local_files(corpus: Path) -> dict[str, bytes]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_arrived(hub: HubServer, repo: str, corpus: Path, rev: str = "main") -> dict:
+    """What the branch holds, checked: every local file byte for byte, no _work/, and a
+    publish record whose hashes match what arrived."""
+    arrived = hub.files(repo, rev)
+    expected = local_files(corpus)
+    for path, data in expected.items():
+        assert arrived.get(path) == data, path
+    assert not any(p.startswith("_work/") for p in arrived)
+    record = json.loads(arrived["publish.json"])
+    assert set(record["files"]) == set(arrived) - {".gitattributes", "publish.json"}
+    for path, meta in record["files"].items():
+        assert sha256(arrived[path]) == meta["sha256"], path
+    return arrived

@@ -19,8 +19,9 @@ from ualm.engines.local import LocalEngine
 from ualm.manifests.inspect import summarize
 from ualm.pipelines.build import build_corpus
 
+from .chaos import CLI, free_port
 from .conftest import SMALL, tree_bytes
-from .test_engines import CLI, free_port, write_small_config
+from .test_engines import write_small_config
 
 
 def pid_after_a_moment(_: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,8 @@ import pytest
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.pipelines.build import build_corpus
 
+from .chaos import CLI, free_port
 from .conftest import SMALL, tree_bytes
-
-CLI = [sys.executable, "-m", "ualm.cli"]
 
 
 def write_small_config(path: Path) -> Path:
@@ -33,12 +31,6 @@ def test_dask_local_cluster_matches_local_engine(world: SyntheticWorld, local_co
     out = tmp_path / "dask"
     build_corpus([world.manifest], out, SMALL, engine="dask", workers=2, progress=False)
     assert tree_bytes(out) == tree_bytes(local_corpus)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_existing_dask_cluster_by_address(world: SyntheticWorld, local_corpus: Path,

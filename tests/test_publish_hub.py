@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.hub_server import HubServer
-from tests.publish_corpus import local_files, sha256
+from tests.publish_corpus import check_arrived, sha256
 from ualm.errors import UalmError
 from ualm.publish import publish
 
@@ -37,19 +37,6 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> HubServer:
         yield server
 
 
-def _check_arrived(hub: HubServer, repo: str, corpus: Path, rev: str = "main") -> dict:
-    arrived = hub.files(repo, rev)
-    expected = local_files(corpus)
-    for path, data in expected.items():
-        assert arrived.get(path) == data, path
-    assert not any(p.startswith("_work/") for p in arrived)
-    record = json.loads(arrived["publish.json"])
-    assert set(record["files"]) == set(arrived) - {".gitattributes", "publish.json"}
-    for path, meta in record["files"].items():
-        assert sha256(arrived[path]) == meta["sha256"], path
-    return arrived
-
-
 def test_interrupted_publish_resumes_without_sending_anything_twice(
         hub: HubServer, publish_corpus: Path) -> None:
     hub.state.fail_after = 5  # the server dies in the second batch
@@ -64,7 +51,7 @@ def test_interrupted_publish_resumes_without_sending_anything_twice(
     hub.state.fail_after = None
     result = publish(publish_corpus, "hf://datasets/org/sounds", batch_files=4)
     assert result.skipped == len(partial) - 1  # all but .gitattributes were there
-    arrived = _check_arrived(hub, "org/sounds", publish_corpus)
+    arrived = check_arrived(hub, "org/sounds", publish_corpus)
     assert "traces/traces-000000.tar" in arrived and "manifests/traces/part-000000.parquet" in arrived
 
     # Each LFS object was sent once, however many paths hold it; regular files once each.
@@ -96,7 +83,7 @@ def test_a_lost_commit_is_redone_without_uploading_its_objects_again(
     result = publish(publish_corpus, "hf://datasets/org/lost", batch_files=1000)
     assert result.skipped == 0 and result.batches == 2
     assert dict(hub.state.lfs_uploads) == sent_before  # the LFS batch said "already there"
-    _check_arrived(hub, "org/lost", publish_corpus)
+    check_arrived(hub, "org/lost", publish_corpus)
     pages = [p for m, p in hub.state.requests if "/tree/" in p]
     assert len(pages) > 3
 
@@ -163,7 +150,7 @@ def test_branch_private_and_a_model_url_refused(hub: HubServer, publish_corpus: 
                      batch_files=1000)
     assert result.url == "hf://datasets/org/branchy@v1" and result.batches == 2
     assert hub.state.repos["org/branchy"].private
-    _check_arrived(hub, "org/branchy", publish_corpus, rev="v1")
+    check_arrived(hub, "org/branchy", publish_corpus, rev="v1")
     assert "corpus.json" not in hub.files("org/branchy", "main")
     with pytest.raises(UalmError, match="dataset repo"):
         publish(publish_corpus, "hf://models/org/branchy")
@@ -200,7 +187,7 @@ def test_cli_publishes_with_the_token_from_the_environment_and_never_shows_it(
     assert "published hf://datasets/org/cli@data" in run.stdout
     assert TOKEN not in run.stdout + run.stderr
     assert not (tmp_path / "hf-home").exists()  # the token was not stored anywhere
-    _check_arrived(hub, "org/cli", publish_corpus, rev="data")
+    check_arrived(hub, "org/cli", publish_corpus, rev="data")
 
     inspect = _cli(["inspect", "hf://datasets/org/cli@data", "--json"], env)
     assert json.loads(inspect.stdout)["samples"] > 0, inspect.stderr

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import free_port
 from tests.conftest import SMALL
 from tests.s3_server import moto_s3
-from tests.test_engines import free_port, write_small_config
+from tests.test_engines import write_small_config
 from tests.test_object_store_build import digests, local_digests
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.pipelines.build import build_corpus

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +20,26 @@ def temporary_sibling(path: str | Path) -> Path:
     """A unique temporary name next to `path`: two attempts at the same unit never collide."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+_TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_temporaries(root: str | Path, keep: str | Path, local: bool = True) -> int:
+    """Deletes the temporary siblings under the folder `root` (but not under `keep`, the work
+    area) that writers killed before their rename left: a shard's partial tar, a manifest's
+    partial part. Nothing reads them, but they are not the corpus's: a crashed run, rerun, must
+    end with a clean run's files. Run where no writer of this build is left (its commit). A
+    store (`local` False) has no temporary names: nothing to do. Returns how many went."""
+    if not local:
+        return 0
+    keep = Path(keep)
+    gone = 0
+    for path in Path(root).rglob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and keep not in path.parents and path.is_file():
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 def json_bytes(obj: Any) -> bytes:

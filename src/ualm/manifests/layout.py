@@ -119,11 +119,10 @@ class CorpusLayout(LayoutNames):
         """Names of everything directly inside the root (files and folders)."""
         if self.local:
             return sorted(os.listdir(self.root)) if os.path.isdir(self.root) else []
-        try:
-            found = self.fs.ls(self.root, detail=False)
-        except FileNotFoundError:  # a prefix with no object below it
-            return []
-        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in found)
+        with suppress(FileNotFoundError):  # a prefix with no object below it: none
+            return sorted(e.rstrip("/").rsplit("/", 1)[-1]
+                          for e in self.fs.ls(self.root, detail=False))
+        return []
 
     def is_folder(self, path: str) -> bool:
         return os.path.isdir(path) if self.local else self.fs.isdir(path)
@@ -252,6 +251,7 @@ class CorpusLayout(LayoutNames):
 
     def commit(self, meta: dict[str, Any]) -> None:
         """Writes corpus.json, the commit readers trust (in a store create-only: replace_commit)."""
+        atomic.remove_temporaries(self.root, self.work, self.local)  # what killed writers left
         data = atomic.json_bytes(meta)
         if not self.write_once(self.corpus_file, data):
             remote.replace_commit(self, meta, data)

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from ualm.filters.caption_minhash import NUM_PERM, as_minhash, caption_signature, jaccard_distance
 from ualm.manifests import names
+from ualm.manifests.atomic import remove_temporaries
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.schema import table
 from ualm.manifests.shards import plan_shards
@@ -72,6 +73,8 @@ def write_set(root: Path, name: str, samples: Sequence[dict[str, Any]],
         layout.write_table(layout.part(name, index), table(part, schema))
     _remove_stale(layout, layout.shard_folder(name), f"{name}-", ".tar", len(ranges))
     _remove_stale(layout, layout.manifest_folder(name), "part-", ".parquet", len(ranges))
+    for folder in (layout.shard_folder(name), layout.manifest_folder(name)):
+        remove_temporaries(folder, layout.work, layout.local)  # what a killed run left
     return len(ranges)
 
 
