@@ -156,16 +156,18 @@ MUTANTS: list[Mutant] = [
            tests=("tests/test_clap.py::test_select_captions_keeps_the_best_above_threshold",),
            fast=True),
     Mutant("clap-threshold-ignored-by-the-build", "CLAP threshold", "src/ualm/pipelines/annotate.py",
-           old="config.clap.top_k, config.clap.threshold))",
-           new="config.clap.top_k, -1.0))",
+           old="config.clap.top_k,\n                                        config.clap.threshold)",
+           new="config.clap.top_k,\n                                        -1.0)",
            tests=(CLAP_BUILD,)),
     Mutant("clap-input-left-with-no-caption-kept", "CLAP threshold", "src/ualm/pipelines/ingest.py",
            old="        if kept:\n            outcome.record = dataclasses.replace(outcome.record, "
-               "captions=tuple(kept))\n        else:\n            first = dropped[0][1]\n"
+               "captions=tuple(kept),\n                                                 "
+               "caption_scores=tuple(scores))\n        else:\n            first = dropped[0][1]\n"
                "            outcome.rejection = Rejection(first.reason, f\"all {len(dropped)} "
                "captions dropped \"",
            new="        if kept:\n            outcome.record = dataclasses.replace(outcome.record, "
-               "captions=tuple(kept))\n        elif False:\n            first = dropped[0][1]\n"
+               "captions=tuple(kept),\n                                                 "
+               "caption_scores=tuple(scores))\n        elif False:\n            first = dropped[0][1]\n"
                "            outcome.rejection = Rejection(first.reason, f\"all {len(dropped)} "
                "captions dropped \"",
            tests=(CLAP_BUILD,)),
@@ -184,7 +186,7 @@ MUTANTS: list[Mutant] = [
            tests=(GUARDS + "test_blend_fit_chooses_the_least_predicted_loss",), fast=True),
     # -- resume -----------------------------------------------------------------------------------
     Mutant("trainer-never-resumes", "resume", "src/ualm/train/trainer.py",
-           old="ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)",
+           old="ckpt_path=str(last) if resuming else None, weights_only=True)",
            new="ckpt_path=None, weights_only=True)",
            tests=(GUARDS + "test_resume_runs_only_the_remaining_steps_and_matches_a_straight_run",
                   )),
@@ -347,8 +349,8 @@ MUTANTS: list[Mutant] = [
            tests=(SECRET_COMMANDS,)),
     Mutant("checkpoint-loaded-with-pickle", "untrusted checkpoints",
            "src/ualm/train/model/safe_load.py",
-           old="return torch.load(path, map_location=device, weights_only=True)",
-           new="return torch.load(path, map_location=device, weights_only=False)",
+           old="return torch.load(path, map_location=device, weights_only=True, mmap=mmap)",
+           new="return torch.load(path, map_location=device, weights_only=False, mmap=mmap)",
            tests=("tests/test_checkpoint_safety.py::test_a_hostile_checkpoint_is_refused_before_"
                   "its_code_runs",), fast=True),
 ]

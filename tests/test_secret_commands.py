@@ -98,7 +98,7 @@ def test_planted_secrets_reach_their_servers_and_are_never_written_or_printed(
         build_config = given / "build.yaml"
         agent = f"ualm-test (+https://example.org/bot?key={CONFIG_KEY})"  # a config value
         build_config.write_text(yaml.safe_dump({  # the caches under out/, searched too
-            "shards": {"max_samples": 2}, "tokenize": {"cache_dir": str(out / "token-cache")},
+            "shards": {"max_samples": 2}, "tokenize": {"codec": "random", "cache_dir": str(out / "token-cache")},
             "crawl": {"user_agent": agent, "cache_dir": str(out / "crawl-cache")}}))
         ualm("build", "--input", manifest, "--out", corpus, "--config", build_config,
              "--engine", "local", "--crawl.allow_private_network", "true",
