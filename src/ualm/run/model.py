@@ -1,5 +1,6 @@
 """Stages `blend`, `train` and `generate`: token shares per source, a UALM trained with them
-(and evaluated on the held-out corpus), then a WAV from a caption and an answered question."""
+(and evaluated on the held-out corpus), then a WAV from a caption, an answered question, and
+the held-out multiple-choice accuracy beside chance (answers constrained to the options)."""
 
 from __future__ import annotations
 
