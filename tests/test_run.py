@@ -18,6 +18,7 @@ from ualm.cli import main
 from ualm.errors import UalmError
 from ualm.run import PipelineConfig, run_pipeline
 from ualm.run.config import apply_override
+from ualm.train.model.choices import options_of
 
 from .test_train_fit import EVENTS, SMALL
 
@@ -82,6 +83,15 @@ def test_demo_until_blend_then_the_rest(demo: Path, capsys: pytest.CaptureFixtur
     answer = json.loads((demo / "outputs" / "answer.json").read_text())
     assert answer["question"].startswith("Which sound comes") and answer["expected"] in EVENTS
     assert isinstance(answer["answer"], str) and "asked:" in out
+    # multiple choice: the answer is an offered option, and every held-out question is scored
+    assert answer["answer"] in answer["options"] == options_of(answer["question"])
+    assert answer["right"] == (answer["answer"] == answer["expected"])
+    held = answer["heldout"]
+    assert held["questions"] == 9 == len(held["examples"])  # 9 classes, one held-out clip each
+    assert all(e["chosen"] in options_of(e["question"]) for e in held["examples"])
+    assert held["right"] == sum(e["chosen"] == e["expected"] for e in held["examples"])
+    assert held["chance"] == pytest.approx(1 / 3)  # 3 events: 3 options
+    assert f"held-out:      accuracy {held['accuracy']:.2f} ({held['right']}/9)" in out
     page = report.read_text()
     for section in ("corpus-funnel", "corpus-listen", "train-blend", "train-loss",
                     "train-align-loss", "train-sft-blend", "train-dpo-preference"):

@@ -7,22 +7,30 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ualm.audio.events import EVENTS, caption_for, event_classes
 from ualm.errors import UalmError
 from ualm.synth import rules
+from ualm.synth.clips import Clip
 from ualm.synth.config import SynthConfig
+from ualm.synth.neighbors import EventSimilarity
 from ualm.synth.openai_teacher import _reply, public_url
 from ualm.synth.output import near_duplicates
 from ualm.synth.pairs import choose
 from ualm.synth.requester import ReplyCache
+from ualm.synth.run import neighbours
 from ualm.synth.schema import extract_object, is_refusal, parse_reply
 from ualm.synth.teachers import Reply, TeacherFailure
 from ualm.synth.templates import TEMPLATES
 
+ROOT = Path(__file__).resolve().parents[1]
 RC = {"keywords": ["a low tone", "white noise"],
       "layout": [{"event": "a low tone", "start": 0, "end": 0.5},
                  {"event": "white noise", "start": 0.5, "end": 1.0}],
@@ -174,3 +182,34 @@ def test_reply_cache_reads_a_torn_entry_as_a_miss(tmp_path: Path) -> None:
 def test_config_refuses_nonsense(bad: dict) -> None:
     with pytest.raises(UalmError):
         SynthConfig(**bad)
+
+
+def event_world_pairs(pairs_per_clip: int) -> dict[str, list[str]]:
+    """Each target's [chosen, rejected...] keys, over 98 in-memory clips of the event world
+    (its 49 classes twice, no audio needed: the event scorer reads captions)."""
+    clips = [Clip(f"c{n:03d}-{i}", (caption_for(cls, 7 * n + i),), 1.0, "events", "t", "a")
+             for n, cls in enumerate(event_classes(tuple(EVENTS), 2)) for i in range(2)]
+    _, pairs = neighbours(EventSimilarity(), clips, clips,
+                          SynthConfig(pairs_per_clip=pairs_per_clip))
+    return {key: [p[0].key, *(c.key for c, _ in p[2])] for key, p in pairs.items()
+            if len(p) == 3}
+
+
+@pytest.mark.parametrize("per_clip", [1, 2])
+def test_pairs_reject_many_distinct_clips_the_same_way_in_every_process(per_clip: int) -> None:
+    """The event scorer ties many candidates of each caption; ties broken by key made a few
+    clips the rejected side of every pair (14 distinct for 98 targets with one pair each, 28
+    with two). Broken by sha256(target, candidate): at least half as many distinct rejected
+    clips as targets, and the same pairs under another PYTHONHASHSEED (no salted hash())."""
+    pairs = event_world_pairs(per_clip)
+    rejected = {k for keys in pairs.values() for k in keys[1:]}
+    assert len(pairs) == 98 and all(len(keys) == 1 + per_clip for keys in pairs.values())
+    assert len(rejected) >= len(pairs) / 2
+    script = ("import json; from tests.test_synth_units import event_world_pairs; "
+              f"print(json.dumps(event_world_pairs({per_clip})))")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             check=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONHASHSEED": seed,
+                                  "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])})
+        assert json.loads(out.stdout) == pairs

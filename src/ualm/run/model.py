@@ -1,5 +1,6 @@
 """Stages `blend`, `train` and `generate`: token shares per source, a UALM trained with them
-(and evaluated on the held-out corpus), then a WAV from a caption and an answered question."""
+(and evaluated on the held-out corpus), then a WAV from a caption, an answered question, and
+the held-out multiple-choice accuracy beside chance (answers constrained to the options)."""
 
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ def _question(ctx: Context) -> tuple[Path, str, str | None]:
 
 
 def _generate(ctx: Context) -> StageResult:
+    from ualm.train.model.choices import describe, options_of
     from ualm.train.model.generate import GenerationConfig
     from ualm.train.model.infer import generate_wav, understand_file
 
@@ -218,13 +220,35 @@ def _generate(ctx: Context) -> StageResult:
                         max_seconds=g.max_seconds)
     ctx.say(f"generated {made.seconds:.2f} s for {g.caption!r} → {made.path}")
     audio, question, expected = _question(ctx)
-    reply = understand_file(checkpoint, corpus, audio, question, g.device, g.max_new_tokens)
-    answer = {"audio": str(audio), "question": question, "answer": reply, "expected": expected}
+    # multiple choice: the most likely offered option, never an option that was not offered
+    reply = understand_file(checkpoint, corpus, audio, question, g.device, g.max_new_tokens,
+                            constrained=True)
+    right = None if expected is None else reply.strip() == expected.strip()
+    ctx.say(f"asked {question!r} about {audio.name}: the model answers {reply!r}"
+            + ("" if right is None else f", expected {expected!r} "
+               f"({'right' if right else 'wrong'})"))
+    heldout = _heldout_choices(ctx, checkpoint)
+    answer = {"audio": str(audio), "question": question, "options": options_of(question),
+              "answer": reply, "expected": expected, "right": right, "heldout": heldout}
     (outputs / "answer.json").write_text(json.dumps(answer, indent=2) + "\n")
-    ctx.say(f"asked {question!r} about {audio.name}: {reply!r}"
-            + (f" (expected {expected!r})" if expected else ""))
-    return StageResult({"wav": made.path, "answer": outputs / "answer.json"},
-                       {"answer": reply, "expected": expected, "seconds": made.seconds})
+    summary = {"answer": reply, "expected": expected, "seconds": made.seconds}
+    if heldout is not None:
+        ctx.say(f"held-out questions, answered by option likelihood: {describe(heldout)}")
+        summary["heldout"] = {k: v for k, v in heldout.items() if k != "examples"}
+    return StageResult({"wav": made.path, "answer": outputs / "answer.json"}, summary)
+
+
+def _heldout_choices(ctx: Context, checkpoint: Path) -> dict[str, Any] | None:
+    """The trained model's multiple-choice accuracy on the held-out corpus's understanding
+    questions (None without a held-out corpus)."""
+    from ualm.train.model.module import load_trained
+    from ualm.train.model.proof import constrained_accuracy
+
+    heldout = ctx.output("build", "heldout")
+    if heldout is None:
+        return None
+    model = load_trained(checkpoint, ctx.config.generate.device)
+    return constrained_accuracy(model, heldout, _codec_id(ctx))
 
 
 register(Stage("generate", _generate, lambda c: dataclasses.asdict(c.generate),

@@ -135,7 +135,12 @@ def format_summary(result: PipelineResult) -> str:
     if answer is not None and answer.is_file():
         import json
 
+        from ualm.train.model.choices import describe
+
         a = json.loads(answer.read_text())
         lines.append(f"{'asked:':<15}{a['question']!r} → {a['answer']!r}"
-                     + (f" (expected {a['expected']!r})" if a.get("expected") else ""))
+                     + (f" (expected {a['expected']!r}: {'right' if a.get('right') else 'wrong'})"
+                        if a.get("expected") else ""))
+        if a.get("heldout"):
+            lines.append(f"{'held-out:':<15}{describe(a['heldout'])}")
     return "\n".join(lines)

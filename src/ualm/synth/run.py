@@ -67,10 +67,10 @@ class Progress:
             self.bar.close()
 
 
-def _neighbours(scorer: Scorer | None, captioned: Sequence[Clip], clips: Sequence[Clip],
-                config: SynthConfig) -> tuple[dict[str, Clip | None], dict[str, tuple]]:
-    """Per captioned clip: its near-miss, and its pair choice (chosen, rejected, scores or
-    the reason there is none)."""
+def neighbours(scorer: Scorer | None, captioned: Sequence[Clip], clips: Sequence[Clip],
+               config: SynthConfig) -> tuple[dict[str, Clip | None], dict[str, tuple]]:
+    """Per captioned clip: its near-miss, and its pair choice ((chosen, its score,
+    [(rejected, its score), ...]), or (the reason there is none,))."""
     near: dict[str, Clip | None] = {}
     pairs: dict[str, tuple] = {}
     if scorer is None:
@@ -128,7 +128,7 @@ def synth_corpus(corpus: str | Path, config: SynthConfig | None = None,
     captioned = [c for c in clips if c.captions and c.captions[0].strip()]
     needs_scores = "reflection" in kinds or "pairs" in config.kinds
     scorer = make_scorer(root, clips, config.clap_model, config.device) if needs_scores else None
-    near, pair_choices = _neighbours(scorer, captioned, clips, config)
+    near, pair_choices = neighbours(scorer, captioned, clips, config)
 
     jobs: list[Job] = []
     rejects: list[dict[str, Any]] = []

@@ -14,6 +14,7 @@ import soundfile as sf
 from ualm.errors import UalmError
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.token_sets import corpus_codec
+from ualm.train.model.choices import choose, options_of
 from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
 from ualm.train.model.module import load_trained
 
@@ -63,8 +64,9 @@ def generate_wav(checkpoint: str | Path, corpus: str | Path, caption: str, out: 
                      bool(codec.info.random_weights))
 
 
-def understand_file(checkpoint: str | Path, corpus: str | Path, audio: str | Path,
-                    question: str, device: str = "cpu", max_new_tokens: int = 128) -> str:
+def _heard(checkpoint: str | Path, corpus: str | Path, audio: str | Path,
+           device: str) -> tuple[Any, np.ndarray]:
+    """(the trained model, the audio file's codes by the corpus's codec)."""
     from ualm.audio import AudioRejected, iter_decoded
 
     model = load_trained(checkpoint, device)
@@ -73,5 +75,15 @@ def understand_file(checkpoint: str | Path, corpus: str | Path, audio: str | Pat
         clip = np.concatenate(list(iter_decoded(audio, target_rate=codec.info.sample_rate)))
     except (AudioRejected, ValueError, FileNotFoundError) as exc:
         raise UalmError(f"cannot decode {audio}: {exc}", fix="pass a readable audio file") from exc
-    codes = codec.encode([clip])[0]
+    return model, codec.encode([clip])[0]
+
+
+def understand_file(checkpoint: str | Path, corpus: str | Path, audio: str | Path,
+                    question: str, device: str = "cpu", max_new_tokens: int = 128,
+                    constrained: bool = False) -> str:
+    """The model's answer to a question about an audio file: greedy free text, or with
+    `constrained` and a question with lettered options, the most likely option's text."""
+    model, codes = _heard(checkpoint, corpus, audio, device)
+    if constrained and options_of(question):
+        return str(choose(model, [question], [codes])[0])
     return answer(model, [question], [codes], max_new_tokens)[0]

@@ -36,6 +36,8 @@ from ualm.audio.events import EventWorld
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
+from ualm.train.model import choices
+from ualm.train.model.choices import lettered_options
 from ualm.train.model.generate import DEFAULT_GENERATION, GenerationConfig, answer, generate_codes
 from ualm.train.model.model import UALMModel
 from ualm.train.sequence.layout import CODEBOOK_SIZE
@@ -124,7 +126,23 @@ def understanding_accuracy(model: UALMModel, world: EventWorld, corpus: str | Pa
             "examples": examples}
 
 
-_OPTION = re.compile(r"\(([A-D])\) (.+?)(?= \([A-D]\) |$)")
+def constrained_accuracy(model: UALMModel, corpus: str | Path, codec_id: str | None = None,
+                         batch: int = 8) -> dict[str, Any]:
+    """The first question of each understanding sample of a corpus (a held-out one) answered
+    with the most likely offered option (`ualm.train.model.choices`), scored against the
+    reference answer, with chance beside it; `examples` holds each question's (question,
+    chosen, expected) in shard order."""
+    items = []
+    for meta, codes in token_samples(corpus, codec_id):
+        turns = meta.get("conversations") or []
+        if len(turns) >= 2 and choices.options_of(turns[0]["value"]):
+            items.append((turns[0]["value"], codes, str(turns[1]["value"])))
+    chosen = choices.choose(model, [q for q, _, _ in items], [c for _, c, _ in items], batch)
+    result = choices.score(chosen, [e for _, _, e in items],
+                           [len(choices.options_of(q)) for q, _, _ in items])
+    result["examples"] = [{"question": q, "chosen": c, "expected": e}
+                          for (q, _, e), c in zip(items, chosen, strict=True)]
+    return result
 
 
 def chosen_option(question: str, reply: str) -> str | None:
@@ -135,7 +153,7 @@ def chosen_option(question: str, reply: str) -> str | None:
     >>> chosen_option("Which? (A) a low tone (B) white noise", "(A)")
     'a low tone'
     """
-    options = dict(_OPTION.findall(question.strip()))
+    options = lettered_options(question)
     if not options:
         return None
     reply = reply.strip()
