@@ -10,6 +10,7 @@ order, each with the CLAP score it had against its own clip (a copy of the keepe
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def merged_captions(members: Iterable[tuple[Sequence[str], Sequence[float] | None]]
@@ -26,3 +27,12 @@ def merged_captions(members: Iterable[tuple[Sequence[str], Sequence[float] | Non
                 captions.append(caption)
                 scores.append(own_scores[i] if own_scores else 0.0)
     return captions, (scores if scored else None)
+
+
+def decided_captions(decision: dict[str, Any] | None, record: dict[str, Any]
+                     ) -> tuple[list[str], list[float] | None]:
+    """An input's captions and scores as the global steps left them: those a decision holds
+    (a group's merged captions, or what decontamination kept), else the input's own."""
+    if decision is not None and decision.get("captions"):
+        return decision["captions"], decision.get("caption_scores") or None
+    return record["captions"], record.get("caption_scores") or None

@@ -34,6 +34,7 @@ from ualm.filters.eval_audio import EvalAudioIndex, slow_fingerprint
 from ualm.filters.eval_captions import EvalCaptionIndex
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
+from ualm.pipelines.caption_merge import decided_captions
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.staging import read_payloads
 
@@ -153,11 +154,8 @@ def _surviving_inputs(layout: CorpusLayout, config: BuildConfig, unit: int
         if decision is not None and decision["keeper_index"] != index:
             continue
         record = json.loads(row.pop("record"))
-        if decision is not None and decision.get("captions"):  # a group's merged captions
-            captions, scores = decision["captions"], decision.get("caption_scores")
-        else:
-            captions, scores = record["captions"], record.get("caption_scores")
-        inputs[index] = {**row, "captions": list(captions), "caption_scores": scores or None,
+        captions, scores = decided_captions(decision, record)
+        inputs[index] = {**row, "captions": list(captions), "caption_scores": scores,
                          "source": record["source"], "path": record["path"]}
     return inputs
 

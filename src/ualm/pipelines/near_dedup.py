@@ -26,7 +26,7 @@ from ualm.config import BuildConfig
 from ualm.filters.fingerprint import band_keys, bit_error_rate
 from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
-from ualm.pipelines.caption_merge import merged_captions
+from ualm.pipelines.caption_merge import decided_captions, merged_captions
 from ualm.pipelines.dedup import load_decisions
 from ualm.pipelines.faults import maybe_fail
 
@@ -148,7 +148,7 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     for members in groups.values():
         survivor = min(members, key=lambda i: (*_quality_rank(rows[i]), rows[i]["input_id"]))
         captions, scores = merged_captions(
-            _own_captions(exact.get(index), rows[index])
+            decided_captions(exact.get(index), rows[index])
             for index in [survivor, *(m for m in members if m != survivor)])
         decisions.append({"input_index": survivor, "keeper_index": survivor, "captions": captions,
                           "caption_scores": scores})
@@ -173,14 +173,6 @@ def merge_near_duplicates(layout: CorpusLayout, config: BuildConfig) -> dict[str
     summary = {"groups": len(groups), "duplicates": len(duplicates)}
     write_done(layout, MERGE_STAGE, 0, [decisions_path(layout), duplicates_path(layout)], summary)
     return summary
-
-
-def _own_captions(exact: dict[str, Any] | None, row: dict[str, Any]
-                  ) -> tuple[list[str], list[float] | None]:
-    """An input's captions (and scores): those exact dedup merged into it, else its own."""
-    if exact is not None and exact.get("captions"):
-        return exact["captions"], exact.get("caption_scores")
-    return row["captions"], row.get("caption_scores")
 
 
 def _quality_rank(row: dict[str, Any]) -> tuple[int, int, int]:

@@ -24,6 +24,7 @@ from ualm.manifests import schema
 from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.manifests.shards import ShardCutter
 from ualm.pipelines.caption_dedup import load_caption_groups
+from ualm.pipelines.caption_merge import decided_captions
 from ualm.pipelines.dedup import duplicate_indexes, load_decisions
 from ualm.pipelines.faults import maybe_fail
 from ualm.pipelines.staging import read_payloads
@@ -134,10 +135,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     manifest_rows = []
     with layout.shard_writer(shard_path) as writer:
         for segment, record, payload in _samples(layout, iter(units)):
-            captions, scores = record["captions"], record.get("caption_scores") or None
-            decision = decisions.get(segment["input_index"])
-            if decision is not None and decision["captions"] is not None:
-                captions, scores = decision["captions"], decision.get("caption_scores")
+            captions, scores = decided_captions(decisions.get(segment["input_index"]), record)
             meta = {
                 "key": segment["key"], "sample_id": segment["sample_id"],
                 "input_id": record["input_id"], "captions": captions,
