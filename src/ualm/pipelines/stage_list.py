@@ -92,7 +92,7 @@ def _run_reduce(stage: Stage, engine: Engine, ctx: Context, name: str, progress:
                                  fresh=ctx.fresh)
     if stage.merge is not None:
         merge_name, merge = stage.merge
-        if read_done(ctx.layout, merge_name, 0) is None:
+        if ctx.fresh or read_done(ctx.layout, merge_name, 0) is None:  # fresh: none can exist
             merge(ctx.layout, ctx.config)
         else:
             skipped += 1
