@@ -12,8 +12,9 @@ from typing import Any
 
 
 def resumable_csv_logger(out: Path, resume_step: int | None) -> Any:
-    """A CSVLogger writing `out/logs/metrics.csv`; with `resume_step`, the earlier rows up to
-    that step are kept (later ones were logged after the checkpoint and will be again)."""
+    """A CSVLogger writing `out/logs/metrics.csv`; with `resume_step`, the rows logged before
+    that step (and its held-out row) are kept: the others were logged after the checkpoint was
+    saved, and the resumed run logs them again."""
     from lightning.pytorch.loggers import CSVLogger
 
     path = out / "logs" / "metrics.csv"
