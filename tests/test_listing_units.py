@@ -133,3 +133,27 @@ def test_parquet_units_are_row_ranges_across_row_groups(tmp_path: Path) -> None:
     assert [(r["input_id"], r["reject_reason"]) for r in one_pass[:5]] == [
         ("a.wav", None), ("a.wav#L2", None), ("a.wav#L3", "manifest/duplicate_id"),
         ("q", None), ("a.wav#L5", None)]  # a derived repeat in its manifest: renamed only
+
+
+def test_auto_unit_size_cuts_as_that_size_given(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`work.unit_size: null`: the count picks the size (2,000 + 700 rows: 64 a unit), and the
+    marks the scan kept while the count grew cut the same units as that size given outright,
+    across a manifest boundary and with blocks that end mid-line; a build records the size."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    paths = []
+    for name, rows in (("m1.jsonl", 2000), ("m2.jsonl", 700)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text("".join(json.dumps({"path": "a.wav", "id": f"{name}-{i}"}) + "\n"
+                                     for i in range(rows)))
+    monkeypatch.setattr(scan, "BLOCK", 4099)
+    auto, given = list_inputs(paths), list_inputs(paths, unit_size=64)
+    assert auto.units.unit_size == 64 and len(auto.units) == 43
+    assert list(auto.units) == list(given.units)
+    assert [len(p.marks.row) for p in auto.units.inputs] == [32, 12]  # O(units), not O(rows)
+    assert plan_build(paths[1:])["unit_size"] == 16  # 700 rows: the smallest size
+    assert plan_build(paths)["unit_size"] == 64
+    config = BuildConfig.from_dict({"tokenize": {"enabled": False}})
+    assert plan_build(paths, config)["config_hash"] == plan_build(
+        paths, BuildConfig.from_dict({"tokenize": {"enabled": False},
+                                      "work": {"unit_size": 64}}))["config_hash"]

@@ -280,3 +280,18 @@ def test_a_folder_of_audio_in_the_bucket_builds_as_the_local_folder(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert f"input not found: s3://{BUCKET}/no-audio-here holds no audio objects" in err
+
+
+def test_a_signed_manifest_url_is_read_as_a_manifest(store: str, world: SyntheticWorld) -> None:
+    """A presigned URL's query (its signature) is not part of the manifest's name: it lists as
+    the manifest, its relative paths under the URL's folder."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=store, region_name="us-east-1")
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": f"world/{world.manifest.name}"})
+    assert "Signature=" in url
+    rows = [line for line in world.manifest.read_text().splitlines() if line.strip()]
+    records = list(list_inputs([url]))
+    assert len(records) == len(rows)
+    assert records[0].path == f"{store}/{BUCKET}/world/{json.loads(rows[0])['path']}"

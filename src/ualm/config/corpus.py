@@ -123,13 +123,15 @@ class ShardConfig:
 class WorkConfig:
     """How work is cut into deterministic units (part of the config hash: it shapes the outputs)."""
 
-    unit_size: int = 16
-    """Inputs per work unit (a unit is the retry and skip granularity)."""
+    unit_size: int | None = None
+    """Inputs per work unit (a unit is the retry and skip granularity). null: chosen from the
+    input count, 16 up to 1,024 inputs, then about 64 units, at most 1,024 inputs a unit
+    (`ualm.inputs.units.auto_unit_size`); the corpus records the size it chose."""
     dedup_buckets: int = 8
     """Hash partitions of the exact-duplicate reduce step."""
 
     def __post_init__(self) -> None:
-        if self.unit_size < 1 or self.dedup_buckets < 1:
+        if (self.unit_size is not None and self.unit_size < 1) or self.dedup_buckets < 1:
             _fail("work: unit_size and dedup_buckets must be >= 1")
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
@@ -37,7 +38,7 @@ from ualm.inputs.locations import (
 )
 from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
 from ualm.inputs.scan import BLOCK, scan_jsonl
-from ualm.inputs.units import InputPlan, UnitPlan
+from ualm.inputs.units import InputPlan, UnitPlan, auto_unit_size
 from ualm.manifests.storage import filesystem
 
 MANIFEST_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -64,9 +65,10 @@ class InputListing:
 
 
 def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] = (),
-                crawl: CrawlConfig | None = None, unit_size: int = 16) -> InputListing:
-    """Counts, digests and cuts the inputs into units of `unit_size`. Errors that stop a listing
-    (a missing manifest, an unreadable file, an unknown suffix) surface here."""
+                crawl: CrawlConfig | None = None, unit_size: int | None = None) -> InputListing:
+    """Counts, digests and cuts the inputs into units of `unit_size` (None: the count decides,
+    `units.auto_unit_size`; `listing.units.unit_size` says what it chose). Errors that stop a
+    listing (a missing manifest, an unreadable file, an unknown suffix) surface here."""
     if not paths:
         raise UalmError("no input given", fix="pass --input PATH (a folder or a manifest)")
     crawl = crawl or CrawlConfig()
@@ -79,17 +81,21 @@ def list_inputs(paths: Sequence[str | Path], allow_roots: Sequence[str | Path] =
         plan = _plan_one(number, spec, count, roots, crawl, unit_size, digest)
         plans.append(plan)
         count += plan.rows
+    size = unit_size or auto_unit_size(count)
+    for plan in plans:
+        if plan.marks is not None:  # marked for the size of the rows before it ended
+            plan.marks.coarsen(plan.first_index, size)
     return InputListing(tuple(str(p) for p in paths), count, digest.hexdigest()[:16],
-                        ", ".join(str(p) for p in paths), UnitPlan(plans, unit_size))
+                        ", ".join(str(p) for p in paths), UnitPlan(plans, size))
 
 
 def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: CrawlConfig,
-              unit_size: int, digest: Any) -> InputPlan:
+              unit_size: int | None, digest: Any) -> InputPlan:
     from ualm.inputs.sources import iter_source
 
     if is_remote(spec) and not spec.startswith("hf://"):
         full = normalise_url(spec)
-        if posixpath.splitext(full)[1].lower() not in MANIFEST_SUFFIXES:
+        if posixpath.splitext(_url_path(full))[1].lower() not in MANIFEST_SUFFIXES:
             return _remote_folder_plan(number, full, start, digest)
         remote_size(full)  # "input not found: URL" (a missing object, bucket or prefix)
     else:
@@ -102,7 +108,7 @@ def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: Crawl
         if path.is_dir():
             return _folder_plan(number, path, start, digest)
         full = os.path.join(os.getcwd(), spec)  # absolute: a unit's worker may run elsewhere
-    name = posixpath.basename(full)
+    name = posixpath.basename(_url_path(full))  # a signed URL's query is not its name
     stem, suffix = posixpath.splitext(name)
     kind = MANIFEST_SUFFIXES.get(suffix.lower())
     if kind is None:
@@ -125,6 +131,11 @@ def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: Crawl
     with open_binary(full) as handle, reading(full):
         marks = scan_jsonl(handle, start, unit_size, digest)
     return InputPlan("jsonl", rows=marks.rows, marks=marks, **common)
+
+
+def _url_path(location: str) -> str:
+    """The path of a URL (no query or fragment); a local path as it is."""
+    return urlsplit(location).path if "://" in location else location
 
 
 def _records_plan(number: int, start: int, records: Callable[[], Iterator[tuple[Any, str]]],

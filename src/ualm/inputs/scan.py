@@ -4,7 +4,9 @@ It counts rows the way a row reader does (a line is a row unless it is blank onc
 numbers count blank lines too; `\\n`, `\\r\\n` and a lone `\\r` end a line, as text mode reads
 them), hashes the bytes for the inputs digest, and marks where each work unit starts: the byte
 offset and line number of every row whose global index is a multiple of the unit size. Memory:
-one block and O(units) marks.
+one block and O(units) marks. With the unit size left to the listing (`units.auto_unit_size`),
+it marks every `MIN_AUTO_UNIT` rows and drops marks as the count grows the size, so the marks
+stay O(units) on the way too.
 
 Most blocks hold no line that could be blank and no lone `\\r`: their rows are their newlines,
 found with numpy. Any other block is split line by line (`bytes.splitlines`, the same line
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ualm.inputs.units import MIN_AUTO_UNIT, auto_unit_size
 
 BLOCK = 8 << 20
 """Bytes read at a time."""
@@ -37,12 +41,31 @@ class JsonlMarks:
     offset: array = field(default_factory=lambda: array("q"))
     line: array = field(default_factory=lambda: array("q"))
 
+    def coarsen(self, first_index: int, unit_size: int) -> None:
+        """Keeps the marks of a larger unit size (a multiple of the one marked): the manifest's
+        first row and every row whose global index is a multiple of `unit_size`."""
+        keep = [k for k, row in enumerate(self.row)
+                if row == 0 or (first_index + row) % unit_size == 0]
+        if len(keep) < len(self.row):
+            for name in ("row", "offset", "line"):
+                values = getattr(self, name)
+                setattr(self, name, array("q", (values[k] for k in keep)))
+
 
 class _Scan:
-    def __init__(self, first_index: int, unit_size: int) -> None:
-        self.first, self.size = first_index, unit_size
+    def __init__(self, first_index: int, unit_size: int | None) -> None:
+        self.first, self.auto = first_index, unit_size is None
+        self.size = unit_size or MIN_AUTO_UNIT
         self.marks = JsonlMarks()
         self.lines = 0  # lines before the current block
+
+    def grow(self) -> None:
+        """Auto unit size: the rows so far may have doubled it; drop the marks it no longer
+        needs (the final size is at least this one: the count only grows)."""
+        size = auto_unit_size(self.first + self.marks.rows) if self.auto else self.size
+        if size > self.size:
+            self.marks.coarsen(self.first, size)
+            self.size = size
 
     def _due(self, row: int) -> bool:
         return row == 0 or (self.first + row) % self.size == 0
@@ -86,8 +109,10 @@ def _maybe_blank(data: bytes) -> bool:
     return squeezed.startswith(b"\n") or b"\n\n" in squeezed
 
 
-def scan_jsonl(handle: Any, first_index: int, unit_size: int, digest: Any) -> JsonlMarks:
-    """Scans an open binary manifest from its start, updating `digest` with its bytes."""
+def scan_jsonl(handle: Any, first_index: int, unit_size: int | None, digest: Any) -> JsonlMarks:
+    """Scans an open binary manifest from its start, updating `digest` with its bytes. With
+    `unit_size` None the marks fit the auto size of the rows counted so far; the listing
+    coarsens them to the final count's (`JsonlMarks.coarsen`)."""
     scan, carry, base = _Scan(first_index, unit_size), b"", 0
     while block := handle.read(BLOCK):
         digest.update(block)
@@ -96,6 +121,7 @@ def scan_jsonl(handle: Any, first_index: int, unit_size: int, digest: Any) -> Js
         cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
         if cut:
             scan.block(data[:cut], base)
+            scan.grow()
         carry, base = data[cut:], base + cut
     if carry:
         scan.block(carry, base)

@@ -18,9 +18,30 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ualm.inputs.scan import JsonlMarks
+if TYPE_CHECKING:  # scan imports this module's auto unit size
+    from ualm.inputs.scan import JsonlMarks
+
+MIN_AUTO_UNIT, MAX_AUTO_UNIT, AUTO_UNITS = 16, 1024, 64
+
+
+def auto_unit_size(count: int) -> int:
+    """The unit size of `work.unit_size: null` for `count` inputs: 16 times a power of two, the
+    smallest that cuts them into at most 64 units, capped at 1,024 inputs a unit. Small corpora
+    keep small units (parallel work on a few cores); a large one gets units whose fixed cost
+    (about a dozen work objects and requests each) is small beside their work: 30M inputs make
+    29,297 units, not the 1.9M of units of 16. A function of the count alone, so the same inputs
+    are cut the same way on any engine and cluster.
+
+    >>> [auto_unit_size(n) for n in (0, 1024, 1025, 2000, 65_536, 30_000_000)]
+    [16, 16, 32, 32, 1024, 1024]
+    """
+    size = MIN_AUTO_UNIT
+    while size < MAX_AUTO_UNIT and size * AUTO_UNITS < count:
+        size *= 2
+    return size
+
 
 ROW_KINDS = ("jsonl", "parquet", "folder")
 """Inputs whose rows a worker reads itself (the rest are `records`)."""

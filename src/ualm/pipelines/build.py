@@ -7,6 +7,7 @@ what was unfinished and ends with the same bytes as a clean run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ def build_corpus(
     layout = CorpusLayout(out)
     check_output(layout)
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
+    config = _with_unit_size(config, listing)
     with output_errors(layout, listing.count):
         fresh = _prepare_output(layout, config, listing)
         ctx = Context(layout, config, _count_units(listing, config), listing, fresh=fresh)
@@ -83,11 +85,19 @@ def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
     nothing, starts no engine (`ualm build --dry-run`)."""
     config = config or BuildConfig()
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
+    config = _with_unit_size(config, listing)
     return {"inputs": listing.count, "units": _count_units(listing, config),
             "unit_size": config.work.unit_size,
             "inputs_digest": listing.digest, "config_hash": config.hash(),
             "stages": [{"name": s.name, "kind": s.kind} for s in BUILD_STAGES
                        if s.enabled(config)]}
+
+
+def _with_unit_size(config: BuildConfig, listing: InputListing) -> BuildConfig:
+    """The config with the unit size the listing cut by (an auto size resolved): what every
+    stage, the config hash and `corpus.json` see."""
+    work = dataclasses.replace(config.work, unit_size=listing.units.unit_size)
+    return dataclasses.replace(config, work=work)
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:
