@@ -13,8 +13,8 @@ from ualm import flags
 from ualm.cli_spellings import BUILD_SPELLINGS, ENGINE_SPELLINGS, TOKENIZE_SPELLINGS
 from ualm.errors import UalmError
 from ualm.flags import Command, Spellings, UsageError, plain_command
-from ualm.redact import redact_text
-from ualm.terminal import global_flags, quiet_libraries
+from ualm.redact import redact_logs, redact_text
+from ualm.terminal import global_flags, print_traceback, quiet_libraries
 
 
 def _epilog(spellings: Spellings) -> str:
@@ -269,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug, verbose, argv = global_flags(argv)
     if not verbose:
         quiet_libraries()
+    redact_logs()
     table = commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(table), file=sys.stdout if argv else sys.stderr)
@@ -280,12 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return table[name].run(f"ualm {name}", rest)
     except UalmError as exc:
         if debug:
-            raise
-        print(f"ualm: error: {redact_text(str(exc))}", file=sys.stderr)  # no credentials
+            print_traceback()
+        else:
+            print(f"ualm: error: {redact_text(str(exc))}", file=sys.stderr)  # no credentials
         return 2
     except KeyboardInterrupt:
         print("ualm: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug: its traceback, as Python prints it, less any credential
+        print_traceback()
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ itself keeps using the full URL; only what is written goes through here.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "***"
@@ -107,3 +109,32 @@ def redact_text(text: str, secrets: list[str] | None = None) -> str:
     if "uthorization" in text or "UTHORIZATION" in text:
         text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+def redact_logs() -> None:
+    """From now on every log record this process makes is redacted as it is made: its message
+    with its arguments, its traceback and its stack. That covers the libraries' loggers too
+    (a Dask worker's "Compute Failed" line repeats a task's arguments, a client's retry line its
+    URL) whatever handler prints them. Idempotent; the engines call it in their workers."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacting", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed %-format: logging reports it when it formats
+            return record
+        record.msg, record.args = redact_text(message), None
+        if record.exc_info:
+            record.exc_text = redact_text(_FORMATTER.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        return record
+
+    redacting.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)
+
+
+_FORMATTER = logging.Formatter()

@@ -11,6 +11,7 @@ message (or one logger), never a whole category, so a new warning still shows.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 from ualm.errors import debug_flag
@@ -65,3 +66,13 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+def print_traceback() -> None:
+    """The exception being handled, as Python prints it, with credentials masked (a URL with a
+    password or a signed query in an error's message or a frame's line)."""
+    import traceback
+
+    from ualm.redact import redact_text
+
+    print(redact_text(traceback.format_exc()).rstrip("\n"), file=sys.stderr)

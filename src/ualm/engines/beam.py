@@ -194,6 +194,11 @@ class _Recording(beam.DoFn):
     def __init__(self, label: str, folder: ResultFolder, retries: int) -> None:
         self.label, self.folder, self.retries = label, folder, retries
 
+    def setup(self) -> None:
+        from ualm.redact import redact_logs
+
+        redact_logs()  # the SDK worker's log records (a failed bundle's traceback) masked too
+
     def record(self, index: int, result: Any) -> None:
         self.folder.put(index, result)  # a retried bundle rewrites the same result: harmless
         Metrics.counter(self.label, "units").inc()

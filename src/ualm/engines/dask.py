@@ -54,6 +54,21 @@ def _worker_environ() -> dict[str, Any]:
     return environ
 
 
+def _redact_logs_plugin() -> Any:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class RedactLogs(WorkerPlugin):
+        """Each worker, a restarted one too, masks credentials in every log record it makes
+        (`--debug` shows workers' logs: a failed unit's arguments and traceback)."""
+
+        def setup(self, worker: Any) -> None:
+            from ualm.redact import redact_logs
+
+            redact_logs()
+
+    return RedactLogs
+
+
 class DaskEngine(Engine):
     """`DaskEngine()` starts a local cluster with one single-threaded worker process per core;
     `DaskEngine(scheduler="tcp://host:8786")` joins an existing one."""
@@ -81,6 +96,7 @@ class DaskEngine(Engine):
                     dashboard_address=None, silence_logs=_worker_log_level(),
                 )
             self._client = Client(self._cluster)
+        self._client.register_plugin(_redact_logs_plugin()(), name="ualm-redact-logs")
 
     @property
     def workers(self) -> int:
