@@ -4,7 +4,8 @@ On a synthetic world (good clips of every format plus every kind of hostile inpu
 default, units of 5 so that a build has many units): one Dask build during which a random worker
 (with its nanny) is SIGKILLed at a random moment 10 times in a row, replaced each time; the whole
 `ualm build` job (its process group) SIGKILLed at random moments 5 times on Dask and 2 times on
-Beam, resumed after each; `ualm synth` killed 3 times with teacher calls in flight (the loopback
+Beam, resumed after each; one of a Beam build's worker processes SIGKILLed 3 times (the build
+stops with one line, never hangs, and a rerun resumes); `ualm synth` killed 3 times with teacher calls in flight (the loopback
 teacher) and `ualm publish` 3 times with uploads in flight (the loopback Hub). Every completed run
 is compared with a clean one, byte for byte, and its books checked (each input kept, rejected or
 a duplicate exactly once; each trace and file once; no trusted half-published revision).
@@ -72,13 +73,14 @@ def main() -> int:
     parser.add_argument("--worker-kills", type=int, default=10)
     parser.add_argument("--job-kills", type=int, default=5)
     parser.add_argument("--beam-kills", type=int, default=2)
+    parser.add_argument("--beam-worker-kills", type=int, default=3)
     parser.add_argument("--synth-kills", type=int, default=3)
     parser.add_argument("--publish-kills", type=int, default=3)
     add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.clips, args.worker_kills, args.job_kills = 12, 2, 1
-        args.beam_kills = args.synth_kills = args.publish_kills = 1
+        args.beam_kills = args.beam_worker_kills = args.synth_kills = args.publish_kills = 1
     record = Record("bench_chaos", args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     log(f"chaos seed {seed} (replay with --seed {seed})")
@@ -88,6 +90,7 @@ def main() -> int:
     os.environ.setdefault("UALM_CACHE", str(tmp / "cache"))
     from tests.chaos_trials import (
         BuildInputs,
+        beam_worker_kills,
         job_kills,
         publish_kills,
         synth_kills,
@@ -115,6 +118,8 @@ def main() -> int:
                                                "--engine", "dask", "--workers", "2")),
         ("beam_job_kills", lambda s: job_kills(build, tmp / "beam", s, args.beam_kills,
                                                "--engine", "beam", "--workers", "2")),
+        ("beam_worker_kills", lambda s: beam_worker_kills(build, tmp / "beam-workers", s,
+                                                          args.beam_worker_kills)),
         ("synth_kills", lambda s: synth_kills(corpus, tmp, s, args.synth_kills)),
         ("publish_kills", lambda s: publish_kills(corpus, tmp, s, args.publish_kills)),
     ]
@@ -151,7 +156,8 @@ def finish(record: Record, args: argparse.Namespace, seed: int, rows: list[dict]
                "slowest_recovery_s": max(recoveries, default=None),
                "clean_local_build_s": round(clean_s, 2), "clips": args.clips}
     wanted = {"dask_worker_kills": args.worker_kills, "dask_job_kills": args.job_kills,
-              "beam_job_kills": args.beam_kills, "synth_kills": args.synth_kills,
+              "beam_job_kills": args.beam_kills, "beam_worker_kills": args.beam_worker_kills,
+              "synth_kills": args.synth_kills,
               "publish_kills": args.publish_kills}
     bars = [record.bar("trials_identical", summary["trials_identical"], "==", len(rows),
                        "every completed run byte-identical to a clean one, books balanced")]

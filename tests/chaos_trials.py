@@ -5,8 +5,10 @@ clean run, or with an input, a trace or a file counted twice or not at all."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,10 +20,13 @@ from tests.chaos import (
     CLI,
     DaskCluster,
     JobChaos,
+    _completed,
     books,
     cli_env,
+    kill_group,
     kill_jobs,
     kill_workers,
+    output,
     start,
 )
 from tests.conftest import tree_bytes
@@ -79,6 +84,64 @@ def job_kills(build: BuildInputs, out: Path, seed: int, kills: int, *engine: str
     return kill_jobs(build.cmd(out, *engine), cli_env(), random.Random(seed), kills=kills,
                      window=None, fresh=lambda: shutil.rmtree(out, ignore_errors=True),
                      check=lambda: build.check(out, seed), seed=seed)
+
+
+def beam_worker_kills(build: BuildInputs, out: Path, seed: int, kills: int,
+                      gap: tuple[float, float] = (0.2, 3.0), unit_sleep: float = 0.3
+                      ) -> JobChaos:
+    """`ualm build --engine beam` (the direct runner, two SDK worker processes) while one of
+    its worker processes is SIGKILLed a drawn moment after the workers start: the build stops
+    with one line that names the dead worker (it used to wait forever for the lost bundles) and
+    a rerun resumes, `kills` times; then a run completes, with the bytes and books of a clean
+    build. A run that ends well despite its kill (the worker had done its last bundle) is
+    checked and counts as an early finish."""
+    import psutil
+
+    rng, result = random.Random(seed), JobChaos(seed)
+    env = cli_env(UALM_FAULTS=f"ingest:*=sleep{unit_sleep}")
+    cmd = build.cmd(out, "--engine", "beam", "--workers", "2")
+    shutil.rmtree(out, ignore_errors=True)
+
+    def workers(proc: subprocess.Popen) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            return [p for p in psutil.Process(proc.pid).children(recursive=True)
+                    if p.name() != "sh" and "sdk_worker_main" in " ".join(p.cmdline())]
+        return []
+
+    while len(result.kills) < kills:
+        proc, at = start(cmd, env), rng.uniform(*gap)
+        while proc.poll() is None and not workers(proc):
+            time.sleep(0.05)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=at)
+        victims = workers(proc) if proc.poll() is None else []
+        if victims:
+            with contextlib.suppress(psutil.Error):
+                rng.choice(victims).kill()
+        try:
+            proc.wait(timeout=300)  # a lost worker must stop the build, not hang it
+        except subprocess.TimeoutExpired as hung:
+            kill_group(proc)
+            raise AssertionError(f"seed {seed}: the build hung after its worker was killed"
+                                 ) from hung
+        if proc.returncode == 0:
+            build.check(out, seed)
+            result.early_finishes += 1
+            result.checked += 1
+            shutil.rmtree(out, ignore_errors=True)
+            continue
+        errors = [line for line in output(proc).splitlines() if line.startswith("ualm: error:")]
+        assert len(errors) == 1 and "a Beam worker process died" in errors[0], (
+            f"seed {seed}: {output(proc)[-3000:]}")
+        result.kills.append(round(at, 3))
+    started = time.monotonic()
+    proc = start(cmd, env)
+    proc.wait(timeout=600)
+    _completed(proc, seed, cmd)
+    result.completions.append(time.monotonic() - started)
+    build.check(out, seed)
+    result.checked += 1
+    return result
 
 
 def _traces(root: Path) -> Counter[str]:

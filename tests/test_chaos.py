@@ -1,6 +1,6 @@
 """Randomised kills (tests/chaos.py, tests/chaos_trials.py), a few of each so CI stays fast: Dask
 workers killed at random moments during one build, the whole `ualm build` job SIGKILLed at
-random moments and resumed, `ualm synth` killed with teacher calls in flight and `ualm publish`
+random moments and resumed, a Beam worker process killed (the build stops, a rerun resumes), `ualm synth` killed with teacher calls in flight and `ualm publish`
 with uploads in flight. Each ends with the bytes of a clean run and every input (or trace, or
 file) counted once. benchmarks/bench_chaos.py runs the full counts, Beam included. The seed is
 printed (pytest -s); UALM_CHAOS_SEED=N replays one."""
@@ -19,7 +19,14 @@ from ualm.synth.config import SynthConfig
 from ualm.synth.run import synth_corpus
 
 from .chaos import chaos_seed
-from .chaos_trials import BuildInputs, job_kills, publish_kills, synth_kills, worker_kills
+from .chaos_trials import (
+    BuildInputs,
+    beam_worker_kills,
+    job_kills,
+    publish_kills,
+    synth_kills,
+    worker_kills,
+)
 from .conftest import SMALL, tree_bytes
 from .synth_helpers import copy_corpus, published
 
@@ -37,6 +44,12 @@ def test_random_job_kills_then_resume(build: BuildInputs, tmp_path: Path) -> Non
     result = job_kills(build, tmp_path / "corpus", chaos_seed("build job kills"), 2,
                        "--engine", "local")
     assert len(result.kills) == 2 and result.checked >= 2  # the timing run and the last
+
+
+def test_a_killed_beam_worker_stops_the_build_and_a_rerun_resumes(build: BuildInputs,
+                                                                tmp_path: Path) -> None:
+    result = beam_worker_kills(build, tmp_path / "corpus", chaos_seed("beam worker kills"), 1)
+    assert len(result.kills) == 1 and result.checked >= 1
 
 
 def test_synth_killed_with_teacher_calls_in_flight(publish_corpus: Path, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from ualm.engines.base import (
 )
 from ualm.engines.beam_metrics import counters_of, format_metrics, query_counters
 from ualm.engines.beam_results import ResultFolder, ResultWatcher
+from ualm.engines.beam_watch import run_watched
 from ualm.errors import UalmError
 from ualm.manifests import storage
 
@@ -102,8 +103,7 @@ class BeamEngine(Engine):
         try:
             pipeline = beam.Pipeline(options=self.options)
             build(pipeline, folder)
-            result = pipeline.run()
-            result.wait_until_finish()
+            result = run_watched(lambda: _run_to_end(pipeline), label)
         except UalmError:
             raise
         except Exception as exc:
@@ -120,6 +120,12 @@ class BeamEngine(Engine):
         if self.report is not None:
             self.report.write(format_metrics(label, self.metrics[label]) + "\n")
         return results
+
+
+def _run_to_end(pipeline: Any) -> Any:
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
 
 
 def _check_runner(runner: str) -> str:

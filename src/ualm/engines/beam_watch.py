@@ -1,0 +1,88 @@
+"""A Beam pipeline run while its worker processes are watched.
+
+The direct runner in multi-processing mode starts one SDK worker process per core; when one dies
+(killed for memory, SIGKILLed, a crash in native code), the runner's thread that started it
+raises "Worker subprocess exited with return code N" and the pipeline waits forever for the
+bundles it held. Here the pipeline runs in a thread of its own while this one listens for that
+error: on it, the stage stops with one line, and a rerun resumes from the units that finished
+(a managed runner, Dataflow or Flink, replaces lost workers itself and never raises it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ualm.errors import UalmError
+
+R = TypeVar("R")
+
+WORKER_DIED = "Worker subprocess exited with return code"
+"""The start of the error the direct runner's worker thread raises when its worker dies."""
+GRACE_SECONDS = 10.0
+"""How long a pipeline may still take to end by itself after a worker died (its last bundle
+may have been done; a worker that exits non-zero as the pipeline shuts down is harmless)."""
+
+
+def run_watched(run: Callable[[], R], label: str, poll: float = 0.2) -> R:
+    """`run()` (a pipeline run to its end) in a daemon thread; its result, or its error. A
+    worker process that dies meanwhile is a `UalmError` once the pipeline has not ended within
+    GRACE_SECONDS (the stuck thread is left behind: the command is about to exit)."""
+    died: list[str] = []
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.exc_type is RuntimeError and str(args.exc_value).startswith(WORKER_DIED):
+            died.append(str(args.exc_value))  # not printed: the one line below says it
+        else:
+            previous(args)
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    threading.excepthook = hook
+    try:
+        thread = threading.Thread(target=target, name=f"beam-{label}", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(poll)
+            if died and thread.is_alive():
+                thread.join(GRACE_SECONDS)
+                if thread.is_alive():
+                    _stop_workers()  # left alone, they print gRPC tracebacks as this exits
+                    code = died[0].rsplit(" ", 1)[-1]
+                    raise UalmError(
+                        f"a Beam worker process died during {label} (exit code {code}: "
+                        f"{_cause(code)}); the direct runner cannot finish without it",
+                        fix="rerun the same command: finished units are kept (for memory, "
+                            "pass fewer --direct_num_workers)")
+    finally:
+        threading.excepthook = previous
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _stop_workers() -> None:
+    """SIGKILLs the direct runner's SDK worker processes still running (this process's
+    descendants), and the shells that started them."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("sdk_worker_main" in part for part in child.cmdline()):
+                child.kill()
+        except psutil.Error:  # exited meanwhile
+            pass
+
+
+def _cause(code: str) -> str:
+    return {"137": "killed, as by SIGKILL or the out-of-memory killer",
+            "-9": "killed, as by SIGKILL or the out-of-memory killer",
+            "139": "a segmentation fault", "-11": "a segmentation fault"}.get(code, "it failed")
