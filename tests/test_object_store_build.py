@@ -131,16 +131,26 @@ def test_a_fresh_build_looks_up_no_completion_record(
     """The run that creates the plan knows no unit can be finished: it asks the store for no
     completion record (one GET per unit and stage spared); a rerun does ask (the test above)."""
     asked: list[str] = []
-    read_many = CorpusLayout.read_many
+    read_many, read_bytes = CorpusLayout.read_many, CorpusLayout.read_bytes
 
     def spying(self: CorpusLayout, paths: list[str]) -> list[bytes | None]:
         asked.extend(p for p in paths if "/_work/done/" in p)
         return read_many(self, paths)
 
+    def reading(self: CorpusLayout, path: str) -> bytes:
+        asked.append(path)
+        return read_bytes(self, path)
+
     monkeypatch.setattr(CorpusLayout, "read_many", spying)
+    monkeypatch.setattr(CorpusLayout, "read_bytes", reading)
     url = f"s3://{BUCKET}/fresh"
     build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
-    assert asked == []
+    assert not [p for p in asked if "/_work/done/" in p]
+    # a unit asks for id renames only when the id reduce's merge says it has some
+    renamed = json.loads(read_bytes(CorpusLayout(url), f"{url}/_work/done/ids-merge-000000.json"
+                                    ))["summary"]["units"]
+    assert sorted(p for p in asked if "/_work/ids/unit-" in p) == [
+        f"{url}/_work/ids/unit-{u:06d}.jsonl" for u in renamed]
     assert digests(url) == local_digests(local_corpus)
 
 
@@ -322,7 +332,9 @@ def test_opening_an_object_takes_one_get_and_reads_every_byte(
         handle.seek(990)
         assert handle.read(20) == blob[990:1010]  # across the end of the bytes in memory
     assert "HeadObject" not in calls
-    with layout.open(layout.path("empty")) as handle:
+    calls.clear()
+    with layout.open(layout.path("empty")) as handle:  # its 416 says it: no second GET
         assert handle.read() == b""
+    assert calls == ["GetObject"]
     with pytest.raises(FileNotFoundError):
         layout.open(layout.path("missing"))

@@ -60,13 +60,13 @@ def summarize(corpus: str | Path | CorpusLayout,
         sources.update(part["source"])
     funnel: dict[str, dict[str, Any]] = {}
     reasons, dropped = Counter[str](), Counter[str]()
-    for level, counts in (("input", reasons), ("segment", dropped)):
-        for part in manifest_parts(layout, "rejects", schema.REJECTS, ["level", "reason", "seconds"]):
-            for lvl, reason, secs in zip(part["level"], part["reason"], part["seconds"],
-                                         strict=True):
-                if lvl == level:
-                    counts[reason] += 1
-                    _add(funnel, reason, secs, "input" if level == "input" else "window")
+    by_level = {"input": reasons, "segment": dropped}
+    for part in manifest_parts(layout, "rejects", schema.REJECTS, ["level", "reason", "seconds"]):
+        for level, reason, secs in zip(part["level"], part["reason"], part["seconds"],
+                                       strict=True):
+            if (counts := by_level.get(level)) is not None:  # one read of each part, not two
+                counts[reason] += 1
+                _add(funnel, reason, secs, "input" if level == "input" else "window")
     kinds = Counter[str]()
     for part in manifest_parts(layout, "duplicates", schema.DUPLICATES, ["seconds", "kind"]):
         for secs, kind in zip(part["seconds"], part["kind"], strict=True):

@@ -48,11 +48,19 @@ def fs_open(fs: Any, inner: str, name: str, mode: str = "rb") -> Any:
             head, size, etag = _first_bytes(fs, inner, WHOLE_READ)
         except FileNotFoundError:
             raise
-        except OSError:  # an empty object has no first byte to ask for (416)
+        except OSError as exc:  # an empty object has no first byte to ask for (416)
+            if _invalid_range(exc):
+                return io.BytesIO(b"")  # it exists (else NoSuchKey), and holds no byte
             return io.BytesIO(fs_read_bytes(fs, inner, name))
     if len(head) >= size:
         return io.BytesIO(head)
     return io.BufferedReader(_HeadThenRest(head, size, lambda: _rest(fs, inner, size, etag)))
+
+
+def _invalid_range(exc: BaseException) -> bool:
+    """Whether the store answered 416 (InvalidRange): for bytes 0-N, only an empty object."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    return response.get("Error", {}).get("Code") in ("InvalidRange", "416")
 
 
 def _first_bytes(fs: Any, inner: str, count: int) -> tuple[bytes, int, str | None]:

@@ -50,7 +50,10 @@ def _id_tasks(ctx: Context) -> list[input_ids.IdTask]:
 def _ingest_tasks(ctx: Context) -> list[ingest.IngestTask]:
     """A task per unit: its reference (its worker reads the rows and the id reduce's renames)."""
     config = ctx.config.to_dict()
-    return [ingest.IngestTask(ctx.layout.location, ref.unit, config, ref)
+    merged = ctx.outputs.get(input_ids.MERGE_STAGE)
+    renamed = None if merged is None else set(merged["units"])
+    return [ingest.IngestTask(ctx.layout.location, ref.unit, config, ref,
+                              None if renamed is None else ref.unit in renamed)
             for ref in ctx.listing.units]
 
 

@@ -51,6 +51,7 @@ class IngestTask:
     unit: int
     config: dict[str, Any]
     ref: UnitRef
+    renamed: bool | None = None  # whether the id reduce left it renames (None: look)
 
 
 def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def run_ingest_unit(task: IngestTask) -> dict[str, Any]:
     config = BuildConfig.from_dict(task.config)
     layout = CorpusLayout(task.corpus)
     maybe_fail(layout, STAGE, task.unit)
-    records = read_unit_records(layout, task.ref)
+    records = read_unit_records(layout, task.ref, task.renamed)
     outcomes: list[InputOutcome] = []
     with (PayloadWriter(layout, layout.unit_payload(task.unit)) as payloads,
           UnitSources(records, config.crawl) as sources):  # fetches the unit's URLs at once
@@ -76,7 +77,7 @@ def fail_ingest_unit(task: IngestTask, failure: UnitFailed) -> dict[str, Any]:
     layout = CorpusLayout(task.corpus)
     detail = f"unit {task.unit} failed {failure.attempts} times: {failure.error}"
     outcomes = []
-    for record in read_unit_records(layout, task.ref):
+    for record in read_unit_records(layout, task.ref, task.renamed):
         rejection = (Rejection(record.reject_reason, record.reject_detail)
                      if record.reject_reason is not None else Rejection(UNIT_FAILED, detail))
         outcomes.append(InputOutcome(record, rejection=rejection))

@@ -68,6 +68,7 @@ class Stage:
     reduce: Callable[[Context], Callable[[Any, list[Any]], dict[str, Any]]] | None = None
     keys: Callable[[Context], Sequence[int]] | None = None
     merge: tuple[str, Callable[[CorpusLayout, BuildConfig], Any]] | None = None
+    """(name, fn): runs once after the reduce; its summary lands in `ctx.outputs[name]`."""
     """(completion record name, driver function) of a step that follows a reduce."""
     finish: Callable[[Context, int], None] | None = None
     """Runs in the driver after the units, given how many were skipped."""
@@ -92,9 +93,11 @@ def _run_reduce(stage: Stage, engine: Engine, ctx: Context, name: str, progress:
                                  fresh=ctx.fresh)
     if stage.merge is not None:
         merge_name, merge = stage.merge
-        if ctx.fresh or read_done(ctx.layout, merge_name, 0) is None:  # fresh: none can exist
-            merge(ctx.layout, ctx.config)
+        record = None if ctx.fresh else read_done(ctx.layout, merge_name, 0)  # fresh: none
+        if record is None:
+            ctx.outputs[merge_name] = merge(ctx.layout, ctx.config)
         else:
+            ctx.outputs[merge_name] = record["summary"]
             skipped += 1
     return skipped
 

@@ -9,6 +9,7 @@ written atomically, not again once the unit's ingest is complete). The id reduce
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -73,12 +74,14 @@ def read_renames(layout: CorpusLayout, unit: int) -> dict[int, Rename]:
     return {r.index: r for r in renames}
 
 
-def read_unit_records(layout: CorpusLayout, ref: UnitRef) -> list[InputRecord]:
+def read_unit_records(layout: CorpusLayout, ref: UnitRef, renamed: bool | None = None
+                      ) -> list[InputRecord]:
     """The records of one unit, in listing order, with their final ids (the id reduce's merge
-    leaves a renames file only for a unit with renamed ids)."""
-    try:  # most units have no renames file: one GET that fails, no look first
-        renames = read_renames(layout, ref.unit)
-    except FileNotFoundError:
-        renames = {}
+    leaves a renames file only for a unit with renamed ids: `renamed` says whether this one has
+    one, from the merge's summary, so that most units make no request for it)."""
+    renames: dict[int, Rename] = {}
+    if renamed is not False:
+        with contextlib.suppress(FileNotFoundError):  # not told: a GET that may fail
+            renames = read_renames(layout, ref.unit)
     return [apply_rename(r, renames[r.index]) if r.index in renames else r
             for r, _ in unit_rows(layout, ref)]
