@@ -88,14 +88,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="ualm-chaos-"))
     os.environ.setdefault("UALM_CACHE", str(tmp / "cache"))
-    from tests.chaos_trials import (
-        BuildInputs,
-        beam_worker_kills,
-        job_kills,
-        publish_kills,
-        synth_kills,
-        worker_kills,
-    )
+    from tests import chaos_trials as trial
 
     from ualm.audio.synthetic import make_world
     from ualm.config import BuildConfig
@@ -107,21 +100,21 @@ def main() -> int:
     started = time.monotonic()
     build_corpus([world.manifest], tmp / "clean", config, engine="local", progress=False)
     clean_s = time.monotonic() - started
-    build = BuildInputs.of(world.manifest, config, tmp / "clean", tmp)
+    build = trial.BuildInputs.of(world.manifest, config, tmp / "clean", tmp)
     corpus = synthed_corpus(tmp / "synth")
 
     rows: list[dict] = []
     trials: list[tuple[str, Callable[[int], Any]]] = [
-        ("dask_worker_kills", lambda s: (args.worker_kills, worker_kills(
+        ("dask_worker_kills", lambda s: (args.worker_kills, trial.worker_kills(
             build, tmp / "workers", s, args.worker_kills))),
-        ("dask_job_kills", lambda s: job_kills(build, tmp / "dask", s, args.job_kills,
+        ("dask_job_kills", lambda s: trial.job_kills(build, tmp / "dask", s, args.job_kills,
                                                "--engine", "dask", "--workers", "2")),
-        ("beam_job_kills", lambda s: job_kills(build, tmp / "beam", s, args.beam_kills,
+        ("beam_job_kills", lambda s: trial.job_kills(build, tmp / "beam", s, args.beam_kills,
                                                "--engine", "beam", "--workers", "2")),
-        ("beam_worker_kills", lambda s: beam_worker_kills(build, tmp / "beam-workers", s,
+        ("beam_worker_kills", lambda s: trial.beam_worker_kills(build, tmp / "beam-workers", s,
                                                           args.beam_worker_kills)),
-        ("synth_kills", lambda s: synth_kills(corpus, tmp, s, args.synth_kills)),
-        ("publish_kills", lambda s: publish_kills(corpus, tmp, s, args.publish_kills)),
+        ("synth_kills", lambda s: trial.synth_kills(corpus, tmp, s, args.synth_kills)),
+        ("publish_kills", lambda s: trial.publish_kills(corpus, tmp, s, args.publish_kills)),
     ]
     for name, fn in trials:
         run_trial(name, seeds.randrange(2**32), fn, rows)
