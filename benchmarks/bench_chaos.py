@@ -2,13 +2,14 @@
 
 On a synthetic world (good clips of every format plus every kind of hostile input; 48 clips by
 default, units of 5 so that a build has many units): one Dask build during which a random worker
-(with its nanny) is SIGKILLed at a random moment 10 times in a row, replaced each time; the whole
-`ualm build` job (its process group) SIGKILLed at random moments 5 times on Dask and 2 times on
-Beam, resumed after each; one of a Beam build's worker processes SIGKILLed 3 times (the build
-stops with one line, never hangs, and a rerun resumes); `ualm synth` killed 3 times with teacher calls in flight (the loopback
-teacher) and `ualm publish` 3 times with uploads in flight (the loopback Hub). Every completed run
-is compared with a clean one, byte for byte, and its books checked (each input kept, rejected or
-a duplicate exactly once; each trace and file once; no trusted half-published revision).
+(with its nanny) is SIGKILLed at a random moment 10 times in a row, replaced each time; the
+whole `ualm build` job (its process group) SIGKILLed at random moments 5 times on Dask and 2
+times on Beam, resumed after each; one of a Beam build's worker processes SIGKILLed 3 times (the
+build stops with one line, never hangs, and a rerun resumes); `ualm synth` killed 3 times with
+teacher calls in flight (the loopback teacher) and `ualm publish` 3 times with uploads in flight
+(the loopback Hub). Every completed run is compared with a clean one, byte for byte, and its
+books checked (each input kept, rejected or a duplicate exactly once; each trace and file once;
+no trusted half-published revision).
 
     .venv/bin/python benchmarks/bench_chaos.py              # the counts above (~15 min)
     .venv/bin/python benchmarks/bench_chaos.py --quick      # 2 worker kills, 1 of each other
