@@ -48,6 +48,8 @@ class FuzzCase:
     kind: str
     container: str
     expect: tuple[str, ...] = ()
+    path: str = ""
+    """A mutated or seed file's path under the corpus's root (empty for other cases)."""
 
 
 @dataclass
@@ -99,7 +101,7 @@ def make_fuzz_corpus(folder: str | os.PathLike[str], count: int = 1000, seed: in
     for s, number in zip(seeds, range(len(seeds)), strict=True):
         rel = f"seeds/seed-{number:03d}-{s.container}.{SUFFIX[s.container]}"
         lines.append(_row(f"seed-{s.container}", rel))
-        cases.append(FuzzCase(f"seed-{s.container}", "seed", s.container, ("kept",)))
+        cases.append(FuzzCase(f"seed-{s.container}", "seed", s.container, ("kept",), rel))
     for line, kind, expect in hostile_rows(root, folder / "outside", valid, caption_mb):
         lines.append(line)
         cases.append(FuzzCase(_id_of(line, len(lines)), kind, "-", expect))
@@ -120,7 +122,7 @@ def make_fuzz_corpus(folder: str | os.PathLike[str], count: int = 1000, seed: in
         (root / rel).write_bytes(data)
         case_id = f"{kind}-{n:05d}-{s.container}"
         lines.append(_row(case_id, rel))
-        cases.append(FuzzCase(case_id, kind, s.container))
+        cases.append(FuzzCase(case_id, kind, s.container, (), rel))
     manifest = root / "manifest.jsonl"
     manifest.write_bytes(b"".join(line + b"\n" for line in lines))
     for i, (kind, expect) in enumerate(tar_cases):
