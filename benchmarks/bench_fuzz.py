@@ -8,7 +8,8 @@ the corpus's own manifests); no input with a generic reason or an outcome its ki
 allow; both builds write the same bytes. Figures: counts per kind and reject reasons, the peak
 RSS of each worker and of its decode processes, and the slowest input and the largest memory of
 one input, each measured by decoding every file case alone through the isolated decode path
-(`open_input`; the decode process's peak RSS is reset before each input, /proc/PID/clear_refs).
+(`open_input`, stopping where the build's ingest stops: a header too long, or the most it
+reads; the decode process's peak RSS is reset before each input, /proc/PID/clear_refs).
 The cost of isolation: the two builds' times here, and bench_decode_isolation's record on the
 benchmark corpus (quoted).
 
@@ -121,9 +122,14 @@ def per_input(corpus: Any) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             clip = isolation.open_input(config.limits, corpus.root / case.path,
-                                        target_rate=config.audio.sample_rate)
-            for _ in clip.chunks():
-                pass
+                                        target_rate=config.audio.sample_rate, block_seconds=1.0)
+            # as the build's ingest does: too long by its header, or past the most it reads
+            if (clip.info.seconds or 0.0) <= config.quality.max_input_seconds:
+                left = config.quality.max_input_seconds * config.audio.sample_rate
+                for chunk in clip.chunks():
+                    left -= len(chunk)
+                    if left <= 0:
+                        break
         except AudioRejected:
             pass
         seconds = time.perf_counter() - started

@@ -79,3 +79,21 @@ def test_every_fuzz_input_is_accounted_with_a_specific_reason(fuzz: FuzzCorpus,
     build_corpus(fuzz.inputs, rerun, SMALL, engine="local", allow_roots=fuzz.allow_roots,
                  progress=False)
     assert tree_bytes(rerun) == tree_bytes(out)
+
+
+def test_a_header_rate_below_1_khz_is_a_bad_header(tmp_path: Path) -> None:
+    """The fuzz corpus's slowest input: a float WAV whose rate field says 1 Hz decoded for 40 s
+    into 465 MB (every sample resampled into 24,000); now its header is refused."""
+    import soundfile as sf
+
+    from ualm.audio.decode import probe
+    from ualm.audio.errors import AudioRejected
+
+    path = tmp_path / "one-hertz.wav"
+    sf.write(path, [0.1] * 8000, 8000, subtype="FLOAT")
+    data = bytearray(path.read_bytes())
+    data[24:28] = (1).to_bytes(4, "little")  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioRejected) as caught:
+        probe(path)
+    assert caught.value.reason == "decode/bad_header"
