@@ -9,5 +9,5 @@ built on ualm can be tested offline exactly as ualm tests itself.
   supported container, hostile rows, tars and names) with each input's kind and allowed
   outcomes, a regression suite for a build.
 
-They (and the fuzz corpus) are shipped on purpose and kept stable; nothing in the library imports them.
+They are shipped on purpose and kept stable; nothing in the library imports them.
 """
