@@ -19,9 +19,13 @@ from ualm.audio.errors import AudioRejected
 from ualm.audio.sniff import read_head, sniff
 from ualm.audio.sources import AudioInfo, AvSource, SoundfileSource
 
-__all__ = ["MAX_CHANNELS", "MAX_SAMPLE_RATE", "AudioInfo", "iter_decoded", "probe", "sniff"]
+__all__ = ["MAX_CHANNELS", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioInfo", "iter_decoded",
+           "probe", "sniff"]
 
 MAX_SAMPLE_RATE = 768_000
+MIN_SAMPLE_RATE = 1000
+"""No real recording is sampled slower; a crafted header's 1 Hz would have every sample read
+resampled into 24,000 (the fuzz corpus's slowest input: a 0.4 MB file decoding for 40 s)."""
 MAX_CHANNELS = 64
 # Containers libsndfile reads; PyAV gets everything else (and these when libsndfile refuses).
 # Not mp3: libsndfile 1.2.2 garbles the first ~0.1-0.3 s after every sf_read boundary.
@@ -58,7 +62,8 @@ def _open_source(path: str | os.PathLike[str]) -> _Source:
     else:
         src = _open_av(path, container, None)
     info = src.info
-    if not (0 < info.sample_rate <= MAX_SAMPLE_RATE and 0 < info.channels <= MAX_CHANNELS):
+    if not (MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE
+            and 0 < info.channels <= MAX_CHANNELS):
         src.close()
         detail = f"{info.container}: {info.sample_rate} Hz, {info.channels} channels"
         raise AudioRejected("decode/bad_header", detail)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import posixpath
 from collections.abc import Iterator, Sequence
@@ -33,8 +32,8 @@ from ualm.inputs.locations import (
     root_location,
     within,
 )
-from ualm.inputs.records import InputRecord
-from ualm.inputs.rows import RowError, normalise_row
+from ualm.inputs.records import InputRecord, is_utf8, printable
+from ualm.inputs.rows import RowError, loads_row, normalise_row
 from ualm.inputs.source_rows import check_web_url
 from ualm.inputs.units import Segment
 from ualm.redact import redact_url
@@ -46,10 +45,8 @@ def read_segment(segment: Segment) -> Iterator[tuple[InputRecord, str]]:
     """The records of one segment with the kind of their ids; derived ids are the bare base
     (`unique_ids` adds the `#L<line>` of a repeat)."""
     if segment.kind == "folder":
-        root = segment.path
         for i, name in enumerate(segment.names):
-            yield InputRecord(index=segment.first_index + i, input_id=name,
-                              path=os.path.join(root, name), source=segment.source), OTHER
+            yield folder_record(segment, segment.first_index + i, name), OTHER
         return
     raw = _jsonl_range(segment) if segment.kind == "jsonl" else _parquet_range(segment)
     rows = 0
@@ -61,6 +58,21 @@ def read_segment(segment: Segment) -> Iterator[tuple[InputRecord, str]]:
         raise UalmError(f"manifest {segment.path} changed while the build ran: "
                         f"{rows} rows where {segment.rows} were listed",
                         fix="rebuild into a new --out folder from a manifest that stays put")
+
+
+def folder_record(segment: Segment, index: int, name: str) -> InputRecord:
+    """A folder's file, rejected when its name is not UTF-8 (no table can record it) or it is
+    a link that leads out of the folder."""
+    path = os.path.join(segment.path, name)
+    record = InputRecord(index=index, input_id=printable(name), path=printable(path),
+                         source=segment.source)
+    if not is_utf8(name):
+        return replace(record, reject_reason="input/bad_name",
+                       reject_detail=f"{printable(name)}: the file name is not UTF-8")
+    if is_remote(path) or within(os.path.realpath(path), os.path.realpath(segment.path)):
+        return record
+    return replace(record, reject_reason="input/outside_allowed_roots",
+                   reject_detail=f"{name} is a link that resolves outside {segment.path}")
 
 
 def manifest_records(path: str, raw_rows: Iterator[tuple[int, Any]], roots: list[str],
@@ -94,9 +106,9 @@ def _jsonl_range(segment: Segment) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield line_no, RowError("manifest/bad_json", f"line {line_no}: {exc.msg}")
+            yield line_no, loads_row(line, f"line {line_no}")
+        except RowError as err:
+            yield line_no, err
 
 
 def _parquet_range(segment: Segment) -> Iterator[tuple[int, Any]]:
@@ -175,7 +187,11 @@ def check_path(record: InputRecord, base: str, roots: list[str]) -> InputRecord:
     was most of a listing's time."""
     if record.path is None:
         return record
-    resolved = resolve(base, record.path)
+    try:
+        resolved = resolve(base, record.path)
+    except (OSError, ValueError) as exc:  # a name the file system refuses outright
+        return replace(record, reject_reason="input/unreadable",
+                       reject_detail=f"{record.path[:200]!r}: {exc}")
     if resolved.split("://", 1)[0].lower() in ("http", "https"):  # only the crawler fetches web
         return replace(record, path=resolved, reject_reason="crawl/bad_url",
                        reject_detail=f"{record.path}: a web address goes in the `url` column "

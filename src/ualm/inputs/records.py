@@ -81,3 +81,18 @@ class InputRecord:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(InputRecord))
+
+
+def is_utf8(text: str) -> bool:
+    """False for a string holding a lone surrogate: a file name that is not UTF-8 (Python's
+    surrogateescape) or a JSON `\\udXXX` escape. Such text cannot be written to any table."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate spelled out (`\\udce9`): an id or path fit to record."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -14,10 +14,15 @@ import json
 import math
 from typing import Any
 
+from ualm.inputs.records import is_utf8, printable
+
 OWN_COLUMNS = ("id", "path", "url", "caption", "captions", "source", "license", "task",
                "language", "start", "end", "messages")
 UALM_GENERATION = ("location", "start_time", "end_time", "duration", "sample_rate")
 UALM_UNDERSTANDING = ("sound", "duration")
+MAX_DEPTH = 64
+"""Deepest nesting a row's JSON may have: a row nested thousands deep would overflow the
+parser's stack (or a later stage's, re-reading the record deeper in its own calls)."""
 
 
 class RowError(Exception):
@@ -29,10 +34,42 @@ class RowError(Exception):
         self.detail = detail
 
 
+def loads_row(text: str | bytes, where: str) -> Any:
+    """A row's JSON; RowError `manifest/bad_json` when it is not JSON or nests past the
+    parser's stack (a crafted row must cost its own input, never the unit)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RowError("manifest/bad_json", f"{where}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 bytes, too deep, too many digits
+        raise RowError("manifest/bad_json", f"{where}: {str(exc)[:200]}") from None
+
+
+def _check_values(row: dict[str, Any]) -> None:
+    """RowError when the row nests deeper than MAX_DEPTH or holds text that is not UTF-8 (a
+    `\\udXXX` escape: no table can store it). Iterative: a deep value must not recurse here."""
+    stack: list[tuple[Any, int]] = [(row, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not is_utf8(item):
+                raise RowError("manifest/bad_value",
+                               f"text is not UTF-8 (a lone surrogate): {printable(item)[:200]}")
+            continue
+        children = [*item, *item.values()] if isinstance(item, dict) else item if isinstance(
+            item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            raise RowError("manifest/bad_json", f"row nests deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def normalise_row(row: Any, default_source: str) -> dict[str, Any]:
     """Returns InputRecord fields (without `index`); raises RowError for a malformed row."""
     if not isinstance(row, dict):
         raise RowError("manifest/bad_json", f"row is a {type(row).__name__}, not an object")
+    _check_values(row)
     row = dict(row)
     fields: dict[str, Any] = {}
     if "location" in row and "path" not in row:
@@ -61,6 +98,8 @@ def normalise_row(row: Any, default_source: str) -> dict[str, Any]:
             raise RowError("manifest/missing_path", "row has no path, url, location or sound")
         if path is not None:
             fields["path"] = _text(path, "path")
+            if "\0" in fields["path"]:  # no file system names one; os calls raise on it
+                raise RowError("manifest/bad_value", "path holds a NUL character")
         if url is not None:
             fields["url"] = _text(url, "url")
 

@@ -9,7 +9,6 @@ rejected `source/unsafe_member`; one whose audio member is a link or a device is
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 from collections.abc import Iterator
@@ -20,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
-from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord
+from ualm.inputs.records import AUDIO_EXTENSIONS, InputRecord, is_utf8, printable
+from ualm.inputs.rows import RowError, loads_row
 from ualm.inputs.source_rows import source_record
 
 MAX_METADATA_BYTES = 1 << 20
@@ -85,10 +85,13 @@ def _samples(tar: Path) -> Iterator[_Sample]:
                     continue
                 match = _KEY.match(member.name)
                 key, ext = (match.group(1), match.group(2).lower()) if match else (member.name, "")
-                if current is None or key != current.key:
+                if current is None or printable(key) != current.key:
                     if current is not None:
                         yield current
-                    current = _Sample(key, ordinal)
+                    current = _Sample(printable(key), ordinal)
+                    if not is_utf8(key):  # no table can record the name as it is
+                        current.problem = ("input/bad_name", f"member name {current.key!r} "
+                                                             "is not UTF-8")
                 _add_member(current, stream, member, ordinal, ext)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UalmError(f"cannot read tar {tar}: {exc}",
@@ -118,9 +121,9 @@ def _add_member(sample: _Sample, stream: tarfile.TarFile, member: tarfile.TarInf
         sample.text = data.decode("utf-8", "replace").strip()
         return
     try:
-        meta = json.loads(data)
-    except ValueError:
-        sample.problem = sample.problem or ("manifest/bad_json", f"{member.name} is not JSON")
+        meta = loads_row(data, member.name)
+    except RowError as err:  # not JSON, or nested past the parser's stack
+        sample.problem = sample.problem or (err.reason, err.detail)
         return
     if isinstance(meta, dict):
         sample.meta.update(meta)
