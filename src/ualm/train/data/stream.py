@@ -34,7 +34,6 @@ from ualm.train.blend.counting import code_tokens, sample_tokens
 from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
 from ualm.train.data.sources import Source
 from ualm.train.sequence.chat import build_sample, sample_task
-from ualm.train.sequence.split import laid_length, split_sample
 from ualm.train.sequence.layout import (
     TASK_IDS,
     LaidSample,
@@ -42,6 +41,7 @@ from ualm.train.sequence.layout import (
     place_in_row,
     with_labels,
 )
+from ualm.train.sequence.split import laid_length, split_sample
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 MAX_SKIPS_IN_A_ROW = 10_000
