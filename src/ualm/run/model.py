@@ -36,7 +36,8 @@ def _blend(ctx: Context) -> StageResult:
 
     b = ctx.config.blend  # a BlendOptions itself
     options = BlendOptions(**{f.name: getattr(b, f.name) for f in dataclasses.fields(BlendOptions)})
-    stats = corpus_stats(_corpora(ctx), load_text_tokenizer(b.tokenizer), _codec_id(ctx))
+    stats = corpus_stats(_corpora(ctx), load_text_tokenizer(b.tokenizer), _codec_id(ctx),
+                         _seq_len(ctx.config))
     spec = compute_blend(stats, options)
     out = ctx.run / "blend.yaml"
     spec.dump(out)
@@ -45,7 +46,12 @@ def _blend(ctx: Context) -> StageResult:
     return StageResult({"spec": out}, {"shares": spec.task_shares()})
 
 
-register(Stage("blend", _blend, lambda c: c.blend.settings(),
+def _seq_len(config: PipelineConfig) -> int:
+    """The pretrain stage's sequence length: the blend counts the pieces it trains on."""
+    return int(train_config(config).data.seq_len)
+
+
+register(Stage("blend", _blend, lambda c: {**c.blend.settings(), "seq_len": _seq_len(c)},
                off=lambda c: None if c.blend.enabled else "blend.enabled is false "
                "(every source equally often)", description="token shares per source"))
 

@@ -17,7 +17,8 @@ from ualm.flags import Command, Spellings, UsageError, plain_command
 from ualm.sections import build_section
 
 USAGE = ("ualm blend CORPUS... --out FILE [options]\n"
-         "       ualm blend stats CORPUS... [--json] [--tokenizer T] [--codec-id ID]\n"
+         "       ualm blend stats CORPUS... [--json] [--tokenizer T] [--codec-id ID] "
+         "[--seq_len N]\n"
          "       ualm blend fit CORPUS... --heldout CORPUS... --out FILE [--proxies K] "
          "[--steps S]")
 SPELLINGS = Spellings(
@@ -84,6 +85,10 @@ def _add_inputs(p: Any) -> None:
                    help="text tokenizer: `bytes` (offline UTF-8 bytes) or a local tokenizer or "
                         "model folder (the backbone's)")
     p.add_argument("--codec-id", metavar="ID", help="which token set, when a corpus holds several")
+    p.add_argument("--seq_len", type=int, metavar="N",
+                   help="the trainer's data.seq_len: a longer sample counts as the pieces the "
+                        "trainer cuts it into, or 0 tokens when it cannot be cut to fit "
+                        "(default: every sample whole)")
 
 
 def _mapping(value: str) -> str:
@@ -121,7 +126,8 @@ def _stats(args: argparse.Namespace) -> Any:
     from ualm.train.blend.stats import corpus_stats
     from ualm.train.sequence.text_tokenizer import load_text_tokenizer
 
-    return corpus_stats(args.corpora, load_text_tokenizer(args.tokenizer), args.codec_id)
+    return corpus_stats(args.corpora, load_text_tokenizer(args.tokenizer), args.codec_id,
+                        args.seq_len)
 
 
 def _run_stats(args: argparse.Namespace) -> int:

@@ -11,6 +11,9 @@ The text of a sample, by task:
 - text (and reasoning): every message's content, joined by newlines (a reasoning turn's text
   parts; its audio parts count as their codes: `code_tokens` sums frames x codebooks over every
   array of the sample).
+A sample longer than the training sequence counts as the trainer uses it (`trained_tokens`,
+given the sequence length): the sum over the pieces it is cut into (`ualm.train.sequence.split`,
+each piece with its repeated context), or 0 when it cannot be cut to fit and is skipped.
 Special tokens and the delay pattern's padding are not counted: they depend on the model, and
 counting them would make a blend depend on the backbone.
 
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ualm.train.sequence.split import Codes, split_sample
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 
@@ -66,6 +70,20 @@ def code_tokens(codes: np.ndarray | Mapping[str, np.ndarray] | None) -> int:
         return int(codes.shape[0]) * int(codes.shape[1])
     arrays = codes.values() if isinstance(codes, Mapping) else (codes,)
     return sum(int(a.shape[0]) * int(a.shape[1]) for a in arrays)
+
+
+def trained_tokens(meta: Mapping[str, Any], codes: Codes, tokenizer: TextTokenizer,
+                   codebooks: int, seq_len: int | None) -> tuple[int, int, int]:
+    """(text tokens, audio tokens, pieces) the trainer uses of one sample at `seq_len` (None:
+    the whole sample, uncut). 0 pieces (and tokens): skipped, too long or malformed."""
+    if seq_len is None:
+        return sample_tokens(meta, tokenizer), code_tokens(codes), 1
+    try:
+        pieces = split_sample(meta, codes, tokenizer, codebooks, seq_len)
+    except ValueError:  # the trainer skips it as `bad`
+        return 0, 0, 0
+    return (sum(sample_tokens(m, tokenizer) for m, _ in pieces),
+            sum(code_tokens(c) for _, c in pieces), len(pieces))
 
 
 def _turn_text(turn: Any) -> str:

@@ -1,7 +1,10 @@
 """`ualm blend stats`: samples, hours and tokens per source x task x language of some corpora.
 
 Tokens follow the trainer's rule (`ualm.train.blend.counting`): text tokens with the configured
-text tokenizer plus audio frames x codebooks of the chosen token set. Nothing is decoded: audio
+text tokenizer plus audio frames x codebooks of the chosen token set; given the trainer's
+sequence length, a sample longer than a sequence counts as the pieces the trainer cuts it into,
+or 0 when it is unusable (too long to cut, or malformed), so shares planned on these counts are
+the shares the trainer realises. Nothing is decoded: audio
 samples are read from the parquet manifests (captions, task, conversation) joined shard by shard
 with the token manifests (frames, codebooks); text samples from the text shards' JSON. Memory
 holds one shard at a time, whatever the corpus size.
@@ -19,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ualm.errors import UalmError
 from ualm.manifests import names
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import load_json, load_npy
 from ualm.manifests.storage import is_remote
-from ualm.train.blend.counting import code_tokens, sample_task, sample_tokens
+from ualm.train.blend.counting import sample_task, trained_tokens
 from ualm.train.blend.spec import TASKS, CorpusRef, corpus_hash
+from ualm.train.sequence.split import Codes
 from ualm.train.sequence.text_tokenizer import TextTokenizer, load_text_tokenizer
 
 SAMPLE_COLUMNS = ["key", "source", "task", "language", "seconds", "captions", "extra"]
@@ -43,6 +49,10 @@ class StatsRow:
     seconds: float
     text_tokens: int
     audio_tokens: int
+    pieces: int = 0
+    """Pieces the trainer lays out (a sample cut in three counts three; 0 when not counted)."""
+    unusable: int = 0
+    """Samples the trainer skips: too long to cut into pieces that fit, or malformed."""
 
     @property
     def tokens(self) -> int:
@@ -56,7 +66,8 @@ class StatsRow:
         return {"corpus": self.corpus, "source": self.source, "task": self.task,
                 "language": self.language, "samples": self.samples,
                 "hours": round(self.hours, 6), "tokens": self.tokens,
-                "text_tokens": self.text_tokens, "audio_tokens": self.audio_tokens}
+                "text_tokens": self.text_tokens, "audio_tokens": self.audio_tokens,
+                "pieces": self.pieces, "unusable": self.unusable}
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,13 @@ class CorpusStats:
     tokenizer: str
     codec_id: str | None
     """The token set audio was counted with (None when no corpus holds audio)."""
+    seq_len: int | None = None
+    """The training sequence length samples were counted at (None: whole, uncut)."""
+
+    def cut(self) -> tuple[int, int]:
+        """(pieces beyond one per usable sample: what cutting added, unusable samples)."""
+        used = sum(r.samples - r.unusable for r in self.rows)
+        return sum(r.pieces for r in self.rows) - used, sum(r.unusable for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         tasks: dict[str, dict[str, Any]] = {}
@@ -76,16 +94,17 @@ class CorpusStats:
             total["tokens"] += row.tokens
         for total in tasks.values():
             total["hours"] = round(total["hours"], 6)
-        return {"tokenizer": self.tokenizer, "codec_id": self.codec_id,
+        return {"tokenizer": self.tokenizer, "codec_id": self.codec_id, "seq_len": self.seq_len,
                 "corpora": [vars(c) for c in self.corpora],
                 "rows": [r.to_dict() for r in self.rows], "tasks": tasks,
                 "tokens": sum(r.tokens for r in self.rows)}
 
 
 def corpus_stats(corpora: Sequence[str | Path], tokenizer: TextTokenizer | None = None,
-                 codec_id: str | None = None) -> CorpusStats:
+                 codec_id: str | None = None, seq_len: int | None = None) -> CorpusStats:
     """Counts every sample of `corpora` (local corpus folders) under one text tokenizer and one
-    token set (`codec_id`, or the only one the corpora hold)."""
+    token set (`codec_id`, or the only one the corpora hold), as the trainer uses it at
+    `seq_len` (None: every sample whole)."""
     if not corpora:
         raise UalmError("no corpus given", fix="pass one or more corpus folders")
     tokenizer = tokenizer or load_text_tokenizer(None)
@@ -98,22 +117,32 @@ def corpus_stats(corpora: Sequence[str | Path], tokenizer: TextTokenizer | None 
     chosen = choose_codec(audio, codec_id)
     totals: dict[tuple[int, str, str, str | None], list[float]] = {}
     for index, layout in enumerate(layouts):
-        for meta, seconds, audio_tokens in _samples(layout, chosen):
+        for meta, seconds, codes in _samples(layout, chosen):
             task = sample_task(meta)
-            text_tokens = sample_tokens({**meta, "task": task}, tokenizer)
+            text_tokens, audio_tokens, pieces = trained_tokens(
+                {**meta, "task": task}, codes, tokenizer, _codebooks(codes), seq_len)
             key = (index, str(meta.get("source") or ""), task, meta.get("language"))
-            total = totals.setdefault(key, [0, 0.0, 0, 0])
+            total = totals.setdefault(key, [0, 0.0, 0, 0, 0, 0])
             total[0] += 1
             total[1] += seconds
             total[2] += text_tokens
             total[3] += audio_tokens
+            total[4] += pieces
+            total[5] += pieces == 0
     rows = tuple(
-        StatsRow(roots[i], source, task, language, int(t[0]), t[1], int(t[2]), int(t[3]))
+        StatsRow(roots[i], source, task, language, int(t[0]), t[1], int(t[2]), int(t[3]),
+                 int(t[4]), int(t[5]))
         for (i, source, task, language), t in sorted(totals.items(), key=lambda kv: _order(kv[0]))
     )
     refs = tuple(CorpusRef(root, digest, chosen if root in audio else None)
                  for root, digest in zip(roots, hashes, strict=True))
-    return CorpusStats(refs, rows, tokenizer.name, chosen)
+    return CorpusStats(refs, rows, tokenizer.name, chosen, seq_len)
+
+
+def _codebooks(codes: Codes) -> int:
+    if isinstance(codes, np.ndarray):
+        return int(codes.shape[0])
+    return next((int(a.shape[0]) for a in (codes or {}).values()), 0)
 
 
 def choose_codec(token_sets: Mapping[str, set[str]], requested: str | None) -> str | None:
@@ -157,37 +186,38 @@ def _token_sets(layout: CorpusLayout) -> set[str]:
     return set(layout.meta().get("tokens") or {})
 
 
-def _samples(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, int]]:
-    """(metadata for counting, seconds, audio tokens) of every sample, shard by shard."""
+def _samples(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, Codes]]:
+    """(metadata for counting, seconds, codes) of every sample, shard by shard: an audio
+    sample's codes are a stand-in of their shape (the layout and the count need no more)."""
     for part in _audio_parts(layout):
         yield from _audio_shard(layout, part, str(codec_id))
     for shard in layout.shard_files("text"):
         with layout.open(shard) as handle, tarfile.open(fileobj=handle) as tar:
             for member in tar:
                 if member.isfile() and member.name.endswith(".json"):
-                    yield json.loads(tar.extractfile(member).read()), 0.0, 0
+                    yield json.loads(tar.extractfile(member).read()), 0.0, None
     yield from _traces(layout, codec_id)
 
 
-def _traces(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, int]]:
+def _traces(layout: CorpusLayout, codec_id: str | None) -> Iterator[tuple[dict, float, Codes]]:
     """Reasoning traces (`ualm synth`) of the token set: their text and all their audio
     arrays count as tokens; no seconds (their clips are counted as samples already)."""
     for shard in layout.shard_files("traces"):
         for _, parts in layout.iter_samples(shard):
             meta = load_json(parts["json"])
             if meta.get("codec_id") == codec_id:
-                arrays = {e: load_npy(v) for e, v in parts.items() if e.endswith(".npy")}
-                yield meta, 0.0, code_tokens(arrays)
+                arrays = {e[:-4]: load_npy(v) for e, v in parts.items() if e.endswith(".npy")}
+                yield meta, 0.0, arrays
 
 
 def _audio_shard(layout: CorpusLayout, part: str,
-                 codec_id: str) -> Iterator[tuple[dict, float, int]]:
+                 codec_id: str) -> Iterator[tuple[dict, float, Codes]]:
     shard = names.shard_index(part)
     tokens_part = layout.tokens_part(codec_id, shard)
     if not layout.exists(tokens_part):
         raise UalmError(f"token set {codec_id} of {layout.root} lacks shard {shard}",
                         fix=f"rerun `ualm tokenize {layout.root}` with the same codec")
-    sizes = {r["key"]: r["frames"] * r["codebooks"] for r in layout.read_table(
+    sizes = {r["key"]: (r["codebooks"], r["frames"]) for r in layout.read_table(
         tokens_part, columns=["key", "frames", "codebooks"]).to_pylist()}
     for row in layout.read_table(part, columns=SAMPLE_COLUMNS).to_pylist():
         if row["key"] not in sizes:
@@ -195,7 +225,8 @@ def _audio_shard(layout: CorpusLayout, part: str,
                             fix=f"rerun `ualm tokenize {layout.root}` with the same codec")
         extra = json.loads(row["extra"] or "{}")
         meta = {**row, "conversations": extra.get("conversations")}
-        yield meta, float(row["seconds"] or 0.0), sizes[row["key"]]
+        shape = sizes[row["key"]]  # read-only zeros of the codes' shape, no memory
+        yield meta, float(row["seconds"] or 0.0), np.broadcast_to(np.int64(0), shape)
 
 
 def _order(key: tuple[int, str, str, str | None]) -> tuple:
@@ -242,4 +273,14 @@ def format_stats(stats: CorpusStats) -> str:
                      f"{t['hours']:,.3f} h, {t['tokens']:,} tokens ({share:.1%})")
     lines.append(f"tokens counted with text tokenizer {stats.tokenizer}"
                  + (f" and token set {stats.codec_id}" if stats.codec_id else ""))
+    if stats.seq_len is not None:
+        lines.append(cut_note(stats))
     return "\n".join(lines)
+
+
+def cut_note(stats: CorpusStats) -> str:
+    """One line: the sequence length samples were counted at, and what that cut or left out."""
+    extra, unusable = stats.cut()
+    return (f"counted as the trainer uses them at seq_len {stats.seq_len}: samples longer are "
+            f"cut into pieces ({extra:,} pieces more than samples), {unusable:,} unusable "
+            "(0 tokens: too long to cut, or malformed)")

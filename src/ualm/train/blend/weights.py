@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ualm.errors import UalmError
 from ualm.train.blend.spec import TASKS, WEIGHT_TOLERANCE, BlendSpec, SourceSpec
-from ualm.train.blend.stats import CorpusStats, corpus_label, format_table
+from ualm.train.blend.stats import CorpusStats, corpus_label, cut_note, format_table
 from ualm.train.blend.water_fill import SLACK, water_fill
 
 DEFAULT_TARGETS = {"understanding": 0.277, "generation": 0.331, "text": 0.392}
@@ -166,6 +166,8 @@ def compute_blend(stats: CorpusStats, options: BlendOptions | None = None) -> Bl
         if idle:
             why = "its target is 0" if targets[task] == 0 else "they hold no tokens"
             notes.append(f"weight 0 for {len(idle)} {task} source(s): {why}")
+    if stats.seq_len is not None:
+        notes.append(cut_note(stats))
     notes.extend(f"infeasible: {b}" for b in binding)
     if binding:
         realised = {t: sum(w for k, w in weights.items() if k[2] == t) for t in targets}

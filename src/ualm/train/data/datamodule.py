@@ -34,7 +34,9 @@ class DataConfig:
     """How samples become batches."""
 
     seq_len: int = 1024
-    """Positions per packed sequence (samples longer than this are skipped and counted)."""
+    """Positions per packed sequence. A longer sample is cut into pieces at turn and part
+    boundaries (`ualm.train.sequence.split`); one that cannot be cut to fit is skipped and
+    counted. Give `ualm blend --seq_len` the same value so its shares count the same pieces."""
     batch_size: int = 8
     """Packed sequences per batch (per rank; gradient accumulation multiplies it)."""
     shuffle_buffer: int = 32
@@ -168,14 +170,16 @@ class UALMDataModule(L.LightningDataModule):
         over every lane (a collective call under DDP)."""
         per_source: dict[str, list[int]] = {}
         skipped: dict[str, int] = {}
+        cut = 0
         for state in self._all_lanes().values():
+            cut += int(state.get("cut", 0))
             for label, (samples, tokens) in state["counts"].items():
                 acc = per_source.setdefault(label, [0, 0])
                 acc[0] += samples
                 acc[1] += tokens
             for reason, n in state["skipped"].items():
                 skipped[reason] = skipped.get(reason, 0) + n
-        return realised_table(per_source, skipped)
+        return {**realised_table(per_source, skipped), "cut": cut}
 
 
 def realised_table(per_source: dict[str, list[int]], skipped: dict[str, int]) -> dict[str, Any]:

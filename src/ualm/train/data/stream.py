@@ -11,6 +11,12 @@ epoch), so every stream always has a next row.
 Every sample is named by a reference (source, epoch, unit, index among the source's samples in
 that unit). The state holds cursors, the random generators' states and the references of what
 the buffer and the packer hold, never their bytes: a resumed stream re-reads those samples.
+
+A sample longer than a sequence is cut into pieces that fit (`ualm.train.sequence.split`, the
+rule the blend's statistics count by), each named by its sample's reference and its piece index;
+a resumed stream re-reads the sample and cuts it again, identically. The pieces of a sample enter
+the shuffle buffer one after another as if drawn in a row. A sample that cannot be cut to fit is
+skipped and counted (`too_long`), as the statistics count it: 0 tokens.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ualm.train.sequence.layout import (
     place_in_row,
     with_labels,
 )
+from ualm.train.sequence.split import laid_length, split_sample
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 MAX_SKIPS_IN_A_ROW = 10_000
@@ -123,6 +130,8 @@ class PackedStream:
         self.rng = np.random.default_rng([config.seed, stream, 0x3B1E])
         self.buffer: list[Sample] = []
         self.carry: Sample | None = None
+        self.pending: list[Sample] = []  # the rest of a cut sample, drawn before the next one
+        self.cut = 0  # samples cut into pieces
         self.batches = 0
         self.counts = {s.label: [0, 0] for s in self.sources}  # samples, tokens packed
         self.labels = [s.label for s in self.sources]
@@ -137,6 +146,7 @@ class PackedStream:
                 "rng": _plain(self.rng.bit_generator.state),  # a new dict each call
                 "buffer": [s.ref for s in self.buffer],  # tuples: a JSON round trip lists them
                 "carry": self.carry.ref if self.carry else None,
+                "pending": [s.ref for s in self.pending], "cut": self.cut,
                 "batches": self.batches, "counts": {k: [*v] for k, v in self.counts.items()},
                 "skipped": dict(self.skipped)}
 
@@ -147,30 +157,44 @@ class PackedStream:
         self.batches = int(state["batches"])
         self.counts = {k: list(v) for k, v in state["counts"].items()}
         self.skipped = dict(state["skipped"])
-        refs = [tuple(r) for r in state["buffer"]]
+        self.cut = int(state.get("cut", 0))  # a state from before cutting has none
+        pending = [tuple(r) for r in state.get("pending", ())]
+        refs = [tuple(r) for r in state["buffer"]] + pending
         if state["carry"] is not None:
             refs.append(tuple(state["carry"]))
-        loaded = self._reload(refs)  # type: ignore[arg-type]
-        self.buffer = [loaded[tuple(r)] for r in state["buffer"]]  # type: ignore[misc]
+        loaded = self._reload(refs)
+        self.buffer = [loaded[tuple(r)] for r in state["buffer"]]
+        self.pending = [loaded[r] for r in pending]
         self.carry = loaded[tuple(state["carry"])] if state["carry"] is not None else None
 
-    def _reload(self, refs: list[Ref]) -> dict[Ref, Sample]:
+    def _reload(self, refs: list[tuple]) -> dict[tuple, Sample]:
+        """The samples (a 4-part ref) and pieces (a 5th part: the piece's index) named."""
         groups: dict[tuple[int, int, int], set[int]] = {}
-        for s, e, u, i in refs:
-            groups.setdefault((s, e, u), set()).add(i)
-        out: dict[Ref, Sample] = {}
+        for ref in refs:
+            groups.setdefault(tuple(ref[:3]), set()).add(ref[3])
+        cut = {tuple(r[:4]) for r in refs if len(r) == 5}
+        out: dict[tuple, Sample] = {}
         for (s, e, u), wanted in sorted(groups.items()):
             for i, (meta, codes) in self.readers[s].read(e, u, wanted).items():
-                sample = self._make((s, e, u, i), meta, codes)
-                if sample is None:
-                    raise RuntimeError(f"sample {(s, e, u, i)} changed since the checkpoint")
-                out[(s, e, u, i)] = sample
+                whole = self._make((s, e, u, i), meta, codes)
+                if whole is not None:
+                    out[whole.ref] = whole
+                    if whole.ref in cut:
+                        out.update((p.ref, p) for p in self._pieces(whole.ref, meta, codes))
+        missing = [r for r in refs if r not in out]
+        if missing:
+            raise RuntimeError(f"samples {missing[:3]} changed since the checkpoint")
         return out
 
     # -- samples -------------------------------------------------------------------------
-    def _make(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
-        drop = (self.config.cfg_dropout > 0 and sample_task(meta) == "generation" and
+    def _dropped(self, ref: Ref, meta: dict) -> bool:
+        """Whether a generation sample's condition is dropped (a coin flip per sample)."""
+        return (self.config.cfg_dropout > 0 and sample_task(meta) == "generation" and
                 _mix(self.config.seed, *ref) / 2**64 < self.config.cfg_dropout)
+
+    def _make(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
+        """The whole sample laid out (None: malformed)."""
+        drop = self._dropped(ref, meta)
         try:
             seq = build_sample(meta, codes, self.tokenizer, self.config.codebooks, drop)
         except ValueError:
@@ -178,9 +202,19 @@ class PackedStream:
         tokens = sample_tokens(meta, self.tokenizer) + code_tokens(codes)
         return Sample(ref, seq.laid(), tokens)
 
+    def _pieces(self, ref: Ref, meta: dict, codes: Codes) -> list[Sample]:
+        """The pieces of a sample longer than a sequence ([]: it cannot be cut to fit)."""
+        c = self.config
+        return [Sample((*ref, p), build_sample(m, own, self.tokenizer, c.codebooks).laid(),
+                       sample_tokens(m, self.tokenizer) + code_tokens(own))
+                for p, (m, own) in enumerate(split_sample(meta, codes, self.tokenizer,
+                                                          c.codebooks, c.seq_len))]
+
     def _draw(self) -> Sample:
         """The next sample in mixed order (before shuffling). A stream whose every sample is
         skipped would loop forever: after `give_up` skips in a row it stops with the reason."""
+        if self.pending:
+            return self.pending.pop(0)
         for _ in range(self.give_up):
             source = min(bisect_right(self.cumulative, self.rng.random()), len(self.readers) - 1)
             sample = self._accepted(*self.readers[source].next())
@@ -193,16 +227,24 @@ class PackedStream:
                 "(`ualm blend stats CORPUS` shows them), or build shorter clips")
 
     def _accepted(self, ref: Ref, meta: dict, codes: Codes) -> Sample | None:
-        """The sample laid out, or None (counted in `skipped`) when it is malformed or longer
-        than a sequence."""
+        """The sample laid out (or its first piece, the others pending), or None (counted in
+        `skipped`) when it is malformed or longer than a sequence and cannot be cut to fit."""
         sample = self._make(ref, meta, codes)
         if sample is None:
             self.skipped["bad"] += 1
-        elif sample.length > self.config.seq_len:
-            self.skipped["too_long"] += 1
-        else:
+            return None
+        c = self.config  # a dropped condition shortens a generation sample: what fits is
+        # decided on the whole one, as the blend's statistics decide it
+        if sample.length <= c.seq_len and (not self._dropped(ref, meta) or laid_length(
+                meta, codes, self.tokenizer, c.codebooks) <= c.seq_len):
             return sample
-        return None
+        pieces = self._pieces(ref, meta, codes)
+        if not pieces:
+            self.skipped["too_long"] += 1
+            return None
+        self.cut += 1
+        self.pending = pieces[1:]
+        return pieces[0]
 
     def _next_sample(self) -> Sample:
         """Bounded shuffle: fill the buffer, then emit a random slot and refill it."""
@@ -245,7 +287,7 @@ class PackedStream:
             source = sample.ref[0]
             rows.put(row, at, sample.laid, self.task_ids[source])
             count = self.counts[self.labels[source]]
-            count[0] += 1
+            count[0] += len(sample.ref) == 4 or sample.ref[4] == 0  # a cut sample counts once
             count[1] += sample.tokens
             packed.append(sample.ref)
             at += n
