@@ -132,7 +132,7 @@ def synthed_corpus(root: Path) -> Path:
 
     world = make_event_world(root / "world", per_class=1, heldout_per_class=0, seconds=1.0,
                              events=("a low tone", "white noise"), text_rows=2, seed=5)
-    config = BuildConfig.from_dict({"shards": {"max_samples": 3},
+    config = BuildConfig.from_dict({"shards": {"max_samples": 3}, "tokenize": {"codec": "random"},
                                     "work": {"unit_size": 4, "dedup_buckets": 2}})
     corpus = build_corpus([world.manifests["train"]], root / "corpus", config, engine="local",
                           progress=False).corpus
