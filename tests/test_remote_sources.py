@@ -231,3 +231,24 @@ def test_a_unit_reads_its_members_by_ranges_not_the_whole_tar(
                              lambda n, handle: got.setdefault(n, handle.read()))
     assert found == {ordinal: None} and got == {ordinal: clip} and fetched
     assert sum(fetched) <= len(clip) + tarfile.BLOCKSIZE + wds.RANGE_SLACK < big.stat().st_size
+
+
+def test_a_tar_replaced_after_listing_gives_no_member_it_did_not_list(
+        store: str, local: Path, tmp_path: Path) -> None:
+    """A ranged read checks the header block before the span: the same name now a link, or
+    other bytes at the offset, reject the row rather than hand over what lies there."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    clip = (local / "clips" / "clip0.flac").read_bytes()
+    url = f"s3://{BUCKET}/swap/x.tar"
+    fs.put_file(str(_tar(tmp_path / "x.tar", [_file("a.flac", clip), _file("c.flac", clip)])),
+                url[len("s3://"):])
+    records = list(list_inputs([url]))
+    spans = {n: s for n, s in (wds.parse_locator(r.url or "")[1:] for r in records)}
+    fs.put_file(str(_tar(tmp_path / "y.tar", [_link("a.flac", "/etc/passwd", tarfile.SYMTYPE),
+                                              _file("pad.bin", b"\0" * 700),
+                                              _file("c.flac", clip)])), url[len("s3://"):])
+    got: dict[int, bytes] = {}
+    found = wds.read_members(url, spans, 1 << 30, lambda n, h: got.setdefault(n, h.read()))
+    assert got == {} and {r for r, _ in found.values()} == {"source/missing_member"}
