@@ -252,3 +252,13 @@ def test_a_tar_replaced_after_listing_gives_no_member_it_did_not_list(
     got: dict[int, bytes] = {}
     found = wds.read_members(url, spans, 1 << 30, lambda n, h: got.setdefault(n, h.read()))
     assert got == {} and {r for r, _ in found.values()} == {"source/missing_member"}
+
+
+def test_dask_workers_read_the_bucket_sources_to_the_same_bytes(
+        store: str, local: Path, tmp_path: Path) -> None:
+    """Worker processes of their own: tars (ranged and streamed) and parquet rows read there."""
+    inputs = [f"{REMOTE}/shards", f"{REMOTE}/birds"]
+    dask = build_corpus(inputs, tmp_path / "dask", SMALL, engine="dask", workers=2,
+                        progress=False).corpus
+    here = build_corpus(inputs, tmp_path / "local", SMALL, engine="local", progress=False).corpus
+    assert tree_bytes(dask) == tree_bytes(here)
