@@ -262,3 +262,23 @@ def test_dask_workers_read_the_bucket_sources_to_the_same_bytes(
                         progress=False).corpus
     here = build_corpus(inputs, tmp_path / "local", SMALL, engine="local", progress=False).corpus
     assert tree_bytes(dask) == tree_bytes(here)
+
+
+def test_any_fsspec_store_not_only_s3(local: Path, tmp_path: Path) -> None:
+    """The same code on fsspec's in-memory store (the local engine runs units in this process,
+    which sees it): the tar prefix builds the local copy's shards."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/ualm-test/shards/theirs-000.tar",
+                 (local / "shards" / "theirs-000.tar").read_bytes())
+    try:
+        there = build_corpus(["memory://ualm-test/shards"], tmp_path / "memory", SMALL,
+                             engine="local", progress=False).corpus
+    finally:
+        fs.rm("/ualm-test", recursive=True)
+    here = build_corpus([local / "shards" / "theirs-000.tar"], tmp_path / "local", SMALL,
+                        engine="local", progress=False).corpus
+    shards = {k: v for k, v in tree_bytes(here).items() if k.startswith("audio/")}
+    assert shards and shards == {k: v for k, v in tree_bytes(there).items()
+                                 if k.startswith("audio/")}
