@@ -2,7 +2,8 @@
 formats included), or a source of `ualm.inputs.sources`, turned into counted, digested work
 units (`units.UnitPlan`) without parsing a row of a JSONL or parquet manifest.
 
-A manifest may be local or a URL of any fsspec store (`s3://`, `gs://`; `locations`). The driver
+A manifest, and a source (a URL list, WebDataset tars, an audio-parquet dataset), may be local
+or a URL of any fsspec store (`s3://`, `gs://`; `locations`). The driver
 reads a JSONL manifest's bytes (`scan`), a parquet manifest's metadata and a folder's sorted names
 (never an audio file's); the worker of each unit parses its own rows (`manifest_rows`) and ids
 are made unique by a keyed reduce (`unique_ids`). CSV manifests (a quoted field may hold a newline, so
@@ -95,6 +96,9 @@ def _plan_one(number: int, spec: str, start: int, roots: list[str], crawl: Crawl
 
     if is_remote(spec) and not spec.startswith("hf://"):
         full = normalise_url(spec)
+        if iter_source(full, start, crawl) is not None:  # a URL list, tars, a parquet dataset
+            return _records_plan(number, start, lambda: _other(iter_source(full, start, crawl)),
+                                 digest, hash_records=True)
         if posixpath.splitext(_url_path(full))[1].lower() not in MANIFEST_SUFFIXES:
             return _remote_folder_plan(number, full, start, digest)
         remote_size(full)  # "input not found: URL" (a missing object, bucket or prefix)

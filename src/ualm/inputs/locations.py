@@ -24,12 +24,13 @@ import posixpath
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ualm.errors import UalmError
 from ualm.manifests.storage import filesystem, fs_size, is_remote
 
-__all__ = ["input_errors", "is_remote", "normalise_url", "open_binary", "read_range", "reading",
-           "remote_size", "resolve", "root_location", "within"]
+__all__ = ["input_errors", "is_remote", "normalise_url", "open_binary", "open_source",
+           "read_range", "reading", "remote_size", "resolve", "root_location", "within"]
 
 
 def normalise_url(url: str) -> str:
@@ -102,6 +103,19 @@ def open_binary(location: str) -> Any:
     with input_errors(location):
         fs, inner = filesystem(location)
         return fs.open(inner, "rb")
+
+
+def open_source(location: str, block_size: int | None = None) -> Any:
+    """A seekable binary file object on a source's file (a tar, a parquet file, a URL list): a
+    local path, a `file://` URL or a store's URL (reads are ranged requests, each at most
+    `block_size` past what was asked when given). A missing file raises FileNotFoundError, a
+    denied read PermissionError: callers say what that means."""
+    if location.startswith("file://"):
+        location = unquote(urlsplit(location).path)
+    if not is_remote(location):
+        return open(location, "rb")
+    fs, inner = filesystem(location)
+    return fs.open(inner, "rb", **({"block_size": block_size} if block_size else {}))
 
 
 def read_range(location: str, start: int, end: int) -> bytes:

@@ -18,15 +18,18 @@ import pyarrow.parquet as pq
 
 from ualm.config import CrawlConfig
 from ualm.errors import UalmError
+from ualm.inputs.locations import open_source, reading
 from ualm.inputs.records import InputRecord
 from ualm.inputs.source_rows import source_record
 
 
-def is_audio_parquet(path: Path, audio_column: str) -> bool:
-    """True when the file's schema has `audio_column` as a struct with a `bytes` field."""
+def is_audio_parquet(path: Path | str, audio_column: str) -> bool:
+    """True when the file's schema has `audio_column` as a struct with a `bytes` field. A store's
+    URL costs the ranged reads of the footer."""
     try:
-        schema = pq.read_schema(path)
-    except Exception:  # not parquet, or damaged: let the manifest reader say so
+        with open_source(str(path)) as handle:
+            schema = pq.read_schema(handle)
+    except Exception:  # missing, not parquet, or damaged: let the manifest reader say so
         return False
     return _has_audio(schema, audio_column)
 
@@ -42,12 +45,21 @@ def _has_audio(schema: pa.Schema, audio_column: str) -> bool:
 def iter_local(files: list[Path], root: Path, start: int,
                crawl: CrawlConfig) -> Iterator[InputRecord]:
     """Rows of local parquet files, in file order; `root` is the dataset folder."""
-    name = root.resolve().name
-    for path in files:
-        rel = path.resolve().relative_to(root.resolve()).as_posix()
-        with open(path, "rb") as handle:
-            for record in _iter_file(handle, path.resolve().as_uri(), f"{name}/{rel}", name,
-                                     start, crawl):
+    top = root.resolve()
+    yield from iter_files([(p.resolve().as_uri(), p.resolve().relative_to(top).as_posix())
+                           for p in files], top.name, start, crawl)
+
+
+def iter_files(files: list[tuple[str, str]], name: str, start: int,
+               crawl: CrawlConfig) -> Iterator[InputRecord]:
+    """Rows of parquet files given as (location, path relative to the dataset root), a
+    location a `file://` URL or a store's URL (read by ranged requests, row group by row
+    group); `name` is the dataset's, the first part of every id."""
+    for location, rel in files:
+        with reading(location):  # remote: a missing object is one line naming the URL
+            handle = open_source(location)
+        with handle:
+            for record in _iter_file(handle, location, f"{name}/{rel}", name, start, crawl):
                 start += 1
                 yield record
 
@@ -149,6 +161,4 @@ def _open_file(file_url: str) -> Any:
         from huggingface_hub import HfFileSystem
 
         return HfFileSystem().open(file_url[len("hf://"):], "rb")
-    from ualm.inputs.wds import local_path
-
-    return open(local_path(file_url), "rb")
+    return open_source(file_url)

@@ -173,6 +173,10 @@ class UnitSources:
             data = self._rows.read(file_url, int(row))
         except (IndexError, ValueError) as exc:
             raise AudioRejected("source/missing_row", str(exc)) from exc
+        except FileNotFoundError as exc:  # the file went away after listing: the row fails
+            raise AudioRejected("input/missing_file", file_url) from exc
+        except PermissionError as exc:
+            raise AudioRejected("input/unreadable", f"{file_url}: access denied") from exc
         if data is None:
             raise AudioRejected("source/no_audio_bytes",
                                 f"row {row}'s `{self.config.audio_column}` holds no bytes")
@@ -182,27 +186,33 @@ class UnitSources:
         return self._write(record, data)
 
     def _member_file(self, record: InputRecord, url: str) -> Path:
-        from ualm.inputs.wds import read_members
+        from ualm.inputs.wds import parse_locator, read_members
 
-        file_url, ordinal = url.rsplit("#member=", 1)
+        try:
+            file_url, ordinal, _ = parse_locator(url)
+        except (ValueError, KeyError) as exc:
+            raise AudioRejected("source/missing_member", url) from exc
         if file_url not in self._tar_results:
-            # One streaming pass per tar collects every member this unit needs from it.
+            # One pass (or ranged reads) per tar collects every member this unit needs from it.
             wanted: dict[int, InputRecord] = {}
-            for other in self._pending_members(file_url):
-                wanted[int(other.url.rsplit("#member=", 1)[1])] = other
+            spans = {}
+            for other in self._members:
+                try:
+                    other_tar, number, span = parse_locator(other.url or "")
+                except (ValueError, KeyError):
+                    continue
+                if other_tar == file_url:
+                    wanted[number], spans[number] = other, span
 
             def sink(n: int, handle: Any) -> None:
                 self._write(wanted[n], handle)
 
-            self._tar_results[file_url] = read_members(file_url, set(wanted),
-                                                       self.config.max_bytes, sink)
-        problem = self._tar_results[file_url].get(int(ordinal), ("source/missing_member", url))
+            self._tar_results[file_url] = read_members(file_url, spans, self.config.max_bytes,
+                                                       sink)
+        problem = self._tar_results[file_url].get(ordinal, ("source/missing_member", url))
         if problem is not None:
             raise AudioRejected(*problem)
         return self._files[record.index]
-
-    def _pending_members(self, file_url: str) -> list[InputRecord]:
-        return [r for r in self._members if r.url and r.url.startswith(f"{file_url}#member=")]
 
     def _write(self, record: InputRecord, data: bytes | Any) -> Path:
         """Writes bytes, or copies a file object in blocks (tar members can be large)."""
