@@ -116,7 +116,8 @@ def curves(metrics: Path, every: int) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["build", "train"])
+    p.add_argument("what", choices=["build", "train", "eval"])
+    p.add_argument("--ckpt", default=None, help="eval: a checkpoint to score")
     p.add_argument("--out", default="/tmp/proof-diag")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000)
@@ -136,6 +137,19 @@ def main() -> int:
     while not all((out / s / ".done").exists() for s in ("train",)):
         time.sleep(10)  # another process builds the world
     world, validation = read_world(out / "world"), read_world(out / "validation-world")
+    if a.what == "eval":  # a checkpoint of a run still training (or cut short)
+        model = load_trained(a.ckpt)
+        sampling = GenerationConfig(3.0, 20, 0.8)
+        v = summarize(proof(model, with_heldout_of(world, validation), out / "train",
+                            out / "validation", sampling))
+        line = {"ckpt": a.ckpt, "val_und": round(v["understanding_accuracy"], 3),
+                "val_gen": round(v["generation_accuracy"], 3)}
+        if a.heldout:
+            h = summarize(proof(model, world, out / "train", out / "heldout", sampling))
+            line.update(held_und=round(h["understanding_accuracy"], 3),
+                        held_gen=round(h["generation_accuracy"], 3))
+        print("EVAL", json.dumps(line), flush=True)
+        return 0
     base = TrainConfig.from_yaml("tiny")
     d = base.to_dict()
     d["optim"]["lr"] = a.lr
