@@ -62,3 +62,17 @@ def test_tiny_model_learns_the_event_world(tmp_path: Path) -> None:
     assert gen["real_clip_accuracy"] >= 0.8  # the metric itself can tell the classes apart
     # chance 1/3, measured 1.0: answers decoded through the inference layout match training's
     assert seen["accuracy"] >= 0.8, seen
+
+
+def test_the_tiny_preset_shuffles_the_proof_worlds_class_sorted_shards() -> None:
+    """The event world writes its clips class by class, so each 100-sample shard of the proof's
+    corpus (benchmarks/bench_train_proof.py) holds about two classes, and each lane (row of the
+    batch) reads whole shards. A lane's shuffle buffer narrower than its share of the corpus
+    gives batches of a few neighbouring classes for tens of steps, whose "first" answers are
+    mostly one event: measured with benchmarks/_proof_order.py, 13 of the 49 understanding
+    classes per 50 steps with a 64-sample buffer, 44 with 1024 (independent draws: 46). The
+    preset's buffer must hold a lane's share of the proof's training clips."""
+    config = TrainConfig.from_yaml("tiny")
+    classes, per_class = 7 + 7 * 6, 40 + 40  # the benchmark's world: generation + understanding
+    lanes = config.data.batch_size * config.run.accumulate
+    assert config.data.shuffle_buffer * lanes >= 0.9 * classes * per_class
