@@ -4,7 +4,6 @@ spellings of flags still read as the new ones. Nothing here runs a pipeline: it 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from ualm.cli import main, parse_build, parse_tokenize
 from ualm.config import BuildConfig
 from ualm.errors import UalmError
+from ualm.pipelines.build import resolved_for
 from ualm.run.cli import parse_run
 from ualm.synth.cli import parse_synth
 from ualm.train.blend_cli import _compute_parser, _fit_parser, parse_options
@@ -57,12 +57,9 @@ def test_the_default_config_keeps_its_hash() -> None:
     _, config = parse_build(BUILD)
     assert config == BuildConfig() and config.work.unit_size is None
 
-    def resolved(config: BuildConfig) -> BuildConfig:
-        return dataclasses.replace(config, work=dataclasses.replace(config.work, unit_size=16))
-
-    assert resolved(config).hash() == "aa9dfb8d9538aba8"
+    assert resolved_for(config, 1024).hash() == "aa9dfb8d9538aba8"
     _, config = parse_build([*BUILD, "--tokenize.codec", "x.th"])  # the codec is not hashed
-    assert resolved(config).hash() == "aa9dfb8d9538aba8"
+    assert resolved_for(config, 1024).hash() == "aa9dfb8d9538aba8"
 
 
 def test_a_flag_wins_over_the_yaml_file_and_the_preset(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from ualm.config import BuildConfig
 from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
 from ualm.inputs.listing import InputListing, list_inputs
+from ualm.inputs.units import auto_unit_size
 from ualm.manifests.atomic import json_bytes
 from ualm.manifests.inspect import summarize
 from ualm.manifests.layout import WORK, CorpusLayout
@@ -96,8 +97,14 @@ def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
 def _with_unit_size(config: BuildConfig, listing: InputListing) -> BuildConfig:
     """The config with the unit size the listing cut by (an auto size resolved): what every
     stage, the config hash and `corpus.json` see."""
-    work = dataclasses.replace(config.work, unit_size=listing.units.unit_size)
-    return dataclasses.replace(config, work=work)
+    return resolved_for(config, listing.count)
+
+
+def resolved_for(config: BuildConfig, inputs: int) -> BuildConfig:
+    """The config a build of `inputs` inputs hashes (an auto unit size resolved), e.g. to compare
+    with the `config_hash` a corpus's plan recorded."""
+    size = config.work.unit_size or auto_unit_size(inputs)
+    return dataclasses.replace(config, work=dataclasses.replace(config.work, unit_size=size))
 
 
 def _count_units(listing: InputListing, config: BuildConfig) -> int:

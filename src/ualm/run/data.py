@@ -68,8 +68,11 @@ def _same_plan(ctx: Context, corpus: Path) -> bool:
     layout = CorpusLayout(corpus)
     if not layout.exists(layout.plan_file):
         return True
-    recorded = layout.read_json(layout.plan_file).get("config_hash")
-    return recorded == ctx.config.build.build_config().hash()
+    from ualm.pipelines.build import resolved_for
+
+    plan = layout.read_json(layout.plan_file)
+    config = resolved_for(ctx.config.build.build_config(), int(plan.get("inputs", 0)))
+    return plan.get("config_hash") == config.hash()
 
 
 def _event_world(root: Path, events: EventsSection) -> dict[str, Path]:
