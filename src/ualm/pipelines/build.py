@@ -61,7 +61,7 @@ def build_corpus(
     layout = CorpusLayout(out)
     check_output(layout)
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
-    config = _with_unit_size(config, listing)
+    config = resolved_for(config, listing.count)  # what every stage, the hash and corpus.json see
     with output_errors(layout, listing.count):
         fresh = _prepare_output(layout, config, listing)
         ctx = Context(layout, config, _count_units(listing, config), listing, fresh=fresh)
@@ -86,18 +86,12 @@ def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
     nothing, starts no engine (`ualm build --dry-run`)."""
     config = config or BuildConfig()
     listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
-    config = _with_unit_size(config, listing)
+    config = resolved_for(config, listing.count)
     return {"inputs": listing.count, "units": _count_units(listing, config),
             "unit_size": config.work.unit_size,
             "inputs_digest": listing.digest, "config_hash": config.hash(),
             "stages": [{"name": s.name, "kind": s.kind} for s in BUILD_STAGES
                        if s.enabled(config)]}
-
-
-def _with_unit_size(config: BuildConfig, listing: InputListing) -> BuildConfig:
-    """The config with the unit size the listing cut by (an auto size resolved): what every
-    stage, the config hash and `corpus.json` see."""
-    return resolved_for(config, listing.count)
 
 
 def resolved_for(config: BuildConfig, inputs: int) -> BuildConfig:
