@@ -15,9 +15,10 @@ each row of the batch reads whole shards: the tiny preset's shuffle buffer (1024
 makes a batch window hold most classes rather than a few neighbouring ones (see
 benchmarks/_proof_order.py); each run records the buffer it trained with.
 
-Bars (checked in code): over the seeds, mean held-out understanding accuracy >= 0.9 and mean
-generation class accuracy >= 0.8; every run's training within --minutes (10). The spread (each
-seed, standard deviation, worst seed) is reported beside them.
+Bars (checked in code): on every seed, held-out understanding accuracy >= 0.9 (the most likely
+offered option; greedy free text is reported beside) and generation class accuracy >= 0.8;
+every run's training within --minutes (10). The spread (each seed, mean, standard deviation) is
+reported beside them.
 
 `--control zero-codes` builds the corpora with the tokenize stage writing all-zero codes: the
 audio carries nothing, and the figures must fall far below the real run's: its bars are the
@@ -92,10 +93,9 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/ualm-bench-proof")
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="training stops here; also the bar on each run's training time")
-    parser.add_argument("--steps", type=int, default=2800,
+    parser.add_argument("--steps", type=int, default=3200,
                         help="the cosine schedule's length (training also stops at --minutes); "
-                             "3000 took 589-600 s on a quiet machine, one run was cut at 2888 "
-                             "and the time bar missed by 0.6 s: 2800 ends before the cap")
+                             "about 0.17 s a step on 2 quiet cores: 3200 ends before the cap")
     parser.add_argument("--events", type=int, default=len(EVENTS),
                         help="events in the world (classes: n singles + n(n-1) ordered pairs)")
     parser.add_argument("--per-class", type=int, default=40,
@@ -220,7 +220,8 @@ def main() -> int:
         held = score(entry, world, corpora["heldout"])
         runs.append({**{k: v for k, v in entry.items() if k != "checkpoint"}, **held})
         print(f"seed {seed}, lr {chosen}: held-out understanding "
-              f"{held['understanding_accuracy']:.3f}, generation "
+              f"{held['understanding_accuracy']:.3f} (free text "
+              f"{held['understanding_free_text_accuracy']:.3f}), generation "
               f"{held['generation_accuracy']:.3f} ({entry['steps']} steps in "
               f"{entry['train_seconds']} s)", flush=True)
     und = _spread([r["understanding_accuracy"] for r in runs])
@@ -252,10 +253,10 @@ def main() -> int:
                 record.bar("control_mean_heldout_generation_accuracy", gen["mean"], "<=",
                            GENERATION_BAR - CONTROL_MARGIN, f"seeds {seeds}: {gen['each']}")]
         return record.finish(figures, bars)
-    bars = [record.bar("mean_heldout_understanding_accuracy", und["mean"], ">=",
+    bars = [record.bar("worst_seed_heldout_understanding_accuracy", und["min"], ">=",
                        UNDERSTANDING_BAR, f"seeds {seeds}: {und['each']}"),
-            record.bar("mean_heldout_generation_accuracy", gen["mean"], ">=", GENERATION_BAR,
-                       f"seeds {seeds}: {gen['each']}"),
+            record.bar("worst_seed_heldout_generation_accuracy", gen["min"], ">=",
+                       GENERATION_BAR, f"seeds {seeds}: {gen['each']}"),
             record.bar("max_train_seconds", max(e["train_seconds"] for e in trained.values()),
                        "<=", 60 * args.minutes, "every run, selection runs included")]
     return record.finish(figures, bars)

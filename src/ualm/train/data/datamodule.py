@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 
 from ualm.errors import UalmError
 from ualm.train.blend.spec import BlendSpec
-from ualm.train.data.lanes import STATE_KEY, Joined, LaneDataset, rank_lanes
+from ualm.train.data.lanes import STATE_KEY, Joined, LaneDataset, rank_lanes, to_device
 from ualm.train.data.sources import Source, discover, probabilities
 from ualm.train.data.stream import StreamConfig
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
-__all__ = ["STATE_KEY", "DataConfig", "UALMDataModule", "realised_table"]
+__all__ = ["STATE_KEY", "DataConfig", "UALMDataModule", "realised_table", "to_device"]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
 """The learning proof on the event world (`ualm.audio.events`): does a trained model understand
 and generate the world's sounds?
 
-- Understanding: greedy answers to the held-out clips' multiple-choice questions, scored as
-  multiple-choice benchmarks (MMAU) score free text: the answer picks the option it is closest
-  to (a letter, or the option's text). Exact matches are reported beside.
+- Understanding: the held-out clips' multiple-choice questions answered with the offered
+  option the model finds most likely (`ualm.train.model.choices`: each option's log-likelihood
+  as the reply, as language-model multiple-choice evaluations score), the figure the bars use.
+  Beside it, greedy free text scored as MMAU scores it (the option the reply is closest to: a
+  letter, or the option's text) and exact matches: a byte tokenizer spreads one option over
+  several first-byte choices (five options start "a "), so greedy text can miss the option the
+  model finds most likely.
 - Generation: for each held-out generation caption, codes are generated and compared with the
   real clips of every class by code histogram: per clip, the histogram of the coarse codebooks'
   codes in each third of the clip (thirds, so that "A then B" differs from "B then A" despite
@@ -103,27 +107,31 @@ def nearest_class(codes: np.ndarray, centroids: dict[str, np.ndarray]) -> str:
 
 def understanding_accuracy(model: UALMModel, world: EventWorld, corpus: str | Path,
                            batch: int = 32, split: str = "heldout") -> dict[str, Any]:
-    """Greedy answers to a split's questions (the corpus must hold that split), scored by the
-    option they pick and by exact match with the reference answer."""
+    """A split's questions (the corpus must hold that split) answered with the most likely
+    offered option (`accuracy`), and by greedy free text: the option it picks
+    (`free_text_accuracy`) and exact match with the reference answer."""
     clips = {c.id: c for c in world.clips[split] if c.question is not None}
     items = []
     for meta, codes in token_samples(corpus):
         clip = clips.get(str(meta.get("input_id")))
         if clip is not None:
             items.append((meta["conversations"][0]["value"], codes, clip.answer))
-    right = exact = 0
+    right = exact = chose = 0
     examples = []
     for at in range(0, len(items), batch):
         part = items[at : at + batch]
-        got = answer(model, [q for q, _, _ in part], [c for _, c, _ in part], max_new_tokens=40)
-        for (question, _, want), have in zip(part, got, strict=True):
+        questions, codes = [q for q, _, _ in part], [c for _, c, _ in part]
+        got = answer(model, questions, codes, max_new_tokens=40)
+        picked = choices.choose(model, questions, codes)
+        for (question, _, want), have, option in zip(part, got, picked, strict=True):
             exact += have.strip() == str(want).strip()
             right += chosen_option(question, have) == str(want)
+            chose += option == str(want)
             if len(examples) < 3:
-                examples.append({"want": want, "got": have})
-    return {"accuracy": right / max(len(items), 1),
-            "exact_accuracy": exact / max(len(items), 1), "questions": len(items),
-            "examples": examples}
+                examples.append({"want": want, "chosen": option, "got": have})
+    n = max(len(items), 1)
+    return {"accuracy": chose / n, "free_text_accuracy": right / n, "exact_accuracy": exact / n,
+            "questions": len(items), "examples": examples}
 
 
 def constrained_accuracy(model: UALMModel, corpus: str | Path, codec_id: str | None = None,
@@ -234,6 +242,7 @@ def with_heldout_of(world: EventWorld, other: EventWorld) -> EventWorld:
 
 def summarize(results: dict[str, Any]) -> dict[str, float]:
     return {"understanding_accuracy": results["understanding"]["accuracy"],
+            "understanding_free_text_accuracy": results["understanding"]["free_text_accuracy"],
             "understanding_exact_accuracy": results["understanding"]["exact_accuracy"],
             "generation_accuracy": results["generation"]["accuracy"],
             "generation_real_ceiling": results["generation"]["real_clip_accuracy"]}
