@@ -12,7 +12,10 @@
   ties among near-misses broken per caption, so the rejected side spreads over the clips). A
   tenth of the clips are held out with every pair that has one of them (`stage.heldout_by:
   clip`): training never sees those clips. On those pairs, the implicit reward's accuracy and
-  margin before and after, and the policy's own log-prob margin (chosen - rejected).
+  margin before and after, and the policy's own log-prob margin (chosen - rejected). And the
+  generation class match (`ualm.train.model.proof.generation_accuracy`: held-out captions of
+  the world, generated with one sampling config and seed, matched to the training clips' class
+  by code histogram) of the sft model and of the dpo model: DPO must not lower it.
 
   The baseline is honest: before the first step the policy is the reference, so every implicit
   reward margin is exactly 0 and a strict `margin > 0` accuracy is 0 by construction (the
@@ -26,7 +29,8 @@
 Bars: align leaves the backbone and the text rows bit-identical and moves the new rows, its loss
 falls; after pretrain no prompt is answered with a caption first, after sft at least 0.8 are;
 every held-out pair has a clip training never saw; after dpo the held-out implicit-reward
-accuracy (ties as half) is above 0.5 and the margins grew.
+accuracy (ties as half) is above 0.5 and the margins grew; the generation class match after dpo
+is at least the sft model's.
 
     .venv/bin/python benchmarks/bench_train_stages.py [--per-class 8] [--threads 1]
     .venv/bin/python benchmarks/bench_train_stages.py --quick   # 4 per class, 10 steps a stage
@@ -61,6 +65,7 @@ from ualm.train.config import TrainConfig
 from ualm.train.data.sources import discover, equal_blend
 from ualm.train.model.generate import reply_before_audio
 from ualm.train.model.module import load_trained
+from ualm.train.model.proof import generation_accuracy
 from ualm.train.sequence.layout import AUDIO, N_SPECIAL
 from ualm.train.stages.pairs import discover_pairs, split_pairs
 from ualm.train.stages.stage import run_stage
@@ -175,6 +180,9 @@ def heldout_preferences(corpus: Path, preset: str, sft: Path, dpo: Path) -> dict
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-class", type=int, default=8, help="clips per class and task")
+    p.add_argument("--heldout-per-class", type=int, default=6,
+                   help="held-out generation captions per class (the class match before and "
+                        "after dpo)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", default="", help="override steps, e.g. align=50,sft=100")
     p.add_argument("--out", help="work folder (default: a temporary one)")
@@ -187,11 +195,17 @@ def main() -> int:
     steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
     work = Path(args.out or tempfile.mkdtemp(prefix="bench-stages-"))
     started = time.perf_counter()
-    world = make_event_world(work / "world", per_class=args.per_class, heldout_per_class=0,
-                             seconds=1.0, events=EVENTS, text_rows=4, seed=5)
-    corpus = build_corpus([world.manifests["train"]], work / "corpus",
-                          BuildConfig.from_dict({"shards": {"max_samples": 100}, "tokenize": {"codec": "random"}}),
-                          engine="local", progress=False).corpus
+    # held-out clips come after the training ones from the world's generator: the training
+    # clips are the same whatever heldout_per_class
+    world = make_event_world(work / "world", per_class=args.per_class,
+                             heldout_per_class=args.heldout_per_class, seconds=1.0,
+                             events=EVENTS, text_rows=4, seed=5)
+    build = BuildConfig.from_dict({"shards": {"max_samples": 100},
+                                   "tokenize": {"codec": "random"}})
+    corpus = build_corpus([world.manifests["train"]], work / "corpus", build, engine="local",
+                          progress=False).corpus
+    heldout_corpus = build_corpus([world.manifests["heldout"]], work / "heldout", build,
+                                  engine="local", progress=False).corpus
     funnel = synth_corpus(corpus, SynthConfig(max_samples=100), progress=False).funnel
     figures: dict[str, Any] = {
         "corpus": {"clips": len(world.clips["train"]), "seconds": round(time.perf_counter()
@@ -238,6 +252,10 @@ def main() -> int:
     figures["chain_seconds"] = round(time.perf_counter() - chain, 1)
     prefs = heldout_preferences(corpus, "tiny-dpo", sft.checkpoint, dpo.checkpoint)
     figures["dpo"]["heldout_pair_by_pair"] = prefs
+    figures["dpo"]["generation_class_match"] = {
+        name: generation_accuracy(load_trained(checkpoint), world, corpus, heldout_corpus)
+        for name, checkpoint in (("sft", sft.checkpoint), ("dpo", dpo.checkpoint))}
+    match = figures["dpo"]["generation_class_match"]
     a, s, d = figures["align"], figures["sft"]["enrichment"], figures["dpo"]
     start, end = prefs["start"], prefs["end"]
     bars = [
@@ -267,6 +285,11 @@ def main() -> int:
                          - start["policy_preference"]["mean_logp_margin"], 4), ">", 0.0,
                    f"policy preference share {start['policy_preference']['ties_as_half']} -> "
                    f"{end['policy_preference']['ties_as_half']} (chance 0.5)"),
+        record.bar("dpo_generation_class_match_gain",
+                   round(match["dpo"]["accuracy"] - match["sft"]["accuracy"], 4), ">=", 0.0,
+                   f"{match['dpo']['captions']} held-out captions: sft "
+                   f"{match['sft']['accuracy']:.3f} -> dpo {match['dpo']['accuracy']:.3f} "
+                   f"(chance {1 / max(match['dpo']['classes'], 1):.3f})"),
     ]
     for name in ("align", "pretrain", "sft", "dpo"):
         print(name, json.dumps(figures[name], sort_keys=True))

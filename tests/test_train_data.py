@@ -19,8 +19,9 @@ from ualm.train.blend.counting import sample_tokens
 from ualm.train.blend.spec import BlendSpec, SourceSpec
 from ualm.train.data import source_reader
 from ualm.train.data.datamodule import STATE_KEY, DataConfig, UALMDataModule
+from ualm.train.data.rows import FILL_WINDOW, Rows
 from ualm.train.data.sources import discover, probabilities
-from ualm.train.data.stream import PackedStream, Rows, StreamConfig
+from ualm.train.data.stream import PackedStream, StreamConfig
 from ualm.train.sequence.layout import CODE_PAD, FRAME, IGNORE, PAD
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
@@ -115,22 +116,21 @@ def test_batches_are_packed_deterministic_and_counted(corpus: Path) -> None:
 
 def test_realised_tokens_use_the_shared_counting_rule(corpus: Path) -> None:
     stream = _stream(corpus)
-    emitted = []
-    draw = stream._next_sample
+    drawn = []
+    draw = stream._draw
 
     def spy() -> object:
         sample = draw()
-        emitted.append(sample)
+        drawn.append(sample)
         return sample
 
-    stream._next_sample = spy  # type: ignore[method-assign]
+    stream._draw = spy  # type: ignore[method-assign]
     it = iter(stream)
     for _ in range(5):
         _, state = next(it)
-    unique = {id(s): s for s in emitted}  # a carried sample is emitted twice, packed once
-    carry = stream.carry.tokens if stream.carry is not None else 0
+    held = stream.buffer + ([stream.carry] if stream.carry is not None else [])
     assert sum(c[1] for c in state["counts"].values()) == sum(
-        s.tokens for s in unique.values()) - carry
+        s.tokens for s in drawn) - sum(s.tokens for s in held)  # every drawn sample packed once
     source = stream.sources[0]
     _, parts = next(iter_samples(source.shards[0]))
     meta = load_json(parts["json"])
@@ -139,6 +139,29 @@ def test_realised_tokens_use_the_shared_counting_rule(corpus: Path) -> None:
     assert sample.tokens == sample_tokens(meta2, TOK, codes.shape[1], codes.shape[0])
     assert sample.tokens == len(meta2["captions"][0]) + 8 * meta2["frames"]
     assert meta["frames"] == 75
+
+
+def test_a_row_ends_with_buffered_samples_that_fit_not_padding(
+        corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample that does not fit the rest of a row starts the next one; the space it leaves is
+    filled with buffered samples that fit (the longest first), so padding is only what no
+    sample of the fill window fits."""
+    def padding(stream: PackedStream) -> int:
+        free = 0
+        for _ in range(30):
+            rows = Rows(1, 256, 8)
+            stream.pack_row(rows, 0)
+            left = int((rows.task_ids[0] < 0).sum())
+            assert all(s.length > left for s in stream.buffer[:FILL_WINDOW]) or not filling
+            free += left
+        return free
+
+    filling = True
+    filled = padding(_stream(corpus, buffer=16))
+    filling = False
+    monkeypatch.setattr("ualm.train.data.stream.best_fit", lambda *args, **kwargs: -1)
+    unfilled = padding(_stream(corpus, buffer=16))
+    assert filled < unfilled * 0.7, (filled, unfilled)
 
 
 def test_streams_read_disjoint_samples(corpus: Path) -> None:

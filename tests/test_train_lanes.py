@@ -159,16 +159,15 @@ def test_gloo_two_ranks_then_one_then_two_continue_the_straight_sequence(
 @pytest.mark.parametrize("module", ["pretrain", "dpo"])
 def test_moving_a_batch_to_the_device_leaves_its_stream_states_as_they_are(module: str) -> None:
     """A lane's state holds thousands of sample references; Lightning's generic move rebuilt it
-    element by element on every step (a quarter of a tiny-model step). The modules move the
+    element by element on every step (a quarter of a tiny-model step). The data modules move the
     tensors, nested replay batches included, and hand the states over untouched."""
-    from ualm.train.model.module import UALMModule
-    from ualm.train.stages.dpo import DPOModule
+    from ualm.train.stages.pairs import PairDataModule
 
     state = {"lanes": {0: {"buffer": [(0, 1, 2, 3)] * 1000}}, "refs": {0: []}}
     replay_state = {"lanes": {1: {"buffer": [(1, 2, 3, 4)] * 10}}, "refs": {1: []}}
     batch = {"tokens": torch.arange(6).reshape(2, 3), STATE_KEY: state,
              "replay": {"tokens": torch.ones(2), STATE_KEY: replay_state}}
-    cls = UALMModule if module == "pretrain" else DPOModule
+    cls = UALMDataModule if module == "pretrain" else PairDataModule
     moved = cls.transfer_batch_to_device(None, batch, torch.device("cpu"), 0)  # type: ignore[arg-type]
     assert moved[STATE_KEY] is state and moved["replay"][STATE_KEY] is replay_state
     assert torch.equal(moved["tokens"], batch["tokens"])

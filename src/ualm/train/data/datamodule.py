@@ -89,6 +89,10 @@ class UALMDataModule(L.LightningDataModule):
             self.sources = discover(self.corpora, self.config.codec_id)
             self.probs = probabilities(self.sources, self.blend)
 
+    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
+                                 dataloader_idx: int) -> dict[str, Any]:
+        return to_device(batch, device)  # the stream state stays as it is (see to_device)
+
     def _placement(self) -> tuple[int, int, int]:
         """(rank, world, micro-batches per optimizer step)."""
         trainer = getattr(self, "trainer", None)

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ualm.train.data.rows import Rows
 from ualm.train.data.source_reader import ShardCache
 from ualm.train.data.sources import Source
-from ualm.train.data.stream import PackedStream, Rows, StreamConfig
+from ualm.train.data.stream import PackedStream, StreamConfig
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 STATE_KEY = "stream_state"

@@ -31,50 +31,17 @@ import numpy as np
 
 from ualm.errors import UalmError
 from ualm.train.blend.counting import code_tokens, sample_tokens
+from ualm.train.data.rows import Rows, best_fit
 from ualm.train.data.source_reader import Codes, Ref, ShardCache, SourceReader
 from ualm.train.data.sources import Source
 from ualm.train.sequence.chat import build_sample, sample_task
-from ualm.train.sequence.layout import (
-    TASK_IDS,
-    LaidSample,
-    empty_rows,
-    place_in_row,
-    with_labels,
-)
+from ualm.train.sequence.layout import TASK_IDS, LaidSample
 from ualm.train.sequence.split import laid_length, split_sample
 from ualm.train.sequence.text_tokenizer import TextTokenizer
 
 MAX_SKIPS_IN_A_ROW = 10_000
 """Skipped draws in a row after which a stream gives up (fewer for a small corpus: twice its
 samples): with only a few samples in 10,000 usable, training would learn from almost nothing."""
-
-
-class Rows:
-    """A batch being packed: the layout's rows plus position and task ids per position."""
-
-    def __init__(self, batch: int, length: int, codebooks: int) -> None:
-        self.rows = rows = empty_rows(batch, length, codebooks)
-        self.steps = np.arange(length)
-        self.position_ids = np.zeros((batch, length), dtype=np.int64)
-        self.task_ids = np.full((batch, length), -1, dtype=np.int64)  # -1: padding
-        self.views = [(rows["tokens"][r, 0], rows["target"][r], rows["delayed"][r],
-                       self.position_ids[r], self.task_ids[r]) for r in range(batch)]
-        """Per row, what `put` writes: made once, not once per sample."""
-
-    def put(self, row: int, at: int, laid: LaidSample, task_id: int) -> None:
-        stream0, target, delayed, positions, tasks = self.views[row]
-        place_in_row(stream0, target, delayed, at, laid)
-        n = laid.length
-        positions[at : at + n] = self.steps[:n]
-        tasks[at : at + n] = task_id
-
-    def pad(self, row: int, at: int) -> None:
-        """Padding: a block of its own."""
-        self.position_ids[row, at:] = self.steps[: len(self.steps) - at]
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {**with_labels(self.rows), "position_ids": self.position_ids,
-                "task_ids": self.task_ids}
 
 
 @dataclass(frozen=True)
@@ -271,7 +238,9 @@ class PackedStream:
         return rows.arrays()
 
     def pack_row(self, rows: Rows, row: int) -> list[Ref]:
-        """Fills one row with the next samples that fit; returns their references."""
+        """Fills one row with the next samples that fit, then its end with buffered samples
+        that fit (`best_fit`: the longest first) rather than padding; the sample that did not
+        fit starts the next row. Returns the references packed."""
         length = self.config.seq_len
         at, packed = 0, []
         while True:
@@ -280,19 +249,28 @@ class PackedStream:
             except StopIteration:  # a finite stream (evaluation) ran out
                 self.exhausted = True
                 break
-            n = sample.length
-            if at + n > length:
+            if at + sample.length > length:
                 self.carry = sample
                 break
-            source = sample.ref[0]
-            rows.put(row, at, sample.laid, self.task_ids[source])
-            count = self.counts[self.labels[source]]
-            count[0] += len(sample.ref) == 4 or sample.ref[4] == 0  # a cut sample counts once
-            count[1] += sample.tokens
-            packed.append(sample.ref)
-            at += n
+            at = self._put(rows, row, at, sample, packed)
+        while not self.exhausted and (slot := best_fit(self.buffer, length - at)) >= 0:
+            sample = self.buffer[slot]
+            try:
+                self.buffer[slot] = self._draw()
+            except StopIteration:
+                del self.buffer[slot]
+            at = self._put(rows, row, at, sample, packed)
         rows.pad(row, at)
         return packed
+
+    def _put(self, rows: Rows, row: int, at: int, sample: Sample, packed: list[Ref]) -> int:
+        source = sample.ref[0]
+        rows.put(row, at, sample.laid, self.task_ids[source])
+        count = self.counts[self.labels[source]]
+        count[0] += len(sample.ref) == 4 or sample.ref[4] == 0  # a cut sample counts once
+        count[1] += sample.tokens
+        packed.append(sample.ref)
+        return at + sample.length
 
     def __iter__(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
         while True:

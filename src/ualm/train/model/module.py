@@ -11,7 +11,7 @@ import lightning as L
 import torch
 
 from ualm.errors import UalmError
-from ualm.train.data.datamodule import STATE_KEY, to_device
+from ualm.train.data.datamodule import STATE_KEY
 from ualm.train.model.freeze import apply_stage, row_masked
 from ualm.train.model.model import ModelConfig, UALMModel
 from ualm.train.model.safe_load import check_meta, load_weights_only
@@ -52,10 +52,6 @@ class UALMModule(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
         self.positions_seen += int((batch["task_ids"] >= 0).sum())
         return out["loss"]
-
-    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
-                                 dataloader_idx: int) -> dict[str, Any]:
-        return to_device(batch, device)  # the stream state stays as it is (see to_device)
 
     def configure_optimizers(self) -> Any:
         return adamw_warmup_cosine(self.model, self.optim, self.max_steps,

@@ -22,7 +22,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from ualm.train.data.datamodule import STATE_KEY, to_device
+from ualm.train.data.datamodule import STATE_KEY
 from ualm.train.model.model import ModelConfig, UALMModel
 from ualm.train.model.module import CHECKPOINT_KEY, adamw_warmup_cosine, checkpoint_meta
 from ualm.train.sequence.layout import IGNORE
@@ -176,10 +176,6 @@ class DPOModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         self._heldout_now()
-
-    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
-                                 dataloader_idx: int) -> dict[str, Any]:
-        return to_device(batch, device)  # the stream states stay as they are (see to_device)
 
     def configure_optimizers(self) -> Any:
         return adamw_warmup_cosine(self.model, self.optim, self.max_steps)

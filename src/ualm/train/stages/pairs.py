@@ -30,7 +30,7 @@ from ualm.manifests import storage
 from ualm.manifests.layout import CorpusLayout
 from ualm.manifests.shard_reader import iter_samples, load_json, load_npy
 from ualm.manifests.token_sets import corpus_codec
-from ualm.train.data.datamodule import STATE_KEY, DataConfig
+from ualm.train.data.datamodule import STATE_KEY, DataConfig, to_device
 from ualm.train.sequence.chat import build_sample
 from ualm.train.sequence.layout import TASK_IDS, empty_rows, place, with_labels
 from ualm.train.sequence.text_tokenizer import TextTokenizer
@@ -215,6 +215,10 @@ class PairDataModule(L.LightningDataModule):
         self.train_refs: list[PairRef] = []
         self.heldout_refs: list[PairRef] = []
         self._consumed = 0
+
+    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
+                                 dataloader_idx: int) -> dict[str, Any]:
+        return to_device(batch, device)  # the replay's stream state stays as it is
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_refs:
