@@ -1,8 +1,8 @@
 """A blend the trainer keeps (issue 23): the realised token shares of the demo's blend, per task
 and per source, against the spec, when samples are longer than the training sequence.
 
-Builds the demo's event world (examples/demo.yaml: 3 clips per class of 49 classes, 60 text
-rows, random codec), writes reasoning traces into it with the rule teacher (`ualm synth`:
+Builds the demo's event world (as examples/demo.yaml's `sources.events` says: its events, clips
+per class, seconds, text rows and seed; random codec), writes reasoning traces into it with the rule teacher (`ualm synth`:
 enrichment, dialogue, reflection; a self-reflection trace holds two clips and is longer than
 the tiny preset's 512 positions), blends it with the demo's targets counting at the trainer's
 seq_len (`ualm blend --seq_len`), then streams N batches through the training data module (the
@@ -10,7 +10,7 @@ tiny preset's data section) and compares the realised shares with the spec.
 Bars: max |realised - spec| <= 0.01 over the tasks and over the sources; no sample skipped as
 too long.
 
-Before (commit 9575c22, the same corpus, blend and 4,000 batches): reasoning realised 0.0254
+Before (commit 9575c22, on the demo's world of then: 3 clips per class of 49 classes; the same blend and 4,000 batches): reasoning realised 0.0254
 where the spec said 0.1, self-reflection 0.0 of its 0.0558 (1,370 traces skipped as `too_long`
 while the blend had counted their tokens), generation 0.4849 for 0.45, understanding 0.4356 for
 0.4: max |realised - spec| 0.0746 over the tasks, 0.0558 over the sources.
@@ -27,10 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _record import Record, add_arguments
-from ualm.audio.events import make_event_world
+from ualm.audio.events import EVENTS, make_event_world
 from ualm.config import BuildConfig
 from ualm.pipelines.build import build_corpus
 from ualm.synth.config import SynthConfig
@@ -41,19 +43,24 @@ from ualm.train.config import TrainConfig
 from ualm.train.data.datamodule import STATE_KEY, UALMDataModule
 from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-TARGETS = {"understanding": 0.4, "generation": 0.45, "text": 0.05, "reasoning": 0.1}
-"""examples/demo.yaml's blend targets."""
+DEMO = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "demo.yaml").read_text())
+TARGETS = DEMO["blend"]["targets"]
+WORLD = DEMO["sources"]["events"]
+"""examples/demo.yaml's blend targets and event world."""
 BAR = 0.01
 KINDS = ("enrichment", "dialogue", "reflection")
 
 
 def corpus_with_traces(out: Path, per_class: int) -> Path:
     """The demo's world, built and tokenized, with rule-teacher traces (reused when there)."""
+    events = WORLD["events"] or list(EVENTS)
+    out = out / f"{len(events)}-events-{per_class}-per-class"  # a corpus per world
     corpus = out / "corpus"
     if (corpus / "synth" / "funnel.json").is_file():
         return corpus
     world = make_event_world(out / "world", per_class=per_class, heldout_per_class=0,
-                             seconds=1.2, text_rows=60, seed=0)
+                             seconds=WORLD["seconds"], text_rows=WORLD["text_rows"],
+                             events=events, seed=WORLD["seed"])
     config = BuildConfig.from_dict({"shards": {"max_samples": 64},
                                     "tokenize": {"codec": "random"}})
     build_corpus([world.manifests["train"]], corpus, config, engine="local", progress=False)
@@ -65,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/ualm-bench-blend-kept")
-    parser.add_argument("--per-class", type=int, default=3)
+    parser.add_argument("--per-class", type=int, default=WORLD["per_class"])
     parser.add_argument("--batches", type=int, default=4000)
     add_arguments(parser)
     args = parser.parse_args()

@@ -170,7 +170,7 @@ def heldout_preferences(corpus: Path, preset: str, sft: Path, dpo: Path) -> dict
 
     c = TrainConfig.from_yaml(preset)
     reference = load_trained(sft)
-    module = PairDataModule([corpus], c.data, reference.tokenizer, c.model.codebooks,
+    module = PairDataModule([corpus], c.data, reference.tokenizer, reference.k,
                             c.stage.heldout_fraction, c.stage.heldout_by)
     batches = module.heldout_batches()
     return {"start": preference_shares(reference, reference, batches, c.stage.beta),
