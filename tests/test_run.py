@@ -27,6 +27,7 @@ DEMO = EXAMPLES / "demo.yaml"
 FAST = [  # the demo, shrunk: 3 events, 1 s clips, a 1-layer model, 3 steps, local engine
     "engine.name=local",
     "sources.events.per_class=1",
+    "sources.events.heldout_per_class=1",
     f"sources.events.events={json.dumps(list(EVENTS))}",
     "sources.events.seconds=1.0",
     "sources.events.text_rows=4",
