@@ -2,16 +2,16 @@
 and per source, against the spec, when samples are longer than the training sequence.
 
 Builds the demo's event world (as examples/demo.yaml's `sources.events` says: its events, clips
-per class, seconds, text rows and seed; random codec), writes reasoning traces into it with the rule teacher (`ualm synth`:
-enrichment, dialogue, reflection; a self-reflection trace holds two clips and is longer than
-the tiny preset's 512 positions), blends it with the demo's targets counting at the trainer's
+per class, seconds, text rows and seed; random codec), writes reasoning traces into it with the
+rule teacher (`ualm synth`: enrichment, dialogue, reflection; a self-reflection trace holds two
+clips and is longer than the tiny preset's 512 positions), blends it with the demo's targets counting at the trainer's
 seq_len (`ualm blend --seq_len`), then streams N batches through the training data module (the
 tiny preset's data section) and compares the realised shares with the spec.
 Bars: max |realised - spec| <= 0.01 over the tasks and over the sources; no sample skipped as
 too long.
 
-Before (commit 9575c22, on the demo's world of then: 3 clips per class of 49 classes; the same blend and 4,000 batches): reasoning realised 0.0254
-where the spec said 0.1, self-reflection 0.0 of its 0.0558 (1,370 traces skipped as `too_long`
+Before (commit 9575c22, on the demo's world of then: 3 clips per class of 49 classes; the same
+blend and 4,000 batches): reasoning realised 0.0254 where the spec said 0.1, self-reflection 0.0 of its 0.0558 (1,370 traces skipped as `too_long`
 while the blend had counted their tokens), generation 0.4849 for 0.45, understanding 0.4356 for
 0.4: max |realised - spec| 0.0746 over the tasks, 0.0558 over the sources.
 

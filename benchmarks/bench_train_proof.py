@@ -60,8 +60,10 @@ from ualm.train.trainer import train
 
 UNDERSTANDING_BAR, GENERATION_BAR = 0.9, 0.8
 CONTROL_MARGIN = 0.3
-STOP_MARGIN_S = 6.0
 """The zero-codes control passes when it scores at least this far below each bar."""
+STOP_MARGIN_S = 6.0
+"""Training stops this long before the time bar: the timer starts after set-up and is read
+after each step, so a run cut by it ends a little past the limit it was given."""
 
 SHARES = {"generation": 0.6, "understanding": 0.35, "text": 0.05}
 """Sample shares: generation samples carry 8 codebooks of targets and converge more slowly
@@ -171,8 +173,6 @@ def main() -> int:
             return trained[(lr, seed)]
         folder = out / f"run-lr{lr}-seed{seed}"
         shutil.rmtree(folder, ignore_errors=True)
-        # stopped STOP_MARGIN_S before the bar: the timer starts after set-up, and is read
-        # after each step
         r = dataclasses.replace(base.run, max_minutes=args.minutes - STOP_MARGIN_S / 60,
                                 progress_bar=False,
                                 max_steps=args.steps or base.run.max_steps, seed=seed)

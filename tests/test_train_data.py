@@ -146,21 +146,20 @@ def test_a_row_ends_with_buffered_samples_that_fit_not_padding(
     """A sample that does not fit the rest of a row starts the next one; the space it leaves is
     filled with buffered samples that fit (the longest first), so padding is only what no
     sample of the fill window fits."""
-    def padding(stream: PackedStream) -> int:
+    def padding(stream: PackedStream, filled: bool) -> int:
         free = 0
         for _ in range(30):
             rows = Rows(1, 256, 8)
             stream.pack_row(rows, 0)
             left = int((rows.task_ids[0] < 0).sum())
-            assert all(s.length > left for s in stream.buffer[:FILL_WINDOW]) or not filling
+            if filled:  # nothing in the window fits what was left
+                assert all(s.length > left for s in stream.buffer[:FILL_WINDOW])
             free += left
         return free
 
-    filling = True
-    filled = padding(_stream(corpus, buffer=16))
-    filling = False
+    filled = padding(_stream(corpus, buffer=16), filled=True)
     monkeypatch.setattr("ualm.train.data.stream.best_fit", lambda *args, **kwargs: -1)
-    unfilled = padding(_stream(corpus, buffer=16))
+    unfilled = padding(_stream(corpus, buffer=16), filled=False)
     assert filled < unfilled * 0.7, (filled, unfilled)
 
 

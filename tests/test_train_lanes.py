@@ -168,7 +168,8 @@ def test_moving_a_batch_to_the_device_leaves_its_stream_states_as_they_are(modul
     batch = {"tokens": torch.arange(6).reshape(2, 3), STATE_KEY: state,
              "replay": {"tokens": torch.ones(2), STATE_KEY: replay_state}}
     cls = UALMDataModule if module == "pretrain" else PairDataModule
-    moved = cls.transfer_batch_to_device(None, batch, torch.device("cpu"), 0)  # type: ignore[arg-type]
+    move = cls.transfer_batch_to_device
+    moved = move(None, batch, torch.device("cpu"), 0)  # type: ignore[arg-type]
     assert moved[STATE_KEY] is state and moved["replay"][STATE_KEY] is replay_state
     assert torch.equal(moved["tokens"], batch["tokens"])
     assert torch.equal(moved["replay"]["tokens"], torch.ones(2))

@@ -116,21 +116,24 @@ def understanding_accuracy(model: UALMModel, world: EventWorld, corpus: str | Pa
         clip = clips.get(str(meta.get("input_id")))
         if clip is not None:
             items.append((meta["conversations"][0]["value"], codes, clip.answer))
-    right = exact = chose = 0
+    right = exact = 0
+    picked: list[str | None] = []
     examples = []
     for at in range(0, len(items), batch):
         part = items[at : at + batch]
         questions, codes = [q for q, _, _ in part], [c for _, c, _ in part]
         got = answer(model, questions, codes, max_new_tokens=40)
-        picked = choices.choose(model, questions, codes)
-        for (question, _, want), have, option in zip(part, got, picked, strict=True):
+        picked += choices.choose(model, questions, codes)
+        for (question, _, want), have in zip(part, got, strict=True):
             exact += have.strip() == str(want).strip()
             right += chosen_option(question, have) == str(want)
-            chose += option == str(want)
             if len(examples) < 3:
-                examples.append({"want": want, "chosen": option, "got": have})
+                examples.append({"want": want, "chosen": picked[len(examples)], "got": have})
+    scored = choices.score(picked, [str(want) for _, _, want in items],
+                           [len(choices.options_of(q)) for q, _, _ in items])
     n = max(len(items), 1)
-    return {"accuracy": chose / n, "free_text_accuracy": right / n, "exact_accuracy": exact / n,
+    return {"accuracy": scored["accuracy"], "chance": scored["chance"],
+            "free_text_accuracy": right / n, "exact_accuracy": exact / n,
             "questions": len(items), "examples": examples}
 
 
