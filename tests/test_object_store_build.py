@@ -5,7 +5,6 @@ errors, and one-line errors for a missing bucket or denied access that never sho
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SMALL, tree_bytes
+from tests.conftest import SMALL
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, FaultyProxy, moto_s3
+from tests.store_checks import assert_inspect_matches, digests, local_digests
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.cli import main
 from ualm.errors import UalmError
@@ -37,19 +37,6 @@ def s3_corpus(store: str, world: SyntheticWorld) -> str:
     return url
 
 
-def digests(url: str, work: bool = False) -> dict[str, str]:
-    """sha256 of every object below a prefix (without `_work/` unless asked), by relative name."""
-    import s3fs
-
-    fs, root = s3fs.S3FileSystem(skip_instance_cache=True), url[len("s3://"):]
-    return {key[len(root) + 1:]: hashlib.sha256(fs.cat_file(key)).hexdigest()
-            for key in fs.find(root) if work or not key[len(root) + 1:].startswith("_work/")}
-
-
-def local_digests(root: Path) -> dict[str, str]:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in tree_bytes(root).items()}
-
-
 def test_local_engine_build_into_s3_is_byte_identical(s3_corpus: str, local_corpus: Path) -> None:
     remote = digests(s3_corpus)
     assert remote == local_digests(local_corpus)
@@ -68,12 +55,7 @@ def test_dask_build_into_s3_is_byte_identical(store: str, world: SyntheticWorld,
 
 def test_inspect_reads_the_corpus_in_the_bucket(s3_corpus: str, local_corpus: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inspect", s3_corpus, "--json"]) == 0
-    remote = json.loads(capsys.readouterr().out)
-    assert main(["inspect", str(local_corpus), "--json"]) == 0
-    local = json.loads(capsys.readouterr().out)
-    assert remote.pop("corpus") == s3_corpus and local.pop("corpus") == str(local_corpus)
-    assert remote == local and remote["kept"] > 0
+    assert_inspect_matches(s3_corpus, local_corpus, capsys)
 
 
 @pytest.mark.parametrize("case", ["missing bucket", "access denied"])

@@ -71,25 +71,32 @@ def store_errors(location: str) -> Iterator[None]:
     bucket, scheme = bucket_of(location), location.split("://", 1)[0]
     try:
         yield
-    except PermissionError as exc:
-        raise UalmError(f"access denied to bucket {bucket} ({location})",
-                        fix="grant this identity read, write and delete on the prefix, or use "
-                            "other credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID)") from exc
     except FileNotFoundError as exc:
         raise UalmError(f"bucket {bucket} does not exist ({location})",
                         fix=f"create it first (e.g. `aws s3 mb {scheme}://{bucket}`), or check "
                             "the --out URL and AWS_ENDPOINT_URL") from exc
+    except OSError as exc:
+        if isinstance(exc, PermissionError) or str(exc).startswith("Forbidden"):  # gcsfs: 403
+            raise UalmError(f"access denied to bucket {bucket} ({location})",
+                            fix="grant this identity read, write and delete on the prefix, or "
+                                "use other credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, "
+                                "GOOGLE_APPLICATION_CREDENTIALS)") from exc
+        raise _store_error(exc, bucket, location) from exc
     except UalmError:
         raise
     except Exception as exc:
-        kind = type(exc).__name__
-        if kind in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
-            raise UalmError(f"no credentials to write to bucket {bucket}",
-                            fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                                "or the store's usual credentials") from exc
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise UalmError(f"cannot write to bucket {bucket} ({location}): {kind}: {detail}",
-                        fix="check the URL, your credentials and the network") from exc
+        raise _store_error(exc, bucket, location) from exc
+
+
+def _store_error(exc: Exception, bucket: str, location: str) -> UalmError:
+    kind = type(exc).__name__
+    if kind in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+        return UalmError(f"no credentials to write to bucket {bucket}",
+                         fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                             "or the store's usual credentials")
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return UalmError(f"cannot write to bucket {bucket} ({location}): {kind}: {detail}",
+                     fix="check the URL, your credentials and the network")
 
 
 def abort_uploads(fs: Any, root: str) -> int:

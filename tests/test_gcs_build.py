@@ -1,0 +1,115 @@
+"""`ualm build --out gs://bucket/prefix` against a GCS JSON API server on 127.0.0.1
+(tests/gcs_server.py: gcp-storage-emulator with GCS's `ifGenerationMatch=0` precondition), through
+gcsfs, the client users run: the same bytes as a local-folder build on the local and the Dask
+engine, readers on the bucket, create-only commit records, a crashed attempt finished by a
+rerun, and one-line errors for a missing bucket or denied access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMALL
+from tests.gcs_server import gcs_server
+from tests.s3_server import FaultyProxy
+from tests.store_checks import assert_inspect_matches, digests, local_digests
+from ualm.audio.synthetic import SyntheticWorld
+from ualm.cli import main
+from ualm.errors import UalmError
+from ualm.manifests.layout import CorpusLayout, write_done
+from ualm.pipelines.build import build_corpus
+
+BUCKET = "ualm-gcs"
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as monkeypatch, gcs_server(monkeypatch, BUCKET) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def gs_corpus(store: str, world: SyntheticWorld) -> str:
+    url = f"gs://{BUCKET}/local-engine"
+    assert build_corpus([world.manifest], url, SMALL, engine="local", progress=False).corpus == url
+    return url
+
+
+def test_local_engine_build_into_gcs_is_byte_identical(gs_corpus: str, local_corpus: Path) -> None:
+    remote = digests(gs_corpus)
+    assert remote == local_digests(local_corpus)
+    assert any(name.startswith("audio/") for name in remote) and "corpus.json" in remote
+    work = digests(gs_corpus, work=True)
+    assert [n for n in work if n.startswith("_work/runs/")], "one object per run, no append"
+    assert not [n for n in work if n.startswith("_work/units/")], "payloads dropped at commit"
+
+
+def test_dask_build_into_gcs_is_byte_identical(store: str, world: SyntheticWorld,
+                                               local_corpus: Path) -> None:
+    """Two `dask worker` processes, each its own gcsfs client, write into the bucket."""
+    url = f"gs://{BUCKET}/dask"
+    build_corpus([world.manifest], url, SMALL, engine="dask", workers=2, progress=False)
+    assert digests(url) == local_digests(local_corpus)
+
+
+def test_inspect_reads_the_corpus_in_the_bucket(gs_corpus: str, local_corpus: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert_inspect_matches(gs_corpus, local_corpus, capsys)
+
+
+def test_a_completion_record_is_written_once(store: str) -> None:
+    """GCS's `ifGenerationMatch=0`: a racing attempt's record does not replace the first."""
+    layout = CorpusLayout(f"gs://{BUCKET}/records")
+    output = layout.path("manifests/part.parquet")
+    layout.write_bytes(output, b"deterministic bytes")
+    write_done(layout, "ingest", 0, [output], {"attempt": "first"})
+    record = layout.done_record("ingest", 0)
+    first = layout.read_bytes(record)
+    write_done(layout, "ingest", 0, [output], {"attempt": "racing second"})
+    assert layout.read_bytes(record) == first
+    assert layout.write_once(layout.path("once.json"), b"1") is True
+    assert layout.write_once(layout.path("once.json"), b"2") is False
+    assert layout.read_bytes(layout.path("once.json")) == b"1"
+
+
+def test_a_crashed_build_is_finished_by_a_rerun(store: str, world: SyntheticWorld,
+                                                local_corpus: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"gs://{BUCKET}/crashed"
+    monkeypatch.setenv("UALM_FAULTS", "shard:1=fail")
+    with pytest.raises(UalmError, match="shard unit 1 failed"):
+        build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
+    monkeypatch.delenv("UALM_FAULTS")
+    layout = CorpusLayout(url)
+    # what a worker killed after uploading shard 1's tar leaves: an object with no record
+    local_tar = local_corpus / layout.relative(layout.audio_shard(1))
+    layout.write_bytes(layout.audio_shard(1), local_tar.read_bytes()[:1000])
+    assert main(["inspect", url]) == 2, "no corpus.json: readers refuse the half-built corpus"
+
+    result = build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
+    assert result.skipped_units > 0, "the rerun kept the finished units"
+    assert digests(url) == local_digests(local_corpus)
+
+
+@pytest.mark.parametrize("case", ["missing bucket", "access denied"])
+def test_store_errors_are_one_line_naming_the_bucket(
+        store: str, world: SyntheticWorld, case: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcsfs
+
+    bucket = "no-such-bucket" if case == "missing bucket" else BUCKET
+    with FaultyProxy(store, r"^POST /upload/storage/v1/b/ualm-gcs/o", [403] * 10) as proxy:
+        if case == "access denied":  # GCS's answer to an identity without objects.create
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            gcsfs.GCSFileSystem.clear_instance_cache()
+        code = main(["build", "--input", str(world.manifest), "--out", f"gs://{bucket}/denied",
+                     "--engine", "local"])
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("ualm: error: ")
+    assert bucket in err and ("does not exist" if case == "missing bucket" else "access denied") \
+        in err
+    assert bool(proxy.injected) == (case == "access denied"), "the 403 was what it met"
