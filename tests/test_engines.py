@@ -216,3 +216,28 @@ def test_dask_map_reduce_is_a_shuffle_matching_the_local_engine() -> None:
     assert [r["values"] for r in expected] == [8, 6, 6, 0]
     with DaskEngine(workers=2) as engine:
         assert engine.map_reduce(emit_residues, tasks, total, keys, "sums") == expected
+
+
+def _found_a_decode_process(_: int) -> bool:
+    """Run as a unit: whether this worker thread's decode process was running before the unit."""
+    from ualm.audio import isolation
+
+    process = getattr(isolation._local, "process", None)
+    return process is not None and process.popen.poll() is None
+
+
+def test_prepare_warms_each_worker_in_the_thread_that_runs_its_units() -> None:
+    """The build's warm-up (`Engine.prepare(warm_worker)`) runs on every Dask worker in the
+    thread that runs units: each unit then finds its decode process already started."""
+    from functools import partial
+
+    from distributed import wait
+
+    from ualm.engines.dask import DaskEngine
+    from ualm.pipelines.build import warm_worker
+
+    with DaskEngine(workers=2) as engine:
+        engine.prepare(partial(warm_worker, True))
+        wait(engine._prepared)
+        assert len(engine._prepared) == 2 and all(f.status == "finished" for f in engine._prepared)
+        assert engine.map(_found_a_decode_process, list(range(8)), "probe") == [True] * 8

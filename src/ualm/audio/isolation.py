@@ -236,6 +236,12 @@ class DecodeProcess:
 _local = threading.local()
 
 
+def warm() -> None:
+    """Starts this thread's decode process now (imports and all), so that the first input
+    does not wait for it."""
+    _process()
+
+
 def _process() -> DecodeProcess:
     """This thread's decode process, started on first use and again after it was killed or died
     (between inputs too: the kernel's out-of-memory killer may pick it), or when this is a forked

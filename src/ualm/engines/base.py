@@ -77,6 +77,13 @@ class Engine(ABC):
         """reduce(key, values) for every key in `keys` (values [] where none was emitted);
         results in the order of `keys`. Pairs whose key is not in `keys` are dropped."""
 
+    def prepare(self, fn: Callable[[], Any]) -> None:
+        """Runs `fn` once on every worker, in the thread that will run its units, without
+        waiting: a warm-up (imports, a decode process) that overlaps the driver's own work
+        (listing, planning) instead of delaying each worker's first unit. A hint: engines whose
+        units run in the calling process or in workers they do not address ignore it."""
+        return None
+
     def close(self) -> None:
         """Releases workers; engines that hold none do nothing."""
         return None

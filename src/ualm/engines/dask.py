@@ -82,6 +82,7 @@ class DaskEngine(Engine):
 
         self.retries = retries
         self._cluster: Any = None
+        self._prepared: list[Any] = []
         if scheduler:
             try:
                 self._client = Client(scheduler, timeout="15s")
@@ -164,6 +165,15 @@ class DaskEngine(Engine):
     def run_on_workers(self, fn: Callable[[], Any]) -> dict[str, Any]:
         """Runs fn once in every worker process (used by benchmarks to read worker memory)."""
         return self._client.run(fn)
+
+    def prepare(self, fn: Callable[[], Any]) -> None:
+        # a task pinned to each worker runs in its executor thread (client.run would use the
+        # event loop's, where a thread-bound decode process would be of no use); the futures
+        # are kept so that the scheduler does not drop them as unwanted
+        workers = list(self._client.scheduler_info(n_workers=-1)["workers"])
+        self._prepared = [self._client.submit(fn, workers=[w], allow_other_workers=False,
+                                              pure=False, key=f"ualm-prepare-{w}")
+                          for w in workers]
 
     def close(self) -> None:
         self._client.close()

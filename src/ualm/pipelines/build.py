@@ -7,11 +7,13 @@ what was unfinished and ends with the same bytes as a clean run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +57,41 @@ def build_corpus(
 ) -> BuildResult:
     """Builds (or resumes) a corpus, then tokenizes it unless `config.tokenize.enabled` is off.
     Returns once `corpus.json` is written. An unwritable output is refused before the inputs
-    are listed; a full disk or a quota, met at any point, stops it with one line
-    (`resources`)."""
+    are listed (and before an engine starts); a full disk or a quota, met at any point, stops it
+    with one line (`resources`)."""
     config = config or BuildConfig()
     layout = CorpusLayout(out)
     check_output(layout)
-    listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
-    config = resolved_for(config, listing.count)  # what every stage, the hash and corpus.json see
-    with output_errors(layout, listing.count):
-        fresh = _prepare_output(layout, config, listing)
-        ctx = Context(layout, config, _count_units(listing, config), listing, fresh=fresh)
-        committed = layout.is_complete()
-        if not committed:
-            warn_if_short(layout, listing.count)
-        started = time.time()
-        with engine_for(engine, scheduler, workers, beam_runner, beam_options,
-                        progress) as runner:
+    with engine_for(engine, scheduler, workers, beam_runner, beam_options, progress) as runner:
+        # the workers warm up (imports, decode processes) while the driver lists the inputs
+        runner.prepare(partial(warm_worker, config.limits.isolate))
+        listing = list_inputs(inputs, allow_roots, config.crawl, config.work.unit_size)
+        config = resolved_for(config, listing.count)  # what every stage, the hash and corpus.json see
+        with output_errors(layout, listing.count):
+            fresh = _prepare_output(layout, config, listing)
+            ctx = Context(layout, config, _count_units(listing, config), listing, fresh=fresh)
+            committed = layout.is_complete()
+            if not committed:
+                warn_if_short(layout, listing.count)
+            started = time.time()
             skipped = run_stages(BUILD_STAGES, runner, ctx, progress)
-        if not committed:
-            _log_run(layout, runner.name, started, skipped)
+            if not committed:
+                _log_run(layout, runner.name, started, skipped)
     summary = ctx.outputs.get("summary") or summarize(layout)
     where = Path(layout.root) if layout.local else layout.location
     return BuildResult(where, summary, skipped, ctx.outputs.get("tokens"))
+
+
+def warm_worker(isolate: bool) -> None:
+    """What a worker's first unit would otherwise wait for (`Engine.prepare`): the imports of
+    every stage, made as the worker loads this function's module, and, when decoding is
+    isolated, this thread's decode process. Never raises: a decode process that will not start
+    fails the first unit instead, with its message."""
+    from ualm.audio import isolation
+
+    if isolate:
+        with contextlib.suppress(Exception):
+            isolation.warm()
 
 
 def plan_build(inputs: Sequence[str | Path], config: BuildConfig | None = None,
