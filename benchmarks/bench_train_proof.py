@@ -27,6 +27,8 @@ real ones less CONTROL_MARGIN, from below (it writes bench_train_proof_zero_code
     .venv/bin/python benchmarks/bench_train_proof.py              # 2 lrs on seed 0, seeds 0-2
     .venv/bin/python benchmarks/bench_train_proof.py --lr 0.004 --seeds 0   # one run
     .venv/bin/python benchmarks/bench_train_proof.py --quick      # a small world, 40 steps
+    .venv/bin/python benchmarks/bench_train_proof.py --validation-only --lrs 0.005 \
+        --model layers=4                                          # try a change, held-out unseen
 
 Prints each run and each bar, writes benchmarks/results/bench_train_proof.json (see
 _record.py), exits 1 when a bar is missed.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -122,6 +125,11 @@ def main() -> int:
     parser.add_argument("--shares", default=",".join(f"{t}={w}" for t, w in SHARES.items()),
                         help="sample shares per task, e.g. generation=0.6,understanding=0.35,"
                              "text=0.05")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="train --lrs on --select-seed, print the validation scores, stop "
+                             "(for trying a change without looking at the held-out clips)")
+    parser.add_argument("--model", default="",
+                        help="tiny preset's model fields to change, e.g. layers=4,hidden_size=96")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -166,6 +174,9 @@ def main() -> int:
     validation_view = with_heldout_of(world, validation)
     sampling = GenerationConfig(args.guidance, args.top_k, args.temperature)
     base = TrainConfig.from_yaml("tiny")
+    changes = {k: type(getattr(base.model, k))(v) for k, v in
+               (item.split("=") for item in args.model.split(",") if item)}
+    base = dataclasses.replace(base, model=dataclasses.replace(base.model, **changes))
     trained: dict[tuple[float, int], dict] = {}
 
     def run(lr: float, seed: int) -> dict:
@@ -203,7 +214,7 @@ def main() -> int:
                 "examples": metrics["understanding"]["examples"]}
 
     selection = []
-    if len(lrs) > 1:
+    if len(lrs) > 1 or args.validation_only:
         for lr in lrs:
             entry = run(lr, args.select_seed)
             v = score(entry, validation_view, corpora["validation"])
@@ -216,6 +227,10 @@ def main() -> int:
                               "validation_captions": v["generation_captions"]})
             log(f"  validation, lr {lr}: {selection[-1]}")
         chosen = max(selection, key=lambda x: x["validation_mean"])["lr"]  # first on a tie
+        if args.validation_only:
+            print(json.dumps({"model_changes": changes, "shares": shares,
+                              "selection": selection}), flush=True)
+            return 0
     else:
         chosen = lrs[0]
     runs = []
@@ -243,7 +258,7 @@ def main() -> int:
                   args.understanding_per_class, "questions": args.questions,
                   "heldout_per_class": args.heldout_per_class,
                   "validation_per_class": args.validation_per_class, "seconds": args.seconds},
-        "build_seconds": round(built, 1), "shares": shares,
+        "build_seconds": round(built, 1), "shares": shares, "model_changes": changes,
         "sampling": dataclasses.asdict(sampling), "runs": runs,
         "trained_runs": [{k: v for k, v in e.items() if k != "checkpoint"}
                          for e in trained.values()],
