@@ -112,4 +112,7 @@ def test_store_errors_are_one_line_naming_the_bucket(
     assert err.count("\n") == 1 and err.startswith("ualm: error: ")
     assert bucket in err and ("does not exist" if case == "missing bucket" else "access denied") \
         in err
+    assert "aws" not in err.lower(), "a GCS user gets GCS's commands and settings"
+    assert ("gcloud storage buckets create" if case == "missing bucket"
+            else "GOOGLE_APPLICATION_CREDENTIALS") in err
     assert bool(proxy.injected) == (case == "access denied"), "the 403 was what it met"

@@ -64,36 +64,44 @@ def check_writable(fs: Any, work: str, location: str) -> None:
         fs.rm_file(probe)
 
 
+_STORE_HINTS = {  # scheme: (how to create a bucket, its endpoint setting, its credentials)
+    "s3": ("aws s3 mb", "AWS_ENDPOINT_URL", "AWS_PROFILE, AWS_ACCESS_KEY_ID"),
+    "gs": ("gcloud storage buckets create", "STORAGE_EMULATOR_HOST (an emulator only)",
+           "GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`"),
+}
+_OTHER_STORE = ("", "the store's endpoint settings", "the store's usual settings")
+
+
 @contextmanager
 def store_errors(location: str) -> Iterator[None]:
     """A store's failures as one line that names the bucket, never a URL with credentials nor
     a traceback."""
     bucket, scheme = bucket_of(location), location.split("://", 1)[0]
+    create, endpoint, credentials = _STORE_HINTS.get(scheme, _OTHER_STORE)
     try:
         yield
     except FileNotFoundError as exc:
+        example = f" (e.g. `{create} {scheme}://{bucket}`)" if create else ""
         raise UalmError(f"bucket {bucket} does not exist ({location})",
-                        fix=f"create it first (e.g. `aws s3 mb {scheme}://{bucket}`), or check "
-                            "the --out URL and AWS_ENDPOINT_URL") from exc
+                        fix=f"create it first{example}, or check the --out URL and "
+                            f"{endpoint}") from exc
     except OSError as exc:
         if isinstance(exc, PermissionError) or str(exc).startswith("Forbidden"):  # gcsfs: 403
             raise UalmError(f"access denied to bucket {bucket} ({location})",
                             fix="grant this identity read, write and delete on the prefix, or "
-                                "use other credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, "
-                                "GOOGLE_APPLICATION_CREDENTIALS)") from exc
-        raise _store_error(exc, bucket, location) from exc
+                                f"use other credentials ({credentials})") from exc
+        raise _store_error(exc, bucket, location, credentials) from exc
     except UalmError:
         raise
     except Exception as exc:
-        raise _store_error(exc, bucket, location) from exc
+        raise _store_error(exc, bucket, location, credentials) from exc
 
 
-def _store_error(exc: Exception, bucket: str, location: str) -> UalmError:
+def _store_error(exc: Exception, bucket: str, location: str, credentials: str) -> UalmError:
     kind = type(exc).__name__
     if kind in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
         return UalmError(f"no credentials to write to bucket {bucket}",
-                         fix="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                             "or the store's usual credentials")
+                         fix=f"set the store's credentials ({credentials})")
     detail = str(exc).splitlines()[0] if str(exc) else ""
     return UalmError(f"cannot write to bucket {bucket} ({location}): {kind}: {detail}",
                      fix="check the URL, your credentials and the network")
