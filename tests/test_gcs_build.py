@@ -2,7 +2,8 @@
 (tests/gcs_server.py: gcp-storage-emulator with GCS's `ifGenerationMatch=0` precondition), through
 gcsfs, the client users run: the same bytes as a local-folder build on the local and the Dask
 engine, readers on the bucket, create-only commit records, a crashed attempt finished by a
-rerun, and one-line errors for a missing bucket or denied access."""
+rerun, inputs read from the bucket, and one-line errors for a missing bucket or denied access
+that name GCS's own commands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SMALL
+from tests.conftest import SMALL, tree_bytes
 from tests.gcs_server import gcs_server
 from tests.s3_server import FaultyProxy
 from tests.store_checks import assert_inspect_matches, digests, local_digests
@@ -116,3 +117,26 @@ def test_store_errors_are_one_line_naming_the_bucket(
     assert ("gcloud storage buckets create" if case == "missing bucket"
             else "GOOGLE_APPLICATION_CREDENTIALS") in err
     assert bool(proxy.injected) == (case == "access denied"), "the 403 was what it met"
+
+
+def test_a_build_from_inputs_in_the_bucket_keeps_the_audio_bytes(
+        store: str, world: SyntheticWorld, local_corpus: Path, tmp_path: Path) -> None:
+    """The world (manifest and audio, relative paths) in the bucket: the shards hold the same
+    bytes as a build of the local copy; paths resolve against the manifest's prefix, one that
+    climbs out of it is refused, a missing object is a reject named by its URL."""
+    import gcsfs
+    import pyarrow.parquet as pq
+
+    gcsfs.GCSFileSystem().put(f"{world.root}/", f"{BUCKET}/world/", recursive=True)
+    out = tmp_path / "from-gcs"
+    build_corpus([f"gs://{BUCKET}/world/{world.manifest.name}"], out, SMALL, engine="local",
+                 progress=False)
+    local, remote = tree_bytes(local_corpus), tree_bytes(out)
+    assert sorted(local) == sorted(remote)
+    audio = [name for name in local if name.startswith("audio/")]
+    assert audio and all(local[name] == remote[name] for name in audio)
+    rejects = {r["input_id"]: r for f in sorted((out / "manifests/rejects").iterdir())
+               for r in pq.read_table(f).to_pylist()}
+    assert rejects["bad-missing"]["reason"] == "input/missing_file"
+    assert rejects["bad-missing"]["detail"] == f"gs://{BUCKET}/world/incoming/does-not-exist.wav"
+    assert rejects["bad-escape"]["reason"] == "input/outside_allowed_roots"
