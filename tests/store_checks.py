@@ -36,3 +36,20 @@ def assert_inspect_matches(url: str, local: Path, capsys: pytest.CaptureFixture[
     here = json.loads(capsys.readouterr().out)
     assert remote.pop("corpus") == url and here.pop("corpus") == str(local)
     assert remote == here and remote["kept"] > 0
+
+
+def assert_trains_from(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ualm train URL`, as the README shows it: a 1-layer model, 2 steps, the token shards
+    streamed from the store; the realised blend drew samples."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({
+        "model": {"hidden_size": 16, "layers": 1, "heads": 2, "kv_heads": 1,
+                  "intermediate_size": 32, "max_positions": 2048},
+        "data": {"seq_len": 2048, "batch_size": 2, "shuffle_buffer": 4},
+        "run": {"max_steps": 2, "log_every": 1, "accelerator": "cpu", "devices": 1,
+                "progress_bar": False, "threads": 1}}))
+    capsys.readouterr()
+    assert main(["train", url, "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    realised = json.loads((tmp_path / "run" / "realised_blend.json").read_text())
+    assert sum(s["samples"] for s in realised["sources"].values()) > 0

@@ -15,7 +15,12 @@ import pytest
 from tests.conftest import SMALL, tree_bytes
 from tests.gcs_server import gcs_server
 from tests.s3_server import FaultyProxy
-from tests.store_checks import assert_inspect_matches, digests, local_digests
+from tests.store_checks import (
+    assert_inspect_matches,
+    assert_trains_from,
+    digests,
+    local_digests,
+)
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.cli import main
 from ualm.errors import UalmError
@@ -140,3 +145,19 @@ def test_a_build_from_inputs_in_the_bucket_keeps_the_audio_bytes(
     assert rejects["bad-missing"]["reason"] == "input/missing_file"
     assert rejects["bad-missing"]["detail"] == f"gs://{BUCKET}/world/incoming/does-not-exist.wav"
     assert rejects["bad-escape"]["reason"] == "input/outside_allowed_roots"
+
+
+def test_tokens_in_the_bucket_and_ualm_train_streams_them(
+        store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The codec stage writes token shards into gs:// (the same bytes as into a folder), and
+    `ualm train` streams them from there. 2 clips: the seeded random codec costs seconds a clip."""
+    from ualm.audio.synthetic import make_world
+
+    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True, "codec": "random"}})
+    url, local = f"gs://{BUCKET}/tokens", tmp_path / "tokens"
+    world = make_world(tmp_path / "world", n_clips=2, seed=7)
+    build_corpus([world.manifest], url, tokens, engine="local", progress=False)
+    build_corpus([world.manifest], local, tokens, engine="local", progress=False)
+    remote = digests(url)
+    assert remote == local_digests(local) and any(n.startswith("tokens/") for n in remote)
+    assert_trains_from(url, tmp_path, capsys)

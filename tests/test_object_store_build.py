@@ -14,7 +14,12 @@ import pytest
 
 from tests.conftest import SMALL
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, FaultyProxy, moto_s3
-from tests.store_checks import assert_inspect_matches, digests, local_digests
+from tests.store_checks import (
+    assert_inspect_matches,
+    assert_trains_from,
+    digests,
+    local_digests,
+)
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.cli import main
 from ualm.errors import UalmError
@@ -216,18 +221,7 @@ def test_tokens_in_the_bucket_and_ualm_train_streams_them(
     assert local_digests(tmp_path / "published").keys() >= remote.keys() - {"README.md"}
 
     # `ualm train` on the bucket, as the README shows it: the shards stream from s3://
-    config = tmp_path / "tiny.yaml"
-    config.write_text(json.dumps({
-        "model": {"hidden_size": 16, "layers": 1, "heads": 2, "kv_heads": 1,
-                  "intermediate_size": 32, "max_positions": 2048},
-        "data": {"seq_len": 2048, "batch_size": 2, "shuffle_buffer": 4},
-        "run": {"max_steps": 2, "log_every": 1, "accelerator": "cpu", "devices": 1,
-                "progress_bar": False, "threads": 1}}))
-    capsys.readouterr()
-    assert main(["train", url, "--config", str(config), "--out", str(tmp_path / "run")]) == 0
-    assert "trained 2 steps" in capsys.readouterr().out
-    realised = json.loads((tmp_path / "run" / "realised_blend.json").read_text())
-    assert sum(s["samples"] for s in realised["sources"].values()) > 0
+    assert_trains_from(url, tmp_path, capsys)
 
 
 def test_a_store_that_keeps_failing_ends_in_one_line_after_bounded_tries(
