@@ -16,15 +16,19 @@ from tests.conftest import SMALL, tree_bytes
 from tests.gcs_server import gcs_server
 from tests.s3_server import FaultyProxy
 from tests.store_checks import (
+    assert_a_racing_record_is_refused,
+    assert_a_rerun_finishes_it,
+    assert_built_like_the_folder,
     assert_inspect_matches,
+    assert_one_line_store_error,
     assert_trains_from,
+    build_tokens_beside_a_folder,
+    crash_part_way,
     digests,
     local_digests,
 )
 from ualm.audio.synthetic import SyntheticWorld
 from ualm.cli import main
-from ualm.errors import UalmError
-from ualm.manifests.layout import CorpusLayout, write_done
 from ualm.pipelines.build import build_corpus
 
 BUCKET = "ualm-gcs"
@@ -44,12 +48,7 @@ def gs_corpus(store: str, world: SyntheticWorld) -> str:
 
 
 def test_local_engine_build_into_gcs_is_byte_identical(gs_corpus: str, local_corpus: Path) -> None:
-    remote = digests(gs_corpus)
-    assert remote == local_digests(local_corpus)
-    assert any(name.startswith("audio/") for name in remote) and "corpus.json" in remote
-    work = digests(gs_corpus, work=True)
-    assert [n for n in work if n.startswith("_work/runs/")], "one object per run, no append"
-    assert not [n for n in work if n.startswith("_work/units/")], "payloads dropped at commit"
+    assert_built_like_the_folder(gs_corpus, local_corpus)
 
 
 def test_dask_build_into_gcs_is_byte_identical(store: str, world: SyntheticWorld,
@@ -67,14 +66,7 @@ def test_inspect_reads_the_corpus_in_the_bucket(gs_corpus: str, local_corpus: Pa
 
 def test_a_completion_record_is_written_once(store: str) -> None:
     """GCS's `ifGenerationMatch=0`: a racing attempt's record does not replace the first."""
-    layout = CorpusLayout(f"gs://{BUCKET}/records")
-    output = layout.path("manifests/part.parquet")
-    layout.write_bytes(output, b"deterministic bytes")
-    write_done(layout, "ingest", 0, [output], {"attempt": "first"})
-    record = layout.done_record("ingest", 0)
-    first = layout.read_bytes(record)
-    write_done(layout, "ingest", 0, [output], {"attempt": "racing second"})
-    assert layout.read_bytes(record) == first
+    layout = assert_a_racing_record_is_refused(f"gs://{BUCKET}/records")
     assert layout.write_once(layout.path("once.json"), b"1") is True
     assert layout.write_once(layout.path("once.json"), b"2") is False
     assert layout.read_bytes(layout.path("once.json")) == b"1"
@@ -84,19 +76,8 @@ def test_a_crashed_build_is_finished_by_a_rerun(store: str, world: SyntheticWorl
                                                 local_corpus: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"gs://{BUCKET}/crashed"
-    monkeypatch.setenv("UALM_FAULTS", "shard:1=fail")
-    with pytest.raises(UalmError, match="shard unit 1 failed"):
-        build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
-    monkeypatch.delenv("UALM_FAULTS")
-    layout = CorpusLayout(url)
-    # what a worker killed after uploading shard 1's tar leaves: an object with no record
-    local_tar = local_corpus / layout.relative(layout.audio_shard(1))
-    layout.write_bytes(layout.audio_shard(1), local_tar.read_bytes()[:1000])
-    assert main(["inspect", url]) == 2, "no corpus.json: readers refuse the half-built corpus"
-
-    result = build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
-    assert result.skipped_units > 0, "the rerun kept the finished units"
-    assert digests(url) == local_digests(local_corpus)
+    crash_part_way(url, world, local_corpus, monkeypatch)
+    assert_a_rerun_finishes_it(url, world, local_corpus)
 
 
 @pytest.mark.parametrize("case", ["missing bucket", "access denied"])
@@ -115,9 +96,7 @@ def test_store_errors_are_one_line_naming_the_bucket(
     gcsfs.GCSFileSystem.clear_instance_cache()
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("ualm: error: ")
-    assert bucket in err and ("does not exist" if case == "missing bucket" else "access denied") \
-        in err
+    assert_one_line_store_error(err, bucket, case)
     assert "aws" not in err.lower(), "a GCS user gets GCS's commands and settings"
     assert ("gcloud storage buckets create" if case == "missing bucket"
             else "GOOGLE_APPLICATION_CREDENTIALS") in err
@@ -151,13 +130,6 @@ def test_tokens_in_the_bucket_and_ualm_train_streams_them(
         store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The codec stage writes token shards into gs:// (the same bytes as into a folder), and
     `ualm train` streams them from there. 2 clips: the seeded random codec costs seconds a clip."""
-    from ualm.audio.synthetic import make_world
-
-    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True, "codec": "random"}})
-    url, local = f"gs://{BUCKET}/tokens", tmp_path / "tokens"
-    world = make_world(tmp_path / "world", n_clips=2, seed=7)
-    build_corpus([world.manifest], url, tokens, engine="local", progress=False)
-    build_corpus([world.manifest], local, tokens, engine="local", progress=False)
-    remote = digests(url)
-    assert remote == local_digests(local) and any(n.startswith("tokens/") for n in remote)
+    url = f"gs://{BUCKET}/tokens"
+    build_tokens_beside_a_folder(url, tmp_path)
     assert_trains_from(url, tmp_path, capsys)

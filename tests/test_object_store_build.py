@@ -15,8 +15,14 @@ import pytest
 from tests.conftest import SMALL
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, FaultyProxy, moto_s3
 from tests.store_checks import (
+    assert_a_racing_record_is_refused,
+    assert_a_rerun_finishes_it,
+    assert_built_like_the_folder,
     assert_inspect_matches,
+    assert_one_line_store_error,
     assert_trains_from,
+    build_tokens_beside_a_folder,
+    crash_part_way,
     digests,
     local_digests,
 )
@@ -43,12 +49,7 @@ def s3_corpus(store: str, world: SyntheticWorld) -> str:
 
 
 def test_local_engine_build_into_s3_is_byte_identical(s3_corpus: str, local_corpus: Path) -> None:
-    remote = digests(s3_corpus)
-    assert remote == local_digests(local_corpus)
-    assert any(name.startswith("audio/") for name in remote) and "corpus.json" in remote
-    work = digests(s3_corpus, work=True)
-    assert [n for n in work if n.startswith("_work/runs/")], "one object per run, no append"
-    assert not [n for n in work if n.startswith("_work/units/")], "payloads dropped at commit"
+    assert_built_like_the_folder(s3_corpus, local_corpus)
 
 
 def test_dask_build_into_s3_is_byte_identical(store: str, world: SyntheticWorld,
@@ -79,9 +80,7 @@ def test_store_errors_are_one_line_naming_the_bucket(
                  "--engine", "local"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("ualm: error: ")
-    assert bucket in err and ("does not exist" if case == "missing bucket" else "access denied") \
-        in err
+    assert_one_line_store_error(err, bucket, case)
     assert SECRET_KEY not in err and ACCESS_KEY not in err
 
 
@@ -91,24 +90,13 @@ def test_a_crashed_build_leaves_nothing_readers_trust_and_a_rerun_finishes_it(
     import boto3
 
     url = f"s3://{BUCKET}/crashed"
-    monkeypatch.setenv("UALM_FAULTS", "shard:1=fail")
-    with pytest.raises(UalmError, match="shard unit 1 failed"):
-        build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
-    monkeypatch.delenv("UALM_FAULTS")
-    layout = CorpusLayout(url)
+    layout = crash_part_way(url, world, local_corpus, monkeypatch)
     assert layout.list(layout.faults, prefix="shard-1-"), "the fault hook counts its attempts"
-    # what a worker killed after uploading shard 1's tar leaves: an object with no record
-    local_tar = local_corpus / layout.relative(layout.audio_shard(1))
-    layout.write_bytes(layout.audio_shard(1), local_tar.read_bytes()[:1000])
     # and what a worker killed in the middle of a large (multipart) put leaves
     client = boto3.client("s3")
     client.create_multipart_upload(Bucket=BUCKET, Key="crashed/audio/audio-000002.tar")
     assert not layout.is_complete()
-    assert main(["inspect", url]) == 2, "no corpus.json: readers refuse the half-built corpus"
-
-    result = build_corpus([world.manifest], url, SMALL, engine="local", progress=False)
-    assert result.skipped_units > 0, "the rerun kept the finished units"
-    assert digests(url) == local_digests(local_corpus)
+    assert_a_rerun_finishes_it(url, world, local_corpus)
     assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "aborted at commit"
 
 
@@ -155,14 +143,8 @@ def test_a_rerun_into_the_same_prefix_finds_it_complete(
 
 
 def test_an_existing_completion_record_is_kept(store: str) -> None:
-    layout = CorpusLayout(f"s3://{BUCKET}/records")
-    output = layout.path("manifests/part.parquet")
-    layout.write_bytes(output, b"deterministic bytes")
-    write_done(layout, "ingest", 0, [output], {"attempt": "first"})
-    record = layout.done_record("ingest", 0)
-    first = layout.read_bytes(record)
-    write_done(layout, "ingest", 0, [output], {"attempt": "racing second"})
-    assert layout.read_bytes(record) == first, "the racing attempt did not overwrite it"
+    layout = assert_a_racing_record_is_refused(f"s3://{BUCKET}/records")
+    output, record = layout.path("manifests/part.parquet"), layout.done_record("ingest", 0)
 
     layout.remove(output)  # a record that vouches for a file gone: a rerun replaces it
     layout.write_bytes(output, b"rewritten")
@@ -191,18 +173,12 @@ def test_tokens_in_the_bucket_and_ualm_train_streams_them(
         store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A world of 2 clips: the codec stage (a seeded random EnCodec) costs seconds per clip, and
     its first use in a test session builds the codec (about 80 s on 2 busy cores)."""
-    from ualm.audio.synthetic import make_world
     from ualm.train.data.sources import discover, equal_blend, probabilities
     from ualm.train.data.stream import PackedStream, StreamConfig
     from ualm.train.sequence.text_tokenizer import ByteTokenizer
 
-    tokens = SMALL.from_dict({**SMALL.to_dict(), "tokenize": {"enabled": True, "codec": "random"}})
-    url, local = f"s3://{BUCKET}/tokens", tmp_path / "tokens"
-    world = make_world(tmp_path / "world", n_clips=2, seed=7)
-    build_corpus([world.manifest], url, tokens, engine="local", progress=False)
-    build_corpus([world.manifest], local, tokens, engine="local", progress=False)
-    remote = digests(url)
-    assert remote == local_digests(local) and any(n.startswith("tokens/") for n in remote)
+    url = f"s3://{BUCKET}/tokens"
+    local, remote = build_tokens_beside_a_folder(url, tmp_path)
 
     batches = []
     for corpus in (url, str(local)):
