@@ -174,6 +174,7 @@ def class_match(model: Any, world: Any, corpus: Path, heldout: Path, seeds: int
             for s in range(seeds)]
     by_seed = [round(r["accuracy"], 3) for r in runs]
     return {**runs[0], "accuracy": sum(r["accuracy"] for r in runs) / seeds,
+            "mean_frames": sum(r["mean_frames"] for r in runs) / seeds,
             "by_seed": by_seed, "seeds": seeds}
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ualm import __version__
+from ualm.audio import isolation
 from ualm.config import BuildConfig
 from ualm.engines import Engine, engine_for
 from ualm.errors import UalmError
@@ -87,8 +88,6 @@ def warm_worker(isolate: bool) -> None:
     every stage, made as the worker loads this function's module, and, when decoding is
     isolated, this thread's decode process. Never raises: a decode process that will not start
     fails the first unit instead, with its message."""
-    from ualm.audio import isolation
-
     if isolate:
         with contextlib.suppress(Exception):
             isolation.warm()
